@@ -1,0 +1,35 @@
+# autoopt: the two quick-start commands are `make demo` and `make test`.
+# Needs only python3 (>= 3.11), pip and cargo; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: demo test install bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Builds the Rust extension (maturin) and installs autoopt, its built-in plugins and test tools.
+install: $(BIN)/python
+	$(PIP) install ".[test]" ./plugins/autoopt-builtins
+
+## Run autoopt's main job end to end on the embedded NATS server.
+demo: install
+	$(BIN)/autoopt demo
+
+## Run the whole test suite: Rust unit tests, then pytest (real nats-server, real models).
+test: install
+	cargo test --manifest-path rust/Cargo.toml --no-default-features
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops
+
+lint: install
+	$(BIN)/ruff check python plugins tests benches
+
+clean:
+	rm -rf $(VENV) target .pytest_cache .benchmarks

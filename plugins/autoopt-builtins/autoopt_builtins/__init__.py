@@ -1,0 +1,1 @@
+"""autoopt's built-in plugins, shipped as an ordinary plugin distribution."""

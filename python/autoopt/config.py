@@ -1,0 +1,279 @@
+"""One typed configuration, loaded from TOML and ``AUTOOPT_*`` environment variables.
+
+Precedence (later wins): built-in defaults < TOML file < environment.
+
+* The TOML file is ``--config PATH``, else ``$AUTOOPT_CONFIG``, else ``./autoopt.toml`` if present.
+* ``AUTOOPT_DATA_DIR`` sets ``data_dir``; ``AUTOOPT_NATS_URL`` sets ``nats.urls`` (comma-separated).
+* Any other key is reachable as ``AUTOOPT_<SECTION>__<KEY>`` (double underscore between levels),
+  e.g. ``AUTOOPT_PIPELINE__TRIALS=64``. Values that look like JSON lists/objects are parsed as JSON.
+
+Validation happens once, at start; a bad or unknown key raises `ConfigError` naming the key
+and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from autoopt.errors import ConfigError
+from autoopt.log.connect import NatsSettings
+
+ENV_PREFIX = "AUTOOPT_"
+_RESERVED_ENV = {"AUTOOPT_CONFIG", "AUTOOPT_DATA_DIR", "AUTOOPT_NATS_URL"}
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base for config sections: unknown keys are errors, not silently ignored."""
+
+
+class LabelConfig(_Section):
+    kind: Literal["direction", "triple_barrier"] = "direction"
+    horizon: PositiveInt = 1
+    dead_zone: NonNegFloat = 0.0
+    profit_take: NonNegFloat = 1.0
+    stop_loss: NonNegFloat = 1.0
+    vol_window: PositiveInt = 20
+
+
+class CVConfig(_Section):
+    n_splits: Annotated[int, msgspec.Meta(ge=2)] = 5
+    test_fraction: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.1
+    embargo_fraction: Fraction = 0.01
+    min_train_fraction: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.3
+
+
+class CostsConfig(_Section):
+    fees_bps: NonNegFloat = 2.0
+    slippage_bps: NonNegFloat = 1.0
+
+
+class GateSettings(_Section):
+    margin: NonNegFloat = 0.05
+    dsr_threshold: Fraction = 0.95
+    min_trades: NonNegInt = 30
+    metric: str = "sharpe"
+
+
+class PipelineConfig(_Section):
+    models: list[str] = msgspec.field(default_factory=lambda: ["lgbm"])
+    feature_set: str = "default"
+    trials: PositiveInt = 32
+    time_budget_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    pruning: bool = True
+    seed: int = 42
+    threads: PositiveInt = 2
+    optuna_storage: str | None = None
+    label: LabelConfig = msgspec.field(default_factory=LabelConfig)
+    cv: CVConfig = msgspec.field(default_factory=CVConfig)
+    costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
+    gate: GateSettings = msgspec.field(default_factory=GateSettings)
+
+
+class DegradationPolicy(_Section):
+    enabled: bool = True
+    metrics: list[str] = msgspec.field(default_factory=lambda: ["accuracy", "precision", "sharpe"])
+    threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
+    window: PositiveInt = 20
+
+
+class DriftPolicy(_Section):
+    enabled: bool = True
+    psi_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.2
+    ks_pvalue: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.001
+    adwin_delta: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.002
+    page_hinkley_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 50.0
+
+
+class SymbolPolicy(_Section):
+    """Per-symbol overrides; unset fields inherit from the global policy."""
+
+    schedule: str | None = None
+    cooldown_s: NonNegFloat | None = None
+    degradation: DegradationPolicy | None = None
+    drift: DriftPolicy | None = None
+
+
+class PolicyConfig(_Section):
+    schedule: str | None = "0 3 * * *"
+    cooldown_s: NonNegFloat = 6 * 3600.0
+    max_concurrent: PositiveInt = 1
+    degradation: DegradationPolicy = msgspec.field(default_factory=DegradationPolicy)
+    drift: DriftPolicy = msgspec.field(default_factory=DriftPolicy)
+    symbols: dict[str, SymbolPolicy] = msgspec.field(default_factory=dict)
+
+
+class ServiceConfig(_Section):
+    durable: str = "autoopt-service"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    ack_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
+    max_deliver: PositiveInt = 5
+    checkpoint_every: PositiveInt = 1000
+
+
+class PluginsConfig(_Section):
+    disabled: list[str] = msgspec.field(default_factory=list)
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json: bool | None = None
+
+
+class Config(_Section):
+    """The whole autoopt configuration."""
+
+    data_dir: str = ""
+    symbols: list[str] = msgspec.field(default_factory=list)
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
+    plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no NATS URL is configured and autoopt runs its own server."""
+        return not self.nats.urls
+
+
+def default_data_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/autoopt`` (``~/.local/share/autoopt``) unless overridden."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "autoopt"
+
+
+def _parse_env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"cannot parse JSON value {raw!r}: {exc}") from exc
+    return raw
+
+
+def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    tree: dict[str, Any] = {}
+    used: list[str] = []
+    if environ.get("AUTOOPT_DATA_DIR"):
+        tree["data_dir"] = environ["AUTOOPT_DATA_DIR"]
+        used.append("AUTOOPT_DATA_DIR")
+    if environ.get("AUTOOPT_NATS_URL"):
+        urls = [u.strip() for u in environ["AUTOOPT_NATS_URL"].split(",") if u.strip()]
+        tree.setdefault("nats", {})["urls"] = urls
+        used.append("AUTOOPT_NATS_URL")
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        node = tree
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {key!r} is not a section")
+            node = child
+        try:
+            node[path[-1]] = _parse_env_value(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"environment variable {name}: {exc}") from None
+        used.append(name)
+    return tree, used
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _find_file(path: str | Path | None, environ: dict[str, str]) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if environ.get("AUTOOPT_CONFIG"):
+        return Path(environ["AUTOOPT_CONFIG"])
+    local = Path("autoopt.toml")
+    return local if local.is_file() else None
+
+
+def _describe(msg: str) -> str:
+    # msgspec says "... - at `$.pipeline.trials`"; turn that into a dotted key name.
+    if " - at `$." in msg:
+        what, where = msg.rsplit(" - at `$.", 1)
+        key = where.rstrip("`")
+        return f"config key {key!r}: {what}"
+    return msg
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Load, merge and validate the configuration; raise `ConfigError` naming the bad key."""
+    env = dict(os.environ if environ is None else environ)
+    file = _find_file(path, env)
+    tree: dict[str, Any] = {}
+    sources = ["defaults"]
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"config file {str(file)!r} does not exist")
+        try:
+            tree = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
+        sources.append(str(file))
+    env_tree, used = _env_overrides(env)
+    tree = _merge(tree, env_tree)
+    if used:
+        sources.append("environment (" + ", ".join(used) + ")")
+    if overrides:
+        tree = _merge(tree, overrides)
+        sources.append("command line")
+    try:
+        config = msgspec.convert(tree, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{_describe(str(exc))} (sources: {'; '.join(sources)})") from None
+    _check_schedules(config)
+    if not config.data_dir:
+        config = msgspec.structs.replace(config, data_dir=str(default_data_dir(env)))
+    return config
+
+
+def _check_schedules(config: Config) -> None:
+    from croniter import croniter
+
+    entries = [("policy.schedule", config.policy.schedule)]
+    entries += [(f"policy.symbols.{s}.schedule", p.schedule) for s, p in config.policy.symbols.items()]
+    for key, expr in entries:
+        if expr is not None and not croniter.is_valid(expr):
+            raise ConfigError(f"config key {key!r}: {expr!r} is not a valid cron expression")
+
+
+def config_to_toml_dict(config: Config) -> dict[str, Any]:
+    """Plain-dict form (for `autoopt config show` and digests)."""
+    return msgspec.to_builtins(config)

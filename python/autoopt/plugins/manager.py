@@ -1,0 +1,187 @@
+"""Discovery and registration of plugins through the ``autoopt`` entry-point group.
+
+pluggy's own ``load_setuptools_entrypoints`` stops at the first plugin that fails to import;
+a production service must not, so entry points are loaded one by one here and each failure
+is kept as a `PluginFailure` naming the plugin and its cause while the rest still load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from autoopt.errors import PluginError
+from autoopt.plugins import hookspecs
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "autoopt"
+
+_COMPONENT_HOOKS = {
+    "trainer": "autoopt_register_trainers",
+    "validator": "autoopt_register_validators",
+    "risk_tuner": "autoopt_register_risk_tuners",
+    "data_source": "autoopt_register_data_sources",
+    "feature_set": "autoopt_register_feature_sets",
+    "drift_detector": "autoopt_register_drift_detectors",
+}
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and why."""
+
+    name: str
+    source: str
+    error: str
+    detail: str = ""
+
+    def as_error(self) -> PluginError:
+        return PluginError(f"plugin {self.name!r} ({self.source}) failed to load: {self.error}")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What `autoopt plugins` shows for one registered plugin."""
+
+    name: str
+    version: str
+    source: str
+    hooks: tuple[str, ...]
+
+
+@dataclass
+class Plugins:
+    """The loaded plugin set and typed access to the components it registered."""
+
+    pm: pluggy.PluginManager
+    failures: list[PluginFailure] = field(default_factory=list)
+    _origin: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def register(self, plugin: object, name: str, *, version: str = "", source: str = "") -> None:
+        """Register an already-imported plugin object (module, class instance)."""
+        self.pm.register(plugin, name=name)
+        self._origin[name] = (version, source or getattr(plugin, "__name__", type(plugin).__name__))
+        self._cache.clear()
+
+    def info(self) -> list[PluginInfo]:
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda p: p[0]):
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            version, source = self._origin.get(name, ("", ""))
+            out.append(PluginInfo(name=name, version=version, source=source, hooks=hooks))
+        return out
+
+    def components(self, kind: str) -> dict[str, Any]:
+        """All components of one kind (``trainer``, ``data_source``...) by their name."""
+        if kind not in _COMPONENT_HOOKS:
+            raise PluginError(f"unknown component kind {kind!r}; known: {sorted(_COMPONENT_HOOKS)}")
+        if kind in self._cache:
+            return self._cache[kind]
+        hook = getattr(self.pm.hook, _COMPONENT_HOOKS[kind])
+        found: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                items = impl.function() or []
+            except Exception as exc:  # a broken plugin must not take the others down
+                failure = PluginFailure(impl.plugin_name, "hook " + hook.name, repr(exc))
+                self.failures.append(failure)
+                log.error("%s", failure.as_error())
+                continue
+            for item in items:
+                name = getattr(item, "name", None)
+                if not isinstance(name, str) or not name:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} registered a {kind} without a string `name`: {item!r}"
+                    )
+                if name in found:
+                    raise PluginError(
+                        f"{kind} {name!r} is registered twice: by plugin {owners[name]!r} "
+                        f"and by plugin {impl.plugin_name!r}"
+                    )
+                found[name] = item
+                owners[name] = impl.plugin_name
+        self._cache[kind] = found
+        return found
+
+    def component(self, kind: str, name: str) -> Any:
+        """One component by name, or a PluginError listing what is available."""
+        items = self.components(kind)
+        if name not in items:
+            hint = ""
+            if self.failures:
+                hint = "; plugins that failed to load: " + ", ".join(
+                    f"{f.name} ({f.error})" for f in self.failures
+                )
+            raise PluginError(
+                f"no {kind} named {name!r}; available: {sorted(items) or 'none'}{hint}"
+            )
+        return items[name]
+
+    def trainer(self, name: str) -> Any:
+        return self.component("trainer", name)
+
+    def data_source_for(self, uri: str) -> Any:
+        """The data source whose scheme prefixes ``uri`` (``scheme:rest``)."""
+        scheme = uri.split(":", 1)[0] if ":" in uri else "file"
+        for source in self.components("data_source").values():
+            if source.scheme == scheme:
+                return source
+        schemes = sorted(s.scheme for s in self.components("data_source").values())
+        raise PluginError(f"no data source for scheme {scheme!r} in {uri!r}; known schemes: {schemes}")
+
+
+def _entry_points() -> Iterable[md.EntryPoint]:
+    return md.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def load_plugins(
+    *,
+    entry_points: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+    disabled: Iterable[str] = (),
+) -> Plugins:
+    """Build the plugin manager: entry points of the ``autoopt`` group, then ``extra``.
+
+    ``disabled`` names entry points to skip (config ``plugins.disabled``).
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = Plugins(pm)
+    skip = set(disabled)
+    if entry_points:
+        seen: set[str] = set()
+        for ep in _entry_points():
+            if ep.name in skip or ep.name in seen:
+                continue
+            seen.add(ep.name)
+            dist = ep.dist
+            version = dist.version if dist is not None else ""
+            source = f"{dist.name if dist else '?'} ({ep.value})"
+            try:
+                obj = ep.load()
+                plugins.register(obj, ep.name, version=version, source=source)
+            except Exception as exc:
+                failure = PluginFailure(
+                    name=ep.name,
+                    source=source,
+                    error=f"{type(exc).__name__}: {exc}",
+                    detail=traceback.format_exc(),
+                )
+                plugins.failures.append(failure)
+                log.error("%s", failure.as_error())
+    for name, obj in extra:
+        plugins.register(obj, name, source="registered in code")
+    return plugins
