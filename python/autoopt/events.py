@@ -1,0 +1,683 @@
+"""Every fact autoopt records, as msgspec Structs in one tagged union, msgpack on the wire.
+
+Why: the event log is the source of truth; every projection is rebuilt by replaying these types,
+so they must decode fast, typed, and stay readable for years.
+
+Wire format
+    A msgpack map with a ``"type"`` key holding the tag ``"<category>.<type>"`` (``"market.bars"``,
+    ``"model.released"``...) plus the fields by name. `encode` / `decode` use one reused Encoder and
+    one Decoder typed with the whole union (`AnyEvent`).
+
+Common fields (on `Event`)
+    ``event_id`` (see `autoopt.ids`), ``ts_event`` (when it happened, Unix ns), ``ts_init`` (when this
+    object was built, Unix ns), ``schema`` (version of this type's layout), ``causation_id`` (the
+    event this one reacts to), ``correlation_id`` (the first event of the chain).
+
+Subjects
+    The tag's category and type, plus the value of the type's ``scope_field`` (a symbol, an
+    experiment, a study...), give the subject ``autoopt.<category>.<type>.<scope>``; see
+    `autoopt.subjects`.
+
+Schema evolution (rules every change must follow)
+    * A new field goes at the end of its class and has a default, so old payloads still decode.
+    * A field's type never changes and a field is never renamed; add a new field instead.
+    * Removing a field: keep it, stop writing it (decoders ignore unknown keys, so new payloads also
+      decode in old readers).
+    * A new event type is a new class with a new tag, appended to `ALL_EVENT_TYPES`.
+    * ``schema`` is bumped when a field's meaning changes, so readers can tell layouts apart.
+
+Batches
+    `BarBatch` and `FeatureBatch` carry columns as raw little-endian bytes (int64 timestamps,
+    float64 values): decoding a batch is a memory copy, and `arrays()` / `to_polars()` view them
+    without per-value work. Build them with `from_arrays`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Self, Union
+
+import msgspec
+import numpy as np
+
+from autoopt.clock import Clock
+from autoopt.errors import DataError
+from autoopt.ids import derived_event_id, new_event_id
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+    """Base of every event. Concrete types set a tag ``"<category>.<type>"`` and a `scope_field`."""
+
+    event_id: str
+    ts_event: int
+    ts_init: int
+    schema: int = 1
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+    scope_field: ClassVar[str] = "symbol"
+
+    @classmethod
+    def type_tag(cls) -> str:
+        """The wire tag, e.g. ``"market.bars"``."""
+        tag = cls.__struct_config__.tag
+        if not isinstance(tag, str):
+            raise TypeError(f"{cls.__name__} is abstract: it has no event tag")
+        return tag
+
+    @classmethod
+    def category(cls) -> str:
+        """First part of the tag (``"market"``); it selects the stream."""
+        return cls.type_tag().split(".", 1)[0]
+
+    @classmethod
+    def kind(cls) -> str:
+        """Second part of the tag (``"bars"``)."""
+        return cls.type_tag().split(".", 1)[1]
+
+    @property
+    def scope(self) -> str:
+        """The value that ends this event's subject (a symbol, an experiment name...)."""
+        return str(getattr(self, self.scope_field))
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        clock: Clock | None = None,
+        cause: Event | None = None,
+        step: str | None = None,
+        **fields: Any,
+    ) -> Self:
+        """Build an event, filling the common fields.
+
+        ``ts_init`` is now (from `clock`, else the wall clock); ``ts_event`` defaults to it. With a
+        ``cause``, ``causation_id`` / ``correlation_id`` follow the chain, and with a ``step`` the
+        ``event_id`` is derived from (cause, step) so a retried step dedups in the log.
+        """
+        now = clock.now_ns() if clock is not None else time.time_ns()
+        fields.setdefault("ts_init", now)
+        fields.setdefault("ts_event", fields["ts_init"])
+        if cause is not None:
+            fields.setdefault("causation_id", cause.event_id)
+            fields.setdefault("correlation_id", cause.correlation_id or cause.event_id)
+            if step is not None:
+                fields.setdefault("event_id", derived_event_id(cause.event_id, step))
+        elif step is not None:
+            raise ValueError(
+                f"{cls.__name__}.new: step={step!r} needs a cause to derive an id from"
+            )
+        fields.setdefault("event_id", new_event_id(now))
+        return cls(**fields)
+
+
+def _i64(values: Any, name: str) -> bytes:
+    arr = np.ascontiguousarray(values, dtype="<i8")
+    if arr.ndim != 1:
+        raise DataError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+    return arr.tobytes()
+
+
+def _f64(values: Any, name: str) -> bytes:
+    arr = np.ascontiguousarray(values, dtype="<f8")
+    if arr.ndim != 1:
+        raise DataError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+    return arr.tobytes()
+
+
+_BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+
+
+# --------------------------------------------------------------------------------------- market
+
+
+class BarBatch(Event, tag="market.bars", kw_only=True, frozen=True):
+    """OHLCV bars of one symbol and timeframe, columnar: ``ts`` is little-endian int64 Unix ns of
+    each bar's open, the price/volume columns little-endian float64, all of the same length."""
+
+    symbol: str
+    timeframe: str
+    ts: bytes
+    open: bytes
+    high: bytes
+    low: bytes
+    close: bytes
+    volume: bytes
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        if n % 8:
+            raise ValueError(f"BarBatch {self.symbol}: ts byte length {n} is not a multiple of 8")
+        for name in _BAR_COLUMNS[1:]:
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"BarBatch {self.symbol}: column {name!r} has {len(getattr(self, name)) // 8} "
+                    f"values but ts has {n // 8}"
+                )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        symbol: str,
+        timeframe: str,
+        ts: Any,
+        open: Any,
+        high: Any,
+        low: Any,
+        close: Any,
+        volume: Any,
+        **fields: Any,
+    ) -> BarBatch:
+        """Pack array-likes into a batch; ``ts_event`` defaults to the last bar's ts."""
+        cols = {
+            "ts": _i64(ts, "ts"),
+            "open": _f64(open, "open"),
+            "high": _f64(high, "high"),
+            "low": _f64(low, "low"),
+            "close": _f64(close, "close"),
+            "volume": _f64(volume, "volume"),
+        }
+        n = len(cols["ts"])
+        for name, raw in cols.items():
+            if len(raw) != n:
+                raise DataError(
+                    f"BarBatch {symbol}: column {name!r} has {len(raw) // 8} values, ts has {n // 8}"
+                )
+        if n and "ts_event" not in fields:
+            fields["ts_event"] = int(np.frombuffer(cols["ts"][-8:], dtype="<i8")[0])
+        return cls.new(symbol=symbol, timeframe=timeframe, **cols, **fields)
+
+    @property
+    def n_bars(self) -> int:
+        return len(self.ts) // 8
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Read-only numpy views of the columns (no copy)."""
+        out = {"ts": np.frombuffer(self.ts, dtype="<i8")}
+        for name in _BAR_COLUMNS[1:]:
+            out[name] = np.frombuffer(getattr(self, name), dtype="<f8")
+        return out
+
+    def to_polars(self) -> pl.DataFrame:
+        """A DataFrame with ``ts`` (Int64 ns) and the float columns."""
+        import polars as pl
+
+        return pl.DataFrame(self.arrays())
+
+
+class FeatureBatch(Event, tag="market.features", kw_only=True, frozen=True):
+    """Computed features of one symbol: ``ts`` little-endian int64 ns, ``values`` little-endian
+    float64 in column-major order (all rows of ``columns[0]``, then ``columns[1]``...)."""
+
+    symbol: str
+    feature_set: str
+    columns: list[str]
+    ts: bytes
+    values: bytes
+    feature_set_version: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        if n % 8:
+            raise ValueError(
+                f"FeatureBatch {self.symbol}: ts byte length {n} is not a multiple of 8"
+            )
+        if len(self.values) != n * len(self.columns):
+            raise ValueError(
+                f"FeatureBatch {self.symbol}: values hold {len(self.values) // 8} floats, expected "
+                f"{n // 8} rows x {len(self.columns)} columns"
+            )
+
+    @classmethod
+    def from_arrays(
+        cls, *, symbol: str, feature_set: str, ts: Any, columns: dict[str, Any], **fields: Any
+    ) -> FeatureBatch:
+        """Pack a ts array and ``{name: array}`` columns of equal length."""
+        ts_raw = _i64(ts, "ts")
+        parts = [_f64(v, k) for k, v in columns.items()]
+        for name, raw in zip(columns, parts, strict=True):
+            if len(raw) != len(ts_raw):
+                raise DataError(
+                    f"FeatureBatch {symbol}: column {name!r} has {len(raw) // 8} values, "
+                    f"ts has {len(ts_raw) // 8}"
+                )
+        if ts_raw and "ts_event" not in fields:
+            fields["ts_event"] = int(np.frombuffer(ts_raw[-8:], dtype="<i8")[0])
+        return cls.new(
+            symbol=symbol,
+            feature_set=feature_set,
+            columns=list(columns),
+            ts=ts_raw,
+            values=b"".join(parts),
+            **fields,
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ts) // 8
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``ts`` plus one read-only float64 view per column (no copy)."""
+        n = self.n_rows
+        flat = np.frombuffer(self.values, dtype="<f8")
+        out = {"ts": np.frombuffer(self.ts, dtype="<i8")}
+        for i, name in enumerate(self.columns):
+            out[name] = flat[i * n : (i + 1) * n]
+        return out
+
+    def to_polars(self) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.DataFrame(self.arrays())
+
+
+# --------------------------------------------------------------------------------------- signal
+
+
+class SignalEmitted(Event, tag="signal.emitted", kw_only=True, frozen=True):
+    """The trading engine emitted a signal. ``side`` is "long", "short" or "flat"."""
+
+    symbol: str
+    signal_id: str
+    side: str
+    confidence: float
+    release_id: str | None = None
+    horizon_s: float | None = None
+    price: float | None = None
+    extra: dict[str, Any] = {}
+
+
+class SignalRouted(Event, tag="signal.routed", kw_only=True, frozen=True):
+    """The A/B router sent a signal request to one variant of an experiment."""
+
+    symbol: str
+    signal_id: str
+    experiment: str
+    variant: str
+    release_id: str
+    unit_key: str = ""
+
+
+# ---------------------------------------------------------------------------------------- trade
+
+
+class Fill(Event, tag="trade.fill", kw_only=True, frozen=True):
+    """One execution of an order. ``side`` is "buy" or "sell"; ``fee`` in ``fee_currency``."""
+
+    symbol: str
+    trade_id: str
+    side: str
+    qty: float
+    price: float
+    fee: float = 0.0
+    fee_currency: str = ""
+    order_id: str = ""
+    signal_id: str | None = None
+    liquidity: str = ""
+
+
+class TradeOutcome(Event, tag="trade.outcome", kw_only=True, frozen=True):
+    """A closed trade: what the signal earned after costs. ``return_`` is net of fees."""
+
+    symbol: str
+    trade_id: str
+    side: str
+    qty: float
+    entry_price: float
+    exit_price: float
+    fees: float
+    pnl: float
+    return_: float = msgspec.field(name="return")
+    signal_id: str | None = None
+    release_id: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    entry_ts: int = 0
+    exit_ts: int = 0
+
+
+# -------------------------------------------------------------------------------------- metrics
+
+
+class MetricsReported(Event, tag="metrics.reported", kw_only=True, frozen=True):
+    """Performance over a window (e.g. "1d", "30d"): sharpe, hit_rate, drawdown..."""
+
+    symbol: str
+    window: str
+    metrics: dict[str, float]
+    window_start: int = 0
+    window_end: int = 0
+    release_id: str | None = None
+    variant: str | None = None
+
+
+class DriftReported(Event, tag="metrics.drift", kw_only=True, frozen=True):
+    """A drift detector's reading on one feature or stream of one symbol."""
+
+    symbol: str
+    stream: str
+    statistic: str
+    value: float
+    threshold: float
+    drifted: bool
+    detector: str = ""
+    feature: str | None = None
+    details: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+class RetrainRequested(Event, tag="training.requested", kw_only=True, frozen=True):
+    """Someone (policy, operator, schedule) asked for a retrain; ``trigger`` holds the evidence."""
+
+    symbol: str
+    reason: str
+    trigger: dict[str, Any] = {}
+    requested_by: str = ""
+
+
+class TrainingStarted(Event, tag="training.started", kw_only=True, frozen=True):
+    """A trainer began a run."""
+
+    symbol: str
+    run_id: str
+    trainer: str
+    params: dict[str, Any] = {}
+    data_start: int = 0
+    data_end: int = 0
+    n_trials: int = 0
+
+
+class TrainingFinished(Event, tag="training.finished", kw_only=True, frozen=True):
+    """A training run ended; ``succeeded`` false carries ``error``."""
+
+    symbol: str
+    run_id: str
+    trainer: str
+    succeeded: bool
+    metrics: dict[str, float] = {}
+    best_params: dict[str, Any] = {}
+    duration_s: float = 0.0
+    n_trials: int = 0
+    artifact_uri: str | None = None
+    error: str | None = None
+
+
+class TrialCompleted(Event, tag="training.trial", kw_only=True, frozen=True):
+    """One Optuna trial. ``state`` is Optuna's name ("COMPLETE", "PRUNED", "FAIL")."""
+
+    study: str
+    number: int
+    state: str
+    params: dict[str, Any] = {}
+    value: float | None = None
+    values: list[float] | None = None
+    duration_s: float = 0.0
+    symbol: str = ""
+    run_id: str = ""
+    user_attrs: dict[str, Any] = {}
+
+    scope_field: ClassVar[str] = "study"
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+class ValidationVerdict(Event, tag="model.verdict", kw_only=True, frozen=True):
+    """The release gate's decision on a challenger against the champion."""
+
+    symbol: str
+    challenger: str
+    passed: bool
+    reasons: list[str] = []
+    metrics: dict[str, float] = {}
+    champion: str | None = None
+    champion_metrics: dict[str, float] = {}
+    n_trials: int = 0
+    deflated_sharpe: float | None = None
+
+
+class ModelReleased(Event, tag="model.released", kw_only=True, frozen=True):
+    """A model artifact was registered (not yet serving)."""
+
+    symbol: str
+    release_id: str
+    model_type: str
+    sha256: str
+    uri: str
+    metrics: dict[str, float] = {}
+    features: list[str] = []
+    params: dict[str, Any] = {}
+    parent: str | None = None
+    run_id: str | None = None
+
+
+class ModelPromoted(Event, tag="model.promoted", kw_only=True, frozen=True):
+    """A release became the champion (``current``) for its symbol."""
+
+    symbol: str
+    release_id: str
+    previous_release_id: str | None = None
+    reason: str = ""
+
+
+class ModelRolledBack(Event, tag="model.rolled_back", kw_only=True, frozen=True):
+    """The champion was moved back from ``from_release_id`` to ``release_id``."""
+
+    symbol: str
+    release_id: str
+    from_release_id: str
+    reason: str = ""
+
+
+# ----------------------------------------------------------------------------------- experiment
+
+
+class VariantSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """One arm of an experiment: which release serves it and its share of traffic."""
+
+    name: str
+    release_id: str
+    weight: float
+
+
+class ExperimentCreated(Event, tag="experiment.created", kw_only=True, frozen=True):
+    """An A/B experiment was defined; ``seed`` feeds the stable assignment hash."""
+
+    experiment: str
+    symbol: str
+    variants: list[VariantSpec]
+    seed: str
+    metric: str = "return"
+    hypothesis: str = ""
+    min_samples: int = 0
+    alpha: float = 0.05
+
+    scope_field: ClassVar[str] = "experiment"
+
+
+class ExperimentStarted(Event, tag="experiment.started", kw_only=True, frozen=True):
+    """Traffic starts flowing (also used to resume a paused experiment)."""
+
+    experiment: str
+    reason: str = ""
+
+    scope_field: ClassVar[str] = "experiment"
+
+
+class ExperimentPaused(Event, tag="experiment.paused", kw_only=True, frozen=True):
+    experiment: str
+    reason: str = ""
+
+    scope_field: ClassVar[str] = "experiment"
+
+
+class ExperimentConcluded(Event, tag="experiment.concluded", kw_only=True, frozen=True):
+    """The experiment ended; ``winner`` is None when no variant won."""
+
+    experiment: str
+    winner: str | None
+    reason: str
+    statistics: dict[str, Any] = {}
+
+    scope_field: ClassVar[str] = "experiment"
+
+
+class VariantAssigned(Event, tag="experiment.assigned", kw_only=True, frozen=True):
+    """A unit (account, strategy instance...) was assigned to a variant; ``bucket`` in [0, 1)."""
+
+    experiment: str
+    unit_key: str
+    variant: str
+    bucket: float
+
+    scope_field: ClassVar[str] = "experiment"
+
+
+# ----------------------------------------------------------------------------------------- risk
+
+
+class RiskParamsUpdated(Event, tag="risk.params_updated", kw_only=True, frozen=True):
+    """New risk parameters (stops, sizing, drawdown limits, weights) for a symbol."""
+
+    symbol: str
+    params: dict[str, float]
+    previous: dict[str, float] = {}
+    reason: str = ""
+    tuner: str = ""
+
+
+# ------------------------------------------------------------------------------------- decision
+
+
+class DecisionMade(Event, tag="decision.made", kw_only=True, frozen=True):
+    """The core decided something (retrain, promote, hold...) and why."""
+
+    symbol: str
+    kind: str
+    reason: str
+    details: dict[str, Any] = {}
+    policy: str = ""
+    commands: list[str] = []
+
+
+# --------------------------------------------------------------------------------------- system
+
+
+class ErrorRaised(Event, tag="system.error", kw_only=True, frozen=True):
+    """A component failed in a way operators must see."""
+
+    component: str
+    error_type: str
+    message: str
+    details: dict[str, Any] = {}
+    traceback: str = ""
+
+    scope_field: ClassVar[str] = "component"
+
+
+class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
+    """A message a consumer gave up on: undecodable, or its handler failed on the last delivery.
+    ``payload`` is the original bytes untouched, so it can be inspected or re-driven."""
+
+    stream: str
+    subject: str
+    seq: int
+    consumer: str
+    error: str
+    payload: bytes
+    deliveries: int = 0
+    headers: dict[str, str] = {}
+
+    scope_field: ClassVar[str] = "stream"
+
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    BarBatch,
+    FeatureBatch,
+    SignalEmitted,
+    SignalRouted,
+    Fill,
+    TradeOutcome,
+    MetricsReported,
+    DriftReported,
+    RetrainRequested,
+    TrainingStarted,
+    TrainingFinished,
+    TrialCompleted,
+    ValidationVerdict,
+    ModelReleased,
+    ModelPromoted,
+    ModelRolledBack,
+    ExperimentCreated,
+    ExperimentStarted,
+    ExperimentPaused,
+    ExperimentConcluded,
+    VariantAssigned,
+    RiskParamsUpdated,
+    DecisionMade,
+    ErrorRaised,
+    DeadLettered,
+)
+
+AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
+
+EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {t.type_tag(): t for t in ALL_EVENT_TYPES}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    """msgpack bytes of an event (the one shared Encoder)."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | bytearray | memoryview) -> Event:
+    """The typed event in ``data``; raises DataError naming the problem if it is not one."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DataError(f"payload is not a valid autoopt event: {exc}") from exc
+
+
+__all__ = [
+    "ALL_EVENT_TYPES",
+    "EVENT_TYPES_BY_TAG",
+    "AnyEvent",
+    "BarBatch",
+    "DeadLettered",
+    "DecisionMade",
+    "DriftReported",
+    "ErrorRaised",
+    "Event",
+    "ExperimentConcluded",
+    "ExperimentCreated",
+    "ExperimentPaused",
+    "ExperimentStarted",
+    "FeatureBatch",
+    "Fill",
+    "MetricsReported",
+    "ModelPromoted",
+    "ModelReleased",
+    "ModelRolledBack",
+    "RetrainRequested",
+    "RiskParamsUpdated",
+    "SignalEmitted",
+    "SignalRouted",
+    "TradeOutcome",
+    "TrainingFinished",
+    "TrainingStarted",
+    "TrialCompleted",
+    "ValidationVerdict",
+    "VariantAssigned",
+    "VariantSpec",
+    "decode",
+    "encode",
+]
