@@ -1,0 +1,147 @@
+"""How autoopt reaches NATS: one settings struct, turned into `nats.connect` arguments.
+
+`NatsSettings` is embedded in the global config as the ``[nats]`` section. With ``urls`` empty,
+autoopt runs its own embedded server (`autoopt.log.server`) in the data dir.
+
+Authentication (at most one of): ``user`` + ``password``, ``token``, ``nkeys_seed`` (a seed file
+path, or the seed itself when it starts with ``SU``), ``creds_file`` (a decentralised-auth
+``.creds`` file). TLS: ``tls_ca`` verifies the server; ``tls_cert`` + ``tls_key`` present a client
+certificate; any ``nats+tls://`` / ``tls://`` URL or TLS field turns TLS on.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from autoopt.errors import ConfigError
+
+_SCHEMES = ("nats://", "tls://", "nats+tls://", "ws://", "wss://")
+
+
+class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Connection and stream settings for the event log (config section ``[nats]``)."""
+
+    urls: list[str] = msgspec.field(default_factory=list)
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    nkeys_seed: str | None = None
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_hostname: str | None = None
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    market_max_age_s: Annotated[float, msgspec.Meta(ge=0.0)] = 30 * 86_400.0
+    name: str = "autoopt"
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
+    max_reconnect_attempts: int = 60
+    reconnect_wait_s: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
+    max_pending_acks: Annotated[int, msgspec.Meta(ge=1)] = 4000
+
+    def __post_init__(self) -> None:
+        for url in self.urls:
+            if not url.startswith(_SCHEMES):
+                raise ConfigError(
+                    f"nats.urls: {url!r} must start with one of {', '.join(_SCHEMES)}"
+                )
+        methods = [
+            key
+            for key, on in (
+                ("user/password", self.user is not None or self.password is not None),
+                ("token", self.token is not None),
+                ("nkeys_seed", self.nkeys_seed is not None),
+                ("creds_file", self.creds_file is not None),
+            )
+            if on
+        ]
+        if len(methods) > 1:
+            raise ConfigError(f"nats: choose one authentication method, got {', '.join(methods)}")
+        if (self.user is None) != (self.password is None):
+            raise ConfigError("nats.user and nats.password must be set together")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("nats.tls_cert and nats.tls_key must be set together")
+        if self.replicas > 1 and len(self.urls) == 0:
+            raise ConfigError(
+                f"nats.replicas={self.replicas} needs a cluster (nats.urls); the embedded server "
+                "is a single node"
+            )
+
+    @property
+    def embedded(self) -> bool:
+        """True when autoopt should run its own server."""
+        return not self.urls
+
+    @property
+    def tls_enabled(self) -> bool:
+        return (
+            any(u.startswith(("tls://", "nats+tls://", "wss://")) for u in self.urls)
+            or self.tls_ca is not None
+            or self.tls_cert is not None
+        )
+
+
+def _existing(path: str, key: str) -> str:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"nats.{key}: file {str(p)!r} does not exist")
+    return str(p)
+
+
+def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    """The client TLS context the settings ask for, or None without TLS."""
+    if not settings.tls_enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        if settings.tls_ca is not None:
+            ctx.load_verify_locations(cafile=_existing(settings.tls_ca, "tls_ca"))
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            ctx.load_cert_chain(
+                certfile=_existing(settings.tls_cert, "tls_cert"),
+                keyfile=_existing(settings.tls_key, "tls_key"),
+            )
+    except ssl.SSLError as exc:
+        raise ConfigError(f"nats TLS files could not be loaded: {exc}") from exc
+    return ctx
+
+
+def connect_options(settings: NatsSettings, urls: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `nats.connect` (``urls`` overrides ``settings.urls``)."""
+    servers = list(urls if urls is not None else settings.urls)
+    if not servers:
+        raise ConfigError("nats.urls is empty and no embedded server URL was given")
+    opts: dict[str, Any] = {
+        "servers": servers,
+        "name": settings.name,
+        "connect_timeout": settings.connect_timeout_s,
+        "max_reconnect_attempts": settings.max_reconnect_attempts,
+        "reconnect_time_wait": settings.reconnect_wait_s,
+    }
+    if settings.user is not None:
+        opts["user"] = settings.user
+        opts["password"] = settings.password
+    if settings.token is not None:
+        opts["token"] = settings.token
+    if settings.nkeys_seed is not None:
+        seed = settings.nkeys_seed
+        if seed.startswith("SU") and not Path(seed).exists():
+            opts["nkeys_seed_str"] = seed
+        else:
+            opts["nkeys_seed"] = _existing(seed, "nkeys_seed")
+    if settings.creds_file is not None:
+        opts["user_credentials"] = _existing(settings.creds_file, "creds_file")
+    ctx = tls_context(settings)
+    if ctx is not None:
+        opts["tls"] = ctx
+        if settings.tls_hostname is not None:
+            opts["tls_hostname"] = settings.tls_hostname
+    return opts
+
+
+__all__ = ["NatsSettings", "connect_options", "tls_context"]
