@@ -156,7 +156,8 @@ class Config(_Section):
 def default_data_dir(environ: dict[str, str] | None = None) -> Path:
     """``$XDG_DATA_HOME/autoopt`` (``~/.local/share/autoopt``) unless overridden."""
     env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    home = env.get("HOME") or str(Path.home())
+    base = env.get("XDG_DATA_HOME") or str(Path(home) / ".local" / "share")
     return Path(base) / "autoopt"
 
 
