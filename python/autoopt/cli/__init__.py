@@ -1,0 +1,106 @@
+"""The ``autoopt`` command line (typer + rich).
+
+Verbs live in small modules, one job each; this module only assembles them and owns the
+global options (``--config``, ``--data-dir``) shared through `CliContext`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from autoopt.cli import demo, log_cmds, server_cmds
+from autoopt.cli.context import CliContext, console, fail
+
+app = typer.Typer(
+    name="autoopt",
+    help="Auto-optimization engine for ML trading systems.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(log_cmds.app, name="log")
+app.add_typer(server_cmds.app, name="server")
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None, "--config", "-c", help="TOML config file (else $AUTOOPT_CONFIG, else ./autoopt.toml)."
+    ),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Data dir (event store, models, studies); else $AUTOOPT_DATA_DIR."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    ctx.obj = CliContext(config_path=config, data_dir=data_dir, verbose=verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the autoopt version and the native extension's."""
+    import autoopt
+    from autoopt import _native
+
+    console.print(f"autoopt {autoopt.__version__} (native {_native.__version__})")
+
+
+@app.command()
+def plugins(ctx: typer.Context) -> None:
+    """List loaded plugins: name, version, hooks, where from; and any that failed."""
+    from rich.table import Table
+
+    from autoopt.runtime import open_plugins
+
+    loaded = open_plugins(ctx.obj.config())
+    table = Table(title="autoopt plugins")
+    for column in ("name", "version", "hooks", "from"):
+        table.add_column(column)
+    for info in loaded.info():
+        table.add_row(info.name, info.version, "\n".join(info.hooks), info.source)
+    console.print(table)
+    for failure in loaded.failures:
+        console.print(f"[red]failed[/red] {failure.name} ({failure.source}): {failure.error}")
+    if loaded.failures:
+        raise typer.Exit(1)
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Print the effective configuration (defaults < file < environment) as JSON."""
+    import msgspec
+
+    from autoopt.config import config_to_toml_dict
+
+    cfg = ctx.obj.config()
+    console.print_json(msgspec.json.encode(config_to_toml_dict(cfg)).decode())
+
+
+def _register_plugin_commands() -> None:
+    """Commands contributed by plugins through the ``autoopt_cli_commands`` hook."""
+    from autoopt.plugins import load_plugins
+
+    for contributed in load_plugins().hook.autoopt_cli_commands():
+        for item in contributed or ():
+            if isinstance(item, typer.Typer):
+                app.add_typer(item)
+            else:
+                app.command()(item)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    from autoopt.errors import AutooptError
+
+    try:
+        _register_plugin_commands()
+        app(args=argv, prog_name="autoopt", standalone_mode=True)
+    except AutooptError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,54 @@
+"""State shared by CLI verbs: the global options, the loaded config, console helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from autoopt.config import Config, load_config
+from autoopt.errors import AutooptError
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error in red and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/bold red] {message}")
+    raise typer.Exit(code)
+
+
+@dataclass
+class CliContext:
+    config_path: str | None = None
+    data_dir: str | None = None
+    verbose: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        """Load and validate the config once; a bad key exits with a message naming it."""
+        if self._config is None:
+            overrides = {"data_dir": self.data_dir} if self.data_dir else None
+            try:
+                self._config = load_config(self.config_path, overrides=overrides)
+            except AutooptError as exc:
+                fail(str(exc))
+            from autoopt.logfmt import setup_logging
+
+            level = "DEBUG" if self.verbose else self._config.log.level
+            setup_logging(json_lines=bool(self._config.log.json), level=level)
+        return self._config
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine for a CLI verb, turning autoopt errors into a clean exit."""
+    try:
+        return asyncio.run(coro)
+    except AutooptError as exc:
+        fail(str(exc))
