@@ -1,17 +1,29 @@
 """Small interfaces that plugin components implement (structural: no base class needed).
 
 Kept deliberately narrow, like Optuna's samplers and storages: autoopt's pipeline talks to
-components only through these methods, so a third-party component is a drop-in.
+components only through these methods and the plain data records below, so a third-party
+component is a drop-in.
+
+Data flow of one retrain (see `autoopt.pipeline`)::
+
+    DataSource.load ─▶ bars ─▶ validate ─▶ FeatureSet.compute ─▶ labels ─▶ TrainTask
+    Trainer.tune(TrainTask) ─▶ TuneResult ─▶ Trainer.fit(...) ─▶ Predictor
+    Validator.validate(TrainTask, fit) ─▶ ValidationResult ─▶ gate ─▶ registry
+
+Arrays are numpy: ``X`` is ``(n_rows, n_features)`` float64 with NaN for "unknown", ``y`` is
+0/1 int8 ("the label is positive"), indices are int64 row positions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    import numpy as np
-    import polars as pl
+import numpy as np
+import polars as pl
+
+# ------------------------------------------------------------------------------- data sources
 
 
 @runtime_checkable
@@ -21,53 +33,246 @@ class DataSource(Protocol):
     name: str
     scheme: str
 
-    def load(
-        self, uri: str, symbols: Sequence[str] | None = None
-    ) -> dict[str, pl.DataFrame]:
-        """Bars per symbol with columns ts (UTC ns), open, high, low, close, volume."""
+    def load(self, uri: str, symbols: Sequence[str] | None = None) -> dict[str, pl.DataFrame]:
+        """Bars per symbol with columns ts (UTC ns, Int64), open, high, low, close, volume."""
         ...
 
 
 @runtime_checkable
+class IncrementalSource(DataSource, Protocol):
+    """A source that can fetch only the bars after a point (exchanges): resumable ingestion."""
+
+    def load_since(
+        self, uri: str, symbols: Sequence[str] | None, since: Mapping[str, int]
+    ) -> dict[str, pl.DataFrame]:
+        """Like `load`, but only bars with ``ts >= since[symbol]`` (all bars when absent)."""
+        ...
+
+    def timeframe(self, uri: str) -> str:
+        """The bar timeframe the URI asks for (``"1m"``, ``"1h"``...)."""
+        ...
+
+
+# ------------------------------------------------------------------------------- features
+
+
+@runtime_checkable
 class FeatureSet(Protocol):
-    """Turns a symbol's bars into a feature frame whose row t uses only data up to t."""
+    """Turns a symbol's bars into features whose row t uses only bars 0..t (no look-ahead)."""
 
     name: str
+    version: str
+
+    def columns(self) -> list[str]:
+        """Names of the feature columns `compute` returns, in order."""
+        ...
+
+    def warmup(self) -> int:
+        """Rows at the start whose features are incomplete (NaN) and must not be trained on."""
+        ...
 
     def compute(self, bars: pl.DataFrame) -> pl.DataFrame:
-        """Feature columns aligned row-for-row with ``bars``."""
+        """Float64 feature columns aligned row-for-row with ``bars`` (same height, no ts)."""
+        ...
+
+
+# ------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True, kw_only=True)
+class Costs:
+    """Trading costs charged per unit of turnover, in basis points."""
+
+    fee_bps: float = 0.0
+    slippage_bps: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    """One finished hyperparameter trial (what a `TrialCompleted` event carries)."""
+
+    number: int
+    state: str
+    """Optuna's state name: ``COMPLETE``, ``PRUNED`` or ``FAIL``."""
+    params: dict[str, Any]
+    value: float | None
+    duration_s: float
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainTask:
+    """Everything a trainer needs to tune one model for one symbol.
+
+    ``folds`` are purged walk-forward (train_idx, test_idx) pairs over the rows of ``X``; the
+    trainer scores every trial on exactly these folds. ``forward_returns[t]`` is what a position
+    held from row t to row t+1 earns (before costs); trainers use it for per-trial Sharpe ratios.
+    """
+
+    symbol: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]
+    forward_returns: np.ndarray
+    periods_per_year: float
+    costs: Costs = field(default_factory=Costs)
+    n_trials: int = 32
+    time_budget_s: float | None = None
+    seed: int = 42
+    threads: int = 1
+    pruning: bool = True
+    pruner: str = "median"
+    """Which pruner when pruning: ``median``, ``successive_halving`` or ``hyperband``."""
+    storage: str | None = None
+    """SQLAlchemy URL of the Optuna storage (None: in memory, nothing resumes)."""
+    study_name: str = ""
+    on_trial: Callable[[TrialRecord], None] | None = None
+    """Called from the tuning thread after every trial, in trial order."""
+
+    def __post_init__(self) -> None:
+        from autoopt.errors import DataError
+
+        n = self.X.shape[0]
+        if self.X.ndim != 2 or self.X.shape[1] != len(self.feature_names):
+            raise DataError(
+                f"TrainTask {self.symbol}: X has shape {self.X.shape} for "
+                f"{len(self.feature_names)} feature names"
+            )
+        for name in ("y", "forward_returns"):
+            if getattr(self, name).shape != (n,):
+                raise DataError(
+                    f"TrainTask {self.symbol}: {name} has shape {getattr(self, name).shape}, "
+                    f"expected ({n},)"
+                )
+        if not self.folds:
+            raise DataError(f"TrainTask {self.symbol}: no CV folds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneResult:
+    """The outcome of a search: the best parameters and every trial tried (resumed ones too)."""
+
+    study_name: str
+    params: dict[str, Any]
+    """Best trial's parameters, complete enough for `Trainer.fit` (incl. the boosting rounds)."""
+    best_value: float
+    best_trial: int
+    trials: tuple[TrialRecord, ...]
+    objective: str
+    """Name of the minimised objective, e.g. ``"log_loss"``."""
+
+    @property
+    def n_trials(self) -> int:
+        """Trials tried, pruned and failed ones included (the N of the Deflated Sharpe Ratio)."""
+        return len(self.trials)
+
+    def trial_sharpes(self) -> list[float]:
+        """Per-period out-of-sample Sharpe ratio of every completed trial that recorded one."""
+        return [
+            float(t.user_attrs["sharpe_per_period"])
+            for t in self.trials
+            if t.state == "COMPLETE" and "sharpe_per_period" in t.user_attrs
+        ]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A fitted model: probability that the label is positive for each row of ``X``."""
+
+    feature_names: tuple[str, ...]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(y = 1) per row, float64, for ``X`` with columns in `feature_names` order."""
+        ...
+
+    def to_files(self) -> dict[str, bytes]:
+        """The artifact files that `Trainer.load` rebuilds this model from (never a pickle)."""
+        ...
+
+    def importance(self, kind: str = "gain") -> dict[str, float]:
+        """Model-intrinsic importance per feature (``"gain"`` or ``"split"``)."""
         ...
 
 
 @runtime_checkable
 class Trainer(Protocol):
-    """Fits, tunes, saves and loads one model family."""
+    """Tunes, fits and loads one model family."""
 
     name: str
+    model_type: str
+    """What the registry manifest records, e.g. ``"lightgbm"``."""
 
-    def tune(self, task: Any) -> Any:
-        """Run a hyperparameter search for ``task``; return the trained result."""
+    def tune(self, task: TrainTask) -> TuneResult:
+        """Hyperparameter search on ``task.folds``, honouring the trial and time budgets."""
         ...
 
-    def load(self, files: Mapping[str, bytes], manifest: Any) -> Predictor:
-        """Rebuild a predictor from artifact files already checksum-verified."""
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        params: Mapping[str, Any],
+        feature_names: Sequence[str],
+        *,
+        seed: int = 42,
+        threads: int = 1,
+    ) -> Predictor:
+        """Train one model with fixed ``params`` (as returned in `TuneResult.params`)."""
+        ...
+
+    def load(self, files: Mapping[str, bytes]) -> Predictor:
+        """Rebuild a predictor from artifact files (already checksum-verified by the registry)."""
         ...
 
 
-@runtime_checkable
-class Predictor(Protocol):
-    """A loaded model: probability that the label is positive for each row."""
+# ------------------------------------------------------------------------------- validation
 
-    def predict(self, features: pl.DataFrame) -> np.ndarray: ...
+FitFn = Callable[[np.ndarray], Predictor]
+"""Train a model on the given row indices of a task (the validator decides which rows)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationResult:
+    """Out-of-sample scores of one model recipe on a task's folds."""
+
+    fold_metrics: tuple[dict[str, float], ...]
+    """Per fold: classification metrics plus strategy metrics after costs (incl. n_trades)."""
+    returns: np.ndarray
+    """Per-period net strategy returns of all test folds, concatenated in time order."""
+    metrics: dict[str, float]
+    """Fold means of every metric (n_trades summed)."""
 
 
 @runtime_checkable
 class Validator(Protocol):
-    """Scores predictions against outcomes and returns named metrics."""
+    """Scores a model recipe out of sample on a task's folds."""
 
     name: str
 
-    def score(self, task: Any, predictions: Any) -> dict[str, float]: ...
+    def validate(
+        self, task: TrainTask, fit: FitFn, columns: Sequence[int] | None = None
+    ) -> ValidationResult:
+        """Fit on each fold's training rows, predict its test rows, score after costs.
+
+        ``columns`` selects feature columns of ``task.X`` (default: all).
+        """
+        ...
+
+
+# ------------------------------------------------------------------------------- risk / drift
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskTask:
+    """History a risk tuner chooses parameters from."""
+
+    symbol: str
+    bars: pl.DataFrame
+    positions: np.ndarray
+    """The model's position per bar (-1, 0, 1), aligned with ``bars``."""
+    current: dict[str, float] = field(default_factory=dict)
+    costs: Costs = field(default_factory=Costs)
+    seed: int = 42
 
 
 @runtime_checkable
@@ -76,7 +281,7 @@ class RiskTuner(Protocol):
 
     name: str
 
-    def tune(self, task: Any) -> dict[str, float]: ...
+    def tune(self, task: RiskTask) -> dict[str, float]: ...
 
 
 @runtime_checkable
@@ -86,3 +291,22 @@ class DriftDetectorFactory(Protocol):
     name: str
 
     def create(self, **params: Any) -> Any: ...
+
+
+__all__ = [
+    "Costs",
+    "DataSource",
+    "DriftDetectorFactory",
+    "FeatureSet",
+    "FitFn",
+    "IncrementalSource",
+    "Predictor",
+    "RiskTask",
+    "RiskTuner",
+    "TrainTask",
+    "Trainer",
+    "TrialRecord",
+    "TuneResult",
+    "ValidationResult",
+    "Validator",
+]
