@@ -81,11 +81,10 @@ def sharpe_moments(returns: Sequence[float] | np.ndarray) -> tuple[float, int, f
     r = np.asarray(returns, dtype=np.float64)
     if r.size < 4 or not np.all(np.isfinite(r)):
         raise DataError(f"sharpe_moments: need >= 4 finite returns, got {r.size}")
-    sd = r.std(ddof=1)
-    if sd == 0:
+    if np.ptp(r) == 0:  # constant series: no risk taken, no evidence of skill
         return 0.0, int(r.size), 0.0, 3.0
     return (
-        float(r.mean() / sd),
+        float(r.mean() / r.std(ddof=1)),
         int(r.size),
         float(stats.skew(r)),
         float(stats.kurtosis(r, fisher=False)),

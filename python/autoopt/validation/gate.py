@@ -1,8 +1,8 @@
 """The release gate: a challenger is released only if it passes every rule.
 
 (a) **champion**: mean of `metric` over the CV folds beats the champion's mean on the *same* folds
-    by `margin` (absolute, in the metric's units; for lower-is-better metrics it must be lower by
-    `margin`). No champion → passes with code ``no_champion``.
+    strictly, and by at least `margin` (absolute, in the metric's units; for lower-is-better
+    metrics it must be lower by `margin`). No champion → passes with code ``no_champion``.
 (b) **dsr**: the Deflated Sharpe Ratio of the challenger's out-of-sample per-period returns, with
     N = the number of trials the search tried, is >= `dsr_threshold`.
 (c) **trades**: the challenger made at least `min_trades` trades over all folds.
@@ -97,7 +97,8 @@ def _champion_rule(
     lower = cfg.metric in LOWER_IS_BETTER
     diff = float(cp.mean() - ch.mean()) if lower else float(ch.mean() - cp.mean())
     st["improvement"] = diff
-    if diff >= cfg.margin and diff > 0:
+    # a hair of tolerance so an improvement of exactly `margin` is not lost to float rounding
+    if diff > 0 and diff >= cfg.margin - 1e-9 * max(1.0, abs(cfg.margin)):
         return GateReason("champion", "beats_champion", True,
                           f"{cfg.metric} improves by {diff:.4g} >= margin {cfg.margin}")
     return GateReason("champion", "below_champion_margin", False,

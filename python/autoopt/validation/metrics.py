@@ -157,12 +157,11 @@ def strategy_returns(
 
 
 def sharpe_ratio(returns: ArrayLike, periods_per_year: float = 1.0) -> float:
-    """mean / std (ddof=1) × sqrt(periods_per_year); 0.0 when the std is 0 or n < 2."""
+    """mean / std (ddof=1) × sqrt(periods_per_year); 0.0 when all returns are equal or n < 2."""
     r = np.asarray(returns, dtype=np.float64)
-    if r.size < 2:
+    if r.size < 2 or np.ptp(r) == 0:
         return 0.0
-    sd = r.std(ddof=1)
-    return float(r.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else 0.0
+    return float(r.mean() / r.std(ddof=1) * math.sqrt(periods_per_year))
 
 
 def sortino_ratio(returns: ArrayLike, periods_per_year: float = 1.0) -> float:
@@ -252,9 +251,9 @@ def strategy_metrics(
         calmar = math.inf if annual > 0 else 0.0
     runs = trades(pos)
     wins = sum(1 for s, e in runs if np.prod(1.0 + r[s:e]) - 1.0 > 0)
-    var = r.var()
-    skew = float(stats.skew(r)) if n > 2 and var > 0 else 0.0
-    kurt = float(stats.kurtosis(r, fisher=False)) if n > 3 and var > 0 else 3.0
+    varies = n > 0 and np.ptp(r) > 0
+    skew = float(stats.skew(r)) if n > 2 and varies else 0.0
+    kurt = float(stats.kurtosis(r, fisher=False)) if n > 3 and varies else 3.0
     metrics = StrategyMetrics(
         sharpe=sharpe_ratio(r, periods_per_year),
         sortino=sortino_ratio(r, periods_per_year),
