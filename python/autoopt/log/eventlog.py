@@ -1,0 +1,903 @@
+"""The event log: append, replay and consume autoopt events on NATS JetStream.
+
+Why: the log is autoopt's source of truth, so writes must be idempotent (``Nats-Msg-Id`` =
+``event_id``), decisions must be race-free (expected last subject sequence), bulk writes and
+replays must be fast, and live consumers must never lose or loop on a message.
+
+* `EventLog.append` / `append_expecting` / `append_many` write; a duplicate id is reported in
+  `AppendResult.duplicate`, not stored twice.
+* `EventLog.replay` reads a stream or subject filter by sequence and/or time range, through an
+  ephemeral pull consumer fetched in large batches; times are the log's storage times (Unix ns).
+* `EventLog.durable` / `consume` are live durable pull consumers with explicit ack. A message
+  that cannot be decoded, or whose handler fails on its last allowed delivery, or that was never
+  acknowledged within ``max_deliver`` deliveries (a crashing or hung consumer), is appended to
+  ``autoopt.deadletter.message.<stream>`` as a `DeadLettered` event with its raw bytes and the
+  error, then terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+from nats.nuid import NUID
+
+from autoopt.errors import (
+    DataError,
+    DuplicateEventError,
+    EventLogError,
+    SequenceConflictError,
+)
+from autoopt.events import DeadLettered, Event, decode, encode
+from autoopt.ids import derived_event_id
+from autoopt.log.connect import NatsSettings, connect_options
+from autoopt.log.server import EmbeddedServer
+from autoopt.log.streams import StreamChange, ensure_streams
+from autoopt.subjects import STREAMS, stream_name_for_subject, subject_for
+
+log = logging.getLogger("autoopt.log")
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_ERR_WRONG_LAST_SEQ = 10071
+_REPLAY_BATCH = 20_000
+_REPLAY_MAX_BYTES = 32 * 1024 * 1024
+
+TimeArg = int | dt.datetime | None
+Handler = Callable[[Event, "Delivery"], Awaitable[None]]
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an append landed; ``duplicate`` means the id was already stored at ``seq``."""
+
+    seq: int
+    stream: str
+    duplicate: bool = False
+
+
+class Record(msgspec.Struct, frozen=True):
+    """A replayed event with its place in the log (``time_ns``: when the log stored it)."""
+
+    seq: int
+    subject: str
+    time_ns: int
+    event: Event
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """Delivery metadata of a message from a durable consumer."""
+
+    stream: str
+    consumer: str
+    subject: str
+    seq: int
+    consumer_seq: int
+    num_delivered: int
+    num_pending: int
+    time_ns: int
+
+
+class StreamStats(msgspec.Struct, frozen=True):
+    """One stream as `EventLog.info` reports it (zeros for a stream that does not exist)."""
+
+    name: str
+    subjects: list[str]
+    exists: bool
+    messages: int = 0
+    bytes: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    consumers: int = 0
+    max_age_s: float = 0.0
+    replicas: int = 0
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_pub_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+class _AckBatch:
+    """Acks of one `append_many` call, filled in by the shared ack subscription."""
+
+    __slots__ = ("results", "left", "outstanding", "done", "room", "room_at")
+
+    def __init__(self, n: int) -> None:
+        self.results: list[AppendResult | str | None] = [None] * n
+        self.left = n
+        self.outstanding = 0
+        self.done = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room_at = 0
+
+    def set(self, i: int, value: AppendResult | str) -> None:
+        if self.results[i] is not None:
+            return
+        self.results[i] = value
+        self.left -= 1
+        self.outstanding -= 1
+        if self.outstanding <= self.room_at:
+            self.room.set()
+        if self.left == 0:
+            self.done.set()
+
+
+class _Collector:
+    """Gathers messages from a plain subscription into a list, so the reader drains in bulk."""
+
+    __slots__ = ("items", "ready")
+
+    def __init__(self) -> None:
+        self.items: list[Msg] = []
+        self.ready = asyncio.Event()
+
+    async def cb(self, msg: Msg) -> None:
+        self.items.append(msg)
+        self.ready.set()
+
+    async def take(self, timeout: float) -> list[Msg]:
+        if not self.items:
+            self.ready.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.ready.wait()
+            except TimeoutError:
+                return []
+        items, self.items = self.items, []
+        return items
+
+
+def _ns(value: TimeArg, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise DataError(f"{name} must be timezone-aware, got naive datetime {value}")
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DataError(f"{name} must be int nanoseconds or an aware datetime, got {value!r}")
+
+
+def _ack_fields(reply: str) -> tuple[str, str, int, int, int, int, int]:
+    """(stream, consumer, delivered, stream seq, consumer seq, time ns, pending) of a JS ack
+    subject, in both the v1 (9 tokens) and v2 (domain + account hash) layouts."""
+    t = reply.split(".")
+    if len(t) == 9:
+        return t[2], t[3], int(t[4]), int(t[5]), int(t[6]), int(t[7]), int(t[8])
+    if len(t) >= 11 and t[0] == "$JS" and t[1] == "ACK":
+        return t[4], t[5], int(t[6]), int(t[7]), int(t[8]), int(t[9]), int(t[10])
+    raise EventLogError(f"not a JetStream delivery (reply subject {reply!r})")
+
+
+def _status(msg: Msg) -> str | None:
+    if not msg.data and msg.headers:
+        return msg.headers.get("Status")
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+class Delivered:
+    """A message fetched from a durable consumer: its typed event, metadata and ack controls."""
+
+    __slots__ = ("msg", "event", "info")
+
+    def __init__(self, msg: Msg, event: Event, info: Delivery) -> None:
+        self.msg = msg
+        self.event = event
+        self.info = info
+
+    async def ack(self) -> None:
+        """Done: the message is not delivered again."""
+        await self.msg.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Redeliver (after ``delay`` seconds)."""
+        await self.msg.nak(delay=delay)
+
+    async def in_progress(self) -> None:
+        """Still working: restart the ack_wait timer."""
+        await self.msg.in_progress()
+
+
+class DurableConsumer:
+    """A durable pull consumer on one stream; see `EventLog.durable`."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        stream: str,
+        name: str,
+        psub: Any,
+        max_deliver: int,
+        ack_wait: float,
+        retry_delay_s: float,
+    ) -> None:
+        self._log = log_
+        self.stream = stream
+        self.name = name
+        self._psub = psub
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.retry_delay_s = retry_delay_s
+
+    async def fetch(self, batch: int = 1, timeout: float = 1.0) -> list[Delivered]:
+        """Up to ``batch`` messages (waiting at most ``timeout`` s; empty list if none).
+
+        Undecodable messages and messages past ``max_deliver`` are dead-lettered here and never
+        returned.
+        """
+        try:
+            msgs = await self._psub.fetch(batch, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        out: list[Delivered] = []
+        for msg in msgs:
+            stream, consumer, delivered, sseq, cseq, ts, pending = _ack_fields(msg.reply)
+            info = Delivery(
+                stream=stream,
+                consumer=consumer,
+                subject=msg.subject,
+                seq=sseq,
+                consumer_seq=cseq,
+                num_delivered=delivered,
+                num_pending=pending,
+                time_ns=ts,
+            )
+            if delivered > self.max_deliver:
+                await self._dead_letter(
+                    msg,
+                    info,
+                    f"not acknowledged after {self.max_deliver} deliveries "
+                    "(the consumer crashed or its handler outlived ack_wait)",
+                )
+                continue
+            try:
+                event = decode(msg.data)
+            except DataError as exc:
+                await self._dead_letter(msg, info, _describe(exc))
+                continue
+            out.append(Delivered(msg, event, info))
+        return out
+
+    async def reject(self, delivered: Delivered, error: BaseException | str) -> bool:
+        """The handler failed: redeliver after ``retry_delay_s``, or dead-letter the message if
+        this was its last allowed delivery. Returns True if it was dead-lettered."""
+        text = error if isinstance(error, str) else _describe(error)
+        if delivered.info.num_delivered >= self.max_deliver:
+            await self._dead_letter(delivered.msg, delivered.info, text, delivered.event)
+            return True
+        await delivered.msg.nak(delay=self.retry_delay_s)
+        return False
+
+    async def _dead_letter(
+        self, msg: Msg, info: Delivery, error: str, event: Event | None = None
+    ) -> None:
+        now = time.time_ns()
+        origin = f"{info.stream}/{info.seq}"
+        letter = DeadLettered(
+            event_id=derived_event_id(origin, f"deadletter/{self.name}"),
+            ts_event=now,
+            ts_init=now,
+            causation_id=event.event_id if event is not None else None,
+            correlation_id=(event.correlation_id or event.event_id) if event is not None else None,
+            stream=info.stream,
+            subject=info.subject,
+            seq=info.seq,
+            consumer=self.name,
+            error=error,
+            payload=bytes(msg.data),
+            deliveries=info.num_delivered,
+            headers={k: str(v) for k, v in (msg.headers or {}).items()},
+        )
+        await self._log.append(letter)
+        await msg.term()
+        log.warning(
+            "dead-lettered %s seq %d from consumer %s: %s", info.subject, info.seq, self.name, error
+        )
+
+    async def info(self) -> Any:
+        """The server's ConsumerInfo (pending, ack pending, redelivered...)."""
+        return await self._psub.consumer_info()
+
+    async def close(self) -> None:
+        """Stop fetching; the durable consumer stays on the server."""
+        with contextlib.suppress(Exception):
+            await self._psub.unsubscribe()
+
+
+class EventLog:
+    """Connection to the JetStream event log. Build it with `await EventLog.connect(...)`."""
+
+    def __init__(
+        self, nc: Client, settings: NatsSettings, server: EmbeddedServer | None = None
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=settings.request_timeout_s)
+        self.settings = settings
+        self._server = server
+        self._ack_prefix: str | None = None
+        self._ack_sub: Any = None
+        self._batches: dict[str, _AckBatch] = {}
+        self._batch_counter = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: NatsSettings | None = None,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        ensure: bool = True,
+    ) -> EventLog:
+        """Connect to ``settings.urls``, or with none, to the embedded server of ``data_dir``
+        (started or reused); then create or update the streams unless ``ensure`` is False."""
+        settings = settings or NatsSettings()
+        server: EmbeddedServer | None = None
+        urls: list[str] | None = None
+        if settings.embedded:
+            if data_dir is None:
+                raise EventLogError(
+                    "no NATS URL configured (nats.urls) and no data_dir for the embedded server"
+                )
+            server = EmbeddedServer(Path(data_dir))
+            urls = [await asyncio.to_thread(server.start)]
+        try:
+            opts = connect_options(settings, urls)
+            try:
+                nc = await nats.connect(**opts)
+            except Exception as exc:
+                raise EventLogError(
+                    f"could not connect to NATS at {', '.join(opts['servers'])}: {_describe(exc)}"
+                ) from exc
+            self = cls(nc, settings, server)
+            if ensure:
+                try:
+                    await self.ensure_streams()
+                except BaseException:
+                    await nc.close()
+                    raise
+            return self
+        except BaseException:
+            if server is not None:
+                await asyncio.to_thread(server.close)
+            raise
+
+    async def close(self) -> None:
+        """Flush, disconnect, and release the embedded server (stopped if we were its last user)."""
+        with contextlib.suppress(Exception):
+            if self._nc.is_connected:
+                await self._nc.flush(timeout=2)
+        with contextlib.suppress(Exception):
+            await self._nc.close()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.close)
+
+    async def __aenter__(self) -> EventLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def nc(self) -> Client:
+        """The underlying nats-py client (for features this class does not wrap)."""
+        return self._nc
+
+    @property
+    def js(self) -> Any:
+        """The underlying JetStream context."""
+        return self._js
+
+    @property
+    def url(self) -> str:
+        """The server URL currently connected to."""
+        cur = self._nc.connected_url
+        return cur.geturl() if cur is not None else ""
+
+    async def ensure_streams(self) -> list[StreamChange]:
+        """Create or update every autoopt stream (idempotent)."""
+        return await ensure_streams(self._js, self.settings)
+
+    # ---------------------------------------------------------------------- write
+
+    async def _publish(self, event: Event, headers: dict[str, str]) -> AppendResult:
+        subject = subject_for(event)
+        try:
+            ack = await self._js.publish(
+                subject, encode(event), headers=headers, timeout=self.settings.request_timeout_s
+            )
+        except NoStreamResponseError as exc:
+            raise EventLogError(
+                f"no stream captures {subject} (were the streams created? EventLog.ensure_streams)"
+            ) from exc
+        except nats.errors.TimeoutError as exc:
+            raise EventLogError(
+                f"append of {event.type_tag()} {event.event_id} to {subject} was not acknowledged "
+                f"within {self.settings.request_timeout_s}s"
+            ) from exc
+        return AppendResult(seq=ack.seq, stream=ack.stream, duplicate=bool(ack.duplicate))
+
+    async def append(self, event: Event, *, raise_on_duplicate: bool = False) -> AppendResult:
+        """Store one event with ``Nats-Msg-Id = event_id``; a duplicate is not stored again and is
+        reported (or raised as DuplicateEventError when ``raise_on_duplicate``)."""
+        try:
+            result = await self._publish(event, {MSG_ID: event.event_id})
+        except APIError as exc:
+            raise EventLogError(
+                f"append of {event.type_tag()} {event.event_id} failed: {exc.description} "
+                f"(code {exc.err_code})"
+            ) from exc
+        if result.duplicate and raise_on_duplicate:
+            raise DuplicateEventError(
+                f"event {event.event_id} ({event.type_tag()}) is already stored at "
+                f"{result.stream} seq {result.seq}"
+            )
+        return result
+
+    async def append_expecting(self, event: Event, last_subject_seq: int) -> AppendResult:
+        """Store ``event`` only if the last message on its subject is at ``last_subject_seq``
+        (0: the subject is empty). Losing the race raises SequenceConflictError; retrying the same
+        event after it was stored reports ``duplicate`` instead."""
+        if last_subject_seq < 0:
+            raise DataError(f"last_subject_seq must be >= 0, got {last_subject_seq}")
+        headers = {MSG_ID: event.event_id, EXPECTED_LAST_SUBJECT_SEQ: str(last_subject_seq)}
+        try:
+            return await self._publish(event, headers)
+        except APIError as exc:
+            if exc.err_code == _ERR_WRONG_LAST_SEQ:
+                actual = (exc.description or "").rsplit(":", 1)[-1].strip()
+                raise SequenceConflictError(
+                    f"append of {event.type_tag()} {event.event_id} to {subject_for(event)} "
+                    f"expected the subject's last sequence to be {last_subject_seq}, but it is "
+                    f"{actual or 'different'}: another writer appended first; re-read and decide "
+                    "again"
+                ) from exc
+            raise EventLogError(
+                f"append of {event.type_tag()} {event.event_id} failed: {exc.description} "
+                f"(code {exc.err_code})"
+            ) from exc
+
+    async def _on_ack(self, msg: Msg) -> None:
+        prefix = self._ack_prefix
+        if prefix is None:
+            return
+        bid, _, idx = msg.subject[len(prefix) + 1 :].partition(".")
+        batch = self._batches.get(bid)
+        if batch is None:
+            return
+        i = int(idx)
+        status = _status(msg)
+        if status is not None:
+            batch.set(
+                i, "no stream captures the subject" if status == "503" else f"status {status}"
+            )
+            return
+        try:
+            ack = _pub_ack_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            batch.set(i, f"unreadable ack: {exc}")
+            return
+        if ack.error is not None:
+            batch.set(i, f"{ack.error.description} (code {ack.error.err_code})")
+        else:
+            batch.set(i, AppendResult(seq=ack.seq, stream=ack.stream, duplicate=ack.duplicate))
+
+    async def append_many(
+        self, events: Iterable[Event], *, window: int | None = None
+    ) -> list[AppendResult]:
+        """Store many events, pipelined: publishes go out without waiting for each ack (at most
+        ``window`` unacknowledged), acks are matched by reply subject. Results are in input order.
+        Events that were not acknowledged in time are retried one by one (dedup makes that
+        safe); any that still fail raise EventLogError naming the count and the first cause."""
+        items = list(events)
+        if not items:
+            return []
+        window = window or self.settings.max_pending_acks
+        if self._ack_sub is None:
+            self._ack_prefix = self._nc.new_inbox()
+            self._ack_sub = await self._nc.subscribe(f"{self._ack_prefix}.>", cb=self._on_ack)
+        self._batch_counter += 1
+        bid = str(self._batch_counter)
+        batch = _AckBatch(len(items))
+        self._batches[bid] = batch
+        reply_base = f"{self._ack_prefix}.{bid}."
+        publish = self._nc.publish
+        timeout = self.settings.request_timeout_s
+        try:
+            for i, event in enumerate(items):
+                if batch.outstanding >= window:
+                    batch.room_at = window // 2
+                    batch.room.clear()
+                    await self._wait(batch.room, timeout, batch)
+                batch.outstanding += 1
+                await publish(
+                    subject_for(event),
+                    encode(event),
+                    reply=reply_base + str(i),
+                    headers={MSG_ID: event.event_id},
+                )
+            await self._nc.flush(timeout=timeout)
+            await self._wait(batch.done, timeout, batch)
+        finally:
+            self._batches.pop(bid, None)
+        results: list[AppendResult] = []
+        errors: list[str] = []
+        for i, res in enumerate(batch.results):
+            if res is None:
+                try:
+                    res = await self.append(items[i])
+                except EventLogError as exc:
+                    res = str(exc)
+            if isinstance(res, str):
+                errors.append(f"{items[i].event_id} -> {subject_for(items[i])}: {res}")
+            else:
+                results.append(res)
+        if errors:
+            raise EventLogError(f"{len(errors)} of {len(items)} appends failed; first: {errors[0]}")
+        return results
+
+    @staticmethod
+    async def _wait(flag: asyncio.Event, timeout: float, batch: _AckBatch) -> None:
+        """Wait for ``flag`` while acks keep arriving; give up after ``timeout`` s of silence."""
+        while not flag.is_set():
+            before = batch.left
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await flag.wait()
+            if not flag.is_set() and batch.left == before:
+                return
+
+    async def last_subject_sequence(self, subject: str) -> int:
+        """Stream sequence of the last message on ``subject`` (0 if there is none)."""
+        stream = stream_name_for_subject(subject)
+        try:
+            msg = await self._js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    # ----------------------------------------------------------------------- read
+
+    def _target(self, target: str | Sequence[str]) -> tuple[str, list[str]]:
+        parts = [target] if isinstance(target, str) else list(target)
+        if not parts:
+            raise DataError("replay target is empty: give a stream name or subject filters")
+        if len(parts) == 1 and "." not in parts[0]:
+            return parts[0], []
+        streams = {stream_name_for_subject(p) for p in parts}
+        if len(streams) != 1:
+            raise DataError(f"subject filters {parts} span several streams {sorted(streams)}")
+        return streams.pop(), parts
+
+    async def replay_batches(
+        self,
+        target: str | Sequence[str],
+        *,
+        start_seq: int | None = None,
+        end_seq: int | None = None,
+        start_time: TimeArg = None,
+        end_time: TimeArg = None,
+        batch: int = _REPLAY_BATCH,
+    ) -> AsyncIterator[list[Record]]:
+        """Like `replay_records`, in lists (one per network batch): the fastest way to read."""
+        stream, filters = self._target(target)
+        t0, t1 = _ns(start_time, "start_time"), _ns(end_time, "end_time")
+        if start_seq is not None and t0 is not None:
+            raise DataError("give start_seq or start_time, not both")
+        if start_seq is not None and start_seq < 1:
+            raise DataError(f"start_seq must be >= 1, got {start_seq}")
+        cfg = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=max(30.0, self.settings.request_timeout_s * 3),
+            mem_storage=True,
+            num_replicas=1,
+        )
+        if start_seq is not None:
+            cfg.deliver_policy, cfg.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start_seq
+        elif t0 is not None:
+            cfg.deliver_policy = DeliverPolicy.BY_START_TIME
+            cfg.opt_start_time = dt.datetime.fromtimestamp(t0 // 1000 / 1e6, tz=dt.UTC)
+        if len(filters) == 1:
+            cfg.filter_subject = filters[0]
+        elif filters:
+            cfg.filter_subjects = filters
+        cfg.name = NUID().next().decode()
+        try:
+            info = await self._js.add_consumer(stream, cfg)
+        except NotFoundError as exc:
+            raise EventLogError(f"stream {stream} does not exist") from exc
+        except APIError as exc:
+            raise EventLogError(
+                f"cannot replay {stream} {filters or ''}: {exc.description} (code {exc.err_code})"
+            ) from exc
+        if info.num_pending == 0:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(stream, cfg.name)
+            return
+        inbox = self._nc.new_inbox()
+        col = _Collector()
+        sub = await self._nc.subscribe(
+            inbox, cb=col.cb, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{cfg.name}"
+        timeout = self.settings.request_timeout_s
+        request = msgspec.json.encode(
+            {"batch": batch, "max_bytes": _REPLAY_MAX_BYTES, "no_wait": True}
+        )
+        last_cseq = 0
+        try:
+            while True:
+                await self._nc.publish(next_subject, request, reply=inbox)
+                got = 0
+                finished = request_over = False
+                while not (finished or request_over):
+                    msgs = await col.take(timeout)
+                    if not msgs:
+                        raise EventLogError(
+                            f"replay of {stream} stalled: no message for {timeout}s after "
+                            f"consumer sequence {last_cseq}"
+                        )
+                    out: list[Record] = []
+                    for msg in msgs:
+                        status = _status(msg)
+                        if status is not None:
+                            if status in ("404", "408"):
+                                finished = True  # nothing more to read
+                                break
+                            desc = msg.headers.get("Description", "") if msg.headers else ""
+                            if status == "409" and "Batch Completed" in desc:
+                                continue  # a fulfilled request; already ended by its count
+                            if status == "409" and "MaxBytes" in desc:
+                                if got == 0:
+                                    raise EventLogError(
+                                        f"replay of {stream}: a message after consumer sequence "
+                                        f"{last_cseq} is larger than {_REPLAY_MAX_BYTES} bytes"
+                                    )
+                                request_over = True  # the request's byte budget is spent
+                                continue
+                            if status == "100":
+                                continue
+                            raise EventLogError(f"replay of {stream} failed: {status} {desc}")
+                        _, _, _, sseq, cseq, ts, pending = _ack_fields(msg.reply)
+                        if cseq != last_cseq + 1:
+                            raise EventLogError(
+                                f"replay of {stream} lost messages: consumer sequence jumped "
+                                f"from {last_cseq} to {cseq}"
+                            )
+                        last_cseq = cseq
+                        got += 1
+                        if (end_seq is not None and sseq > end_seq) or (t1 is not None and ts > t1):
+                            finished = True
+                            break
+                        if t0 is None or ts >= t0:
+                            try:
+                                event = decode(msg.data)
+                            except DataError as exc:
+                                raise DataError(
+                                    f"{stream} seq {sseq} ({msg.subject}): {exc}"
+                                ) from exc
+                            out.append(Record(sseq, msg.subject, ts, event))
+                        if pending == 0:
+                            finished = True
+                            break
+                        if got >= batch:
+                            request_over = True
+                    if out:
+                        yield out
+                if finished:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(stream, cfg.name)
+
+    async def replay_records(
+        self,
+        target: str | Sequence[str],
+        *,
+        start_seq: int | None = None,
+        end_seq: int | None = None,
+        start_time: TimeArg = None,
+        end_time: TimeArg = None,
+    ) -> AsyncIterator[Record]:
+        """Events of a stream (``"MODELS"``) or subject filters (``"autoopt.model.*.BTCUSDT"``,
+        all in one stream), in log order, with sequence and storage time. Bounds are inclusive;
+        the replay ends at the last message stored when it reaches the end."""
+        async for chunk in self.replay_batches(
+            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time
+        ):
+            for record in chunk:
+                yield record
+
+    async def replay(
+        self,
+        target: str | Sequence[str],
+        *,
+        start_seq: int | None = None,
+        end_seq: int | None = None,
+        start_time: TimeArg = None,
+        end_time: TimeArg = None,
+    ) -> AsyncIterator[Event]:
+        """The typed events of `replay_records`, without their metadata."""
+        async for chunk in self.replay_batches(
+            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time
+        ):
+            for record in chunk:
+                yield record.event
+
+    # --------------------------------------------------------------------- consume
+
+    async def durable(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        max_ack_pending: int = 1000,
+        deliver: Literal["all", "new"] = "all",
+        retry_delay_s: float = 1.0,
+    ) -> DurableConsumer:
+        """Create (or update) and bind a durable pull consumer with explicit ack.
+
+        Instances sharing ``name`` share the work. A message is offered at most ``max_deliver``
+        times to handlers; the server allows one more delivery, which only dead-letters it.
+        """
+        if max_deliver < 1:
+            raise DataError(f"max_deliver must be >= 1, got {max_deliver}")
+        if ack_wait <= 0:
+            raise DataError(f"ack_wait must be > 0, got {ack_wait}")
+        stream, filters = self._target(subjects)
+        cfg = ConsumerConfig(
+            name=name,
+            durable_name=name,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver + 1,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL,
+        )
+        if len(filters) == 1:
+            cfg.filter_subject = filters[0]
+        elif filters:
+            cfg.filter_subjects = filters
+        try:
+            await self._js.add_consumer(stream, cfg)
+        except APIError as exc:
+            raise EventLogError(
+                f"cannot create durable consumer {name!r} on {stream}: {exc.description} "
+                f"(code {exc.err_code})"
+            ) from exc
+        psub = await self._js.pull_subscribe_bind(durable=name, stream=stream)
+        return DurableConsumer(self, stream, name, psub, max_deliver, ack_wait, retry_delay_s)
+
+    async def consume(
+        self,
+        durable: str,
+        subjects: str | Sequence[str],
+        handler: Handler,
+        *,
+        stop: asyncio.Event | None = None,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        batch: int = 32,
+        poll_s: float = 1.0,
+        deliver: Literal["all", "new"] = "all",
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        """Run ``await handler(event, delivery)`` for each message until ``stop`` is set (or the
+        task is cancelled). Success acks; an exception naks for redelivery, and on the last
+        delivery dead-letters. While a handler runs its message is kept in progress, so long
+        jobs are not redelivered to another instance. Unhandled messages of a fetched batch are
+        released for redelivery when stopping."""
+        consumer = await self.durable(
+            durable,
+            subjects,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            deliver=deliver,
+            retry_delay_s=retry_delay_s,
+        )
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                items = await consumer.fetch(batch, timeout=poll_s)
+                for k, item in enumerate(items):
+                    if stop.is_set():
+                        for rest in items[k:]:
+                            with contextlib.suppress(Exception):
+                                await rest.nak()
+                        break
+                    keepalive = asyncio.create_task(_keep_in_progress(item, ack_wait / 3))
+                    try:
+                        await handler(item.event, item.info)
+                    except Exception as exc:
+                        keepalive.cancel()
+                        await consumer.reject(item, exc)
+                        continue
+                    finally:
+                        keepalive.cancel()
+                    await item.ack()
+        finally:
+            await consumer.close()
+
+    # ------------------------------------------------------------------------ info
+
+    async def info(self) -> list[StreamStats]:
+        """Message count, bytes and sequences of every autoopt stream."""
+        out: list[StreamStats] = []
+        for spec in STREAMS:
+            try:
+                si = await self._js.stream_info(spec.name)
+            except NotFoundError:
+                out.append(StreamStats(name=spec.name, subjects=spec.subjects, exists=False))
+                continue
+            st, cfg = si.state, si.config
+            out.append(
+                StreamStats(
+                    name=spec.name,
+                    subjects=list(cfg.subjects or []),
+                    exists=True,
+                    messages=st.messages,
+                    bytes=st.bytes,
+                    first_seq=st.first_seq,
+                    last_seq=st.last_seq,
+                    consumers=st.consumer_count,
+                    max_age_s=float(cfg.max_age or 0.0),
+                    replicas=int(cfg.num_replicas or 1),
+                )
+            )
+        return out
+
+
+async def _keep_in_progress(item: Delivered, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(Exception):
+            await item.in_progress()
+
+
+__all__ = [
+    "AppendResult",
+    "Delivered",
+    "Delivery",
+    "DurableConsumer",
+    "EventLog",
+    "Handler",
+    "Record",
+    "StreamStats",
+]
