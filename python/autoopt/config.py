@@ -81,18 +81,54 @@ class PipelineConfig(_Section):
 
 
 class DegradationPolicy(_Section):
+    """Retrain when the mean of the last ``window`` MetricsReported values of any of ``metrics``
+    drops more than ``threshold`` (relative) below the champion's baseline.
+
+    ``source_window``: only MetricsReported whose ``window`` label equals it count (None: all).
+    ``lower_is_better``: metrics where a rise is a degradation (log loss, drawdown as a positive
+    number...)."""
+
     enabled: bool = True
     metrics: list[str] = msgspec.field(default_factory=lambda: ["accuracy", "precision", "sharpe"])
     threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
     window: PositiveInt = 20
+    source_window: str | None = None
+    lower_is_better: list[str] = msgspec.field(default_factory=list)
+
+
+DriftDetectorName = Literal["psi", "ks", "adwin", "page_hinkley"]
+DriftStreamName = Literal["prediction", "outcome"]
 
 
 class DriftPolicy(_Section):
+    """Retrain on drift.
+
+    PSI / KS compare live FeatureBatch columns, gathered ``min_rows`` rows at a time, with the
+    champion's training reference (the FeatureBatch whose ``release_id`` is the champion's).
+    ADWIN / Page-Hinkley watch the prediction stream (SignalEmitted confidence) and the outcome
+    stream (TradeOutcome return, or 1/0 hit when ``outcome_value = "hit"``). ``external``: also
+    act on DriftReported(drifted=true) from components other than autoopt itself."""
+
     enabled: bool = True
     psi_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 0.2
     ks_pvalue: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.001
     adwin_delta: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.002
     page_hinkley_threshold: Annotated[float, msgspec.Meta(gt=0.0)] = 50.0
+    detectors: list[DriftDetectorName] = msgspec.field(
+        default_factory=lambda: ["psi", "ks", "adwin", "page_hinkley"]
+    )
+    streams: list[DriftStreamName] = msgspec.field(
+        default_factory=lambda: ["prediction", "outcome"]
+    )
+    psi_bins: Annotated[int, msgspec.Meta(ge=2)] = 10
+    min_rows: Annotated[int, msgspec.Meta(ge=2)] = 200
+    reference_max_rows: Annotated[int, msgspec.Meta(ge=2)] = 5000
+    features: list[str] | None = None
+    page_hinkley_delta: NonNegFloat = 0.005
+    page_hinkley_alpha: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.9999
+    page_hinkley_min_instances: PositiveInt = 30
+    outcome_value: Literal["return", "hit"] = "return"
+    external: bool = True
 
 
 class SymbolPolicy(_Section):
@@ -105,9 +141,19 @@ class SymbolPolicy(_Section):
 
 
 class PolicyConfig(_Section):
+    """Retrain policies of the decision core (`autoopt.core`).
+
+    ``pending_timeout_s``: a decided retrain with no TrainingStarted after this long stops
+    counting as in flight; ``running_timeout_s`` likewise for a TrainingStarted with no
+    TrainingFinished (None: never). ``manual_bypasses_cooldown``: a manual RetrainRequested is not
+    held back by the cooldown (it still waits for a running retrain and for a free slot)."""
+
     schedule: str | None = "0 3 * * *"
     cooldown_s: NonNegFloat = 6 * 3600.0
     max_concurrent: PositiveInt = 1
+    pending_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = 3600.0
+    running_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = 24 * 3600.0
+    manual_bypasses_cooldown: bool = True
     degradation: DegradationPolicy = msgspec.field(default_factory=DegradationPolicy)
     drift: DriftPolicy = msgspec.field(default_factory=DriftPolicy)
     symbols: dict[str, SymbolPolicy] = msgspec.field(default_factory=dict)

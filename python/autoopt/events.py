@@ -212,7 +212,9 @@ class BarBatch(Event, tag="market.bars", kw_only=True, frozen=True):
 
 class FeatureBatch(Event, tag="market.features", kw_only=True, frozen=True):
     """Computed features of one symbol: ``ts`` little-endian int64 ns, ``values`` little-endian
-    float64 in column-major order (all rows of ``columns[0]``, then ``columns[1]``...)."""
+    float64 in column-major order (all rows of ``columns[0]``, then ``columns[1]``...).
+    With ``release_id`` set, the rows are the training reference of that release (drift
+    baselines compare live batches against it)."""
 
     symbol: str
     feature_set: str
@@ -220,6 +222,7 @@ class FeatureBatch(Event, tag="market.features", kw_only=True, frozen=True):
     ts: bytes
     values: bytes
     feature_set_version: str = ""
+    release_id: str | None = None  # set: these rows are that release's training reference
 
     def __post_init__(self) -> None:
         n = len(self.ts)
