@@ -1,0 +1,5 @@
+"""``python -m autoopt.cli``."""
+
+from autoopt.cli import main
+
+main()
