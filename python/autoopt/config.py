@@ -74,6 +74,17 @@ class PipelineConfig(_Section):
     seed: int = 42
     threads: PositiveInt = 2
     optuna_storage: str | None = None
+    """SQLAlchemy URL of Optuna's study storage; None: ``sqlite:///<data_dir>/optuna.db``."""
+    pruner: Literal["median", "successive_halving", "hyperband"] = "median"
+    feature_selection: bool = True
+    """Keep only features with positive permutation importance under purged CV."""
+    min_features: PositiveInt = 3
+    validator: str = "purged_cv"
+    data_policy: dict[str, Any] = msgspec.field(default_factory=dict)
+    """`autoopt.data.ValidationPolicy` fields (repairs to apply); empty: reject every issue."""
+    ingest_batch_rows: PositiveInt = 10_000
+    history_days: PositiveInt = 365
+    """How far back an exchange source fetches when the log holds no bars of a symbol yet."""
     label: LabelConfig = msgspec.field(default_factory=LabelConfig)
     cv: CVConfig = msgspec.field(default_factory=CVConfig)
     costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
