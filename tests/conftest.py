@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
 from autoopt.log import EmbeddedServer, EventLog, NatsSettings
 
 
@@ -37,3 +36,174 @@ async def event_log(nats_settings: NatsSettings) -> AsyncIterator[EventLog]:
         yield log
     finally:
         await log.close()
+
+
+@pytest.fixture
+def sample_events() -> list:
+    """One instance of every event type in `autoopt.events.ALL_EVENT_TYPES`, with non-default
+    values in optional fields so a round trip that dropped them would show."""
+    from autoopt import events as ev
+
+    cause = ev.SignalEmitted.new(
+        symbol="BTCUSDT",
+        signal_id="sig-1",
+        side="long",
+        confidence=0.7,
+        release_id="r1",
+        horizon_s=60.0,
+        price=42000.5,
+        extra={"k": 1, "nested": {"a": [1, 2]}},
+    )
+    samples = [
+        cause,
+        ev.BarBatch.from_arrays(
+            symbol="BTCUSDT",
+            timeframe="1m",
+            ts=[60_000_000_000 * i for i in range(5)],
+            open=[1.0, 2.0, 3.0, 4.0, 5.0],
+            high=[1.5, 2.5, 3.5, 4.5, 5.5],
+            low=[0.5, 1.5, 2.5, 3.5, 4.5],
+            close=[1.2, 2.2, 3.2, 4.2, 5.2],
+            volume=[10.0, 20.0, 30.0, 40.0, 50.0],
+            source="test",
+        ),
+        ev.FeatureBatch.from_arrays(
+            symbol="BTCUSDT",
+            feature_set="default",
+            ts=[1, 2, 3],
+            columns={"rsi": [30.0, 40.0, 50.0], "ret": [0.1, -0.2, 0.3]},
+        ),
+        ev.SignalRouted.new(
+            cause=cause,
+            step="route",
+            symbol="BTCUSDT",
+            signal_id="sig-1",
+            experiment="exp-1",
+            variant="b",
+            release_id="r2",
+            unit_key="acct-9",
+        ),
+        ev.Fill.new(
+            symbol="BTCUSDT",
+            trade_id="t1",
+            side="buy",
+            qty=0.5,
+            price=42001.0,
+            fee=0.2,
+            fee_currency="USDT",
+            order_id="o1",
+            signal_id="sig-1",
+            liquidity="taker",
+        ),
+        ev.TradeOutcome.new(
+            symbol="BTCUSDT",
+            trade_id="t1",
+            side="long",
+            qty=0.5,
+            entry_price=42001.0,
+            exit_price=42100.0,
+            fees=0.4,
+            pnl=49.1,
+            return_=0.0023,
+            signal_id="sig-1",
+            release_id="r1",
+            experiment="exp-1",
+            variant="a",
+            entry_ts=1,
+            exit_ts=2,
+        ),
+        ev.MetricsReported.new(
+            symbol="BTCUSDT", window="1d", metrics={"sharpe": 1.2, "hit_rate": 0.55}, variant="a"
+        ),
+        ev.DriftReported.new(
+            symbol="BTCUSDT",
+            stream="features",
+            statistic="psi",
+            value=0.31,
+            threshold=0.2,
+            drifted=True,
+            detector="psi",
+            feature="rsi",
+            details={"bins": 10},
+        ),
+        ev.RetrainRequested.new(
+            symbol="BTCUSDT", reason="drift", trigger={"psi": 0.31}, requested_by="policy"
+        ),
+        ev.TrainingStarted.new(
+            symbol="BTCUSDT", run_id="run-1", trainer="lgbm", params={"lr": 0.1}, n_trials=8
+        ),
+        ev.TrainingFinished.new(
+            symbol="BTCUSDT",
+            run_id="run-1",
+            trainer="lgbm",
+            succeeded=False,
+            error="boom",
+            duration_s=3.5,
+        ),
+        ev.TrialCompleted.new(
+            study="BTCUSDT-lgbm",
+            number=3,
+            state="COMPLETE",
+            params={"num_leaves": 31},
+            value=0.61,
+            duration_s=1.25,
+            symbol="BTCUSDT",
+        ),
+        ev.ValidationVerdict.new(
+            symbol="BTCUSDT",
+            challenger="r2",
+            champion="r1",
+            passed=False,
+            reasons=["dsr 0.80 < 0.95"],
+            metrics={"sharpe": 1.1},
+            n_trials=32,
+            deflated_sharpe=0.8,
+        ),
+        ev.ModelReleased.new(
+            symbol="BTCUSDT",
+            release_id="r2",
+            model_type="lgbm",
+            sha256="ab" * 32,
+            uri="file:///models/r2",
+            features=["rsi", "ret"],
+            parent="r1",
+        ),
+        ev.ModelPromoted.new(symbol="BTCUSDT", release_id="r2", previous_release_id="r1"),
+        ev.ModelRolledBack.new(
+            symbol="BTCUSDT", release_id="r1", from_release_id="r2", reason="drawdown"
+        ),
+        ev.ExperimentCreated.new(
+            experiment="exp-1",
+            symbol="BTCUSDT",
+            variants=[
+                ev.VariantSpec(name="a", release_id="r1", weight=0.5),
+                ev.VariantSpec(name="b", release_id="r2", weight=0.5),
+            ],
+            seed="s1",
+        ),
+        ev.ExperimentStarted.new(experiment="exp-1"),
+        ev.ExperimentPaused.new(experiment="exp-1", reason="operator"),
+        ev.ExperimentConcluded.new(
+            experiment="exp-1", winner="b", reason="msprt", statistics={"p": 0.01}
+        ),
+        ev.VariantAssigned.new(experiment="exp-1", unit_key="acct-9", variant="b", bucket=0.73),
+        ev.RiskParamsUpdated.new(
+            symbol="BTCUSDT", params={"stop": 0.02}, previous={"stop": 0.03}, tuner="optuna"
+        ),
+        ev.DecisionMade.new(
+            symbol="BTCUSDT", kind="retrain", reason="drift", details={"psi": 0.31}
+        ),
+        ev.ErrorRaised.new(
+            component="trainer.lgbm", error_type="ValueError", message="bad", traceback="tb"
+        ),
+        ev.DeadLettered.new(
+            stream="SIGNALS",
+            subject="autoopt.signal.emitted.X",
+            seq=7,
+            consumer="svc",
+            error="DataError: bad",
+            payload=b"\x00\xffraw",
+            deliveries=3,
+        ),
+    ]
+    return samples

@@ -69,12 +69,12 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
         return tag
 
     @classmethod
-    def category(cls) -> str:
+    def tag_category(cls) -> str:
         """First part of the tag (``"market"``); it selects the stream."""
         return cls.type_tag().split(".", 1)[0]
 
     @classmethod
-    def kind(cls) -> str:
+    def tag_type(cls) -> str:
         """Second part of the tag (``"bars"``)."""
         return cls.type_tag().split(".", 1)[1]
 

@@ -260,7 +260,7 @@ def stream_name_for_category(category: str) -> str:
 def stream_name_for(event_or_type: Event | type[Event]) -> str:
     """The stream an event (or event type) is stored in."""
     cls = event_or_type if isinstance(event_or_type, type) else type(event_or_type)
-    return stream_name_for_category(cls.category())
+    return stream_name_for_category(cls.tag_category())
 
 
 def stream_name_for_subject(value: str) -> str:
