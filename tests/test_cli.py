@@ -89,3 +89,32 @@ def test_log_info_and_replay_show_appended_events(data_dir: Path) -> None:
     assert '"accuracy":0.5' not in replay.stdout  # sequence 1 is outside --from 2
     bad = autoopt(data_dir, "log", "replay", "--from", "yesterday")
     assert bad.returncode == 2 and "--from" in bad.stderr
+
+
+def test_log_tail_follows_new_events(data_dir: Path) -> None:
+    assert autoopt(data_dir, "server", "start").returncode == 0
+    env = {**os.environ, "AUTOOPT_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "autoopt.cli", "log", "tail", "--subject", "autoopt.metrics.>",
+         "--count", "2", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    config = load_config(environ={"AUTOOPT_DATA_DIR": str(data_dir)})
+
+    async def append_until_seen() -> None:
+        log = await open_event_log(config)
+        try:
+            # the tail process subscribes asynchronously; keep appending until it has seen two
+            for i in range(200):
+                await log.append(MetricsReported.new(symbol="EURUSD", window="1h", metrics={"sharpe": float(i)}))
+                if tail.poll() is not None:
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await log.close()
+
+    asyncio.run(append_until_seen())
+    out, err = tail.communicate(timeout=60)
+    assert tail.returncode == 0, err
+    assert out.count("metrics.reported") == 2
+    assert "EURUSD" in out
