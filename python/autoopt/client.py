@@ -1,0 +1,219 @@
+"""What a trading engine embeds to follow the champion model of a symbol.
+
+`ModelWatcher` replays the symbol's model events to find the current champion, loads it from
+the registry (every SHA-256 checked), then follows new `ModelPromoted` / `ModelRolledBack`
+events live and swaps the loaded model in one reference assignment, so a caller's
+``watcher.current`` is always a complete model, never a half-loaded one. A release whose
+artifact fails its checksum is refused: the previous model keeps serving, the failure is
+appended to the log as an `ErrorRaised` event and passed to ``on_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from autoopt.config import Config
+from autoopt.errors import ArtifactError, AutooptError
+from autoopt.events import ErrorRaised, Event, ModelPromoted, ModelRolledBack, decode
+from autoopt.log import EventLog
+from autoopt.plugins import Plugins
+from autoopt.registry import Manifest, ModelRegistry
+from autoopt.subjects import subject_filter
+
+log = logging.getLogger(__name__)
+
+SwapCallback = Callable[["LoadedModel", "LoadedModel | None"], Awaitable[None] | None]
+ErrorCallback = Callable[[Exception, Event], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, loaded release: what `ModelWatcher.current` hands out."""
+
+    symbol: str
+    release_id: str
+    manifest: Manifest
+    predictor: Any
+    event_id: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.manifest.features)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.predictor.predict_proba(X)
+
+
+def _champion_change(event: Event) -> str | None:
+    """The release an event makes champion, if it is a champion change."""
+    if isinstance(event, ModelPromoted | ModelRolledBack):
+        return event.release_id
+    return None
+
+
+class ModelWatcher:
+    """Follows one symbol's champion and keeps it loaded; see the module docstring."""
+
+    def __init__(
+        self,
+        symbol: str,
+        *,
+        log: EventLog,
+        registry: ModelRegistry,
+        plugins: Plugins,
+        on_swap: SwapCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self._log = log
+        self._registry = registry
+        self._plugins = plugins
+        self._on_swap = on_swap
+        self._on_error = on_error
+        self._current: LoadedModel | None = None
+        self._sub: Any = None
+        self._changed = asyncio.Condition()
+        self._owns_log = False
+        self.errors: list[tuple[str, Exception]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        symbol: str,
+        config: Config,
+        *,
+        on_swap: SwapCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> ModelWatcher:
+        """A started watcher wired from config (event log, registry in the data dir, plugins)."""
+        from autoopt.runtime import open_event_log, open_plugins
+
+        event_log = await open_event_log(config)
+        watcher = cls(
+            symbol,
+            log=event_log,
+            registry=ModelRegistry(Path(config.data_dir)),
+            plugins=open_plugins(config),
+            on_swap=on_swap,
+            on_error=on_error,
+        )
+        watcher._owns_log = True
+        await watcher.start()
+        return watcher
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The champion now loaded (None before the first release)."""
+        return self._current
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        model = self._current  # one read: the whole call uses one model even during a swap
+        if model is None:
+            raise ArtifactError(f"{self.symbol}: no champion model loaded yet")
+        return model.predict_proba(X)
+
+    async def start(self) -> LoadedModel | None:
+        """Load the champion recorded in the log, then follow changes live."""
+        filt = subject_filter("model", scope=self.symbol)
+        last_seq = 0
+        latest: Event | None = None
+        async for record in self._log.replay_records(filt):
+            last_seq = record.seq
+            if _champion_change(record.event) is not None:
+                latest = record.event
+        if latest is not None:
+            await self._apply(latest)
+        cfg = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last_seq + 1
+        )
+        self._sub = await self._log.js.subscribe(
+            filt, cb=self._on_msg, ordered_consumer=True, config=cfg
+        )
+        return self._current
+
+    async def _on_msg(self, msg: Any) -> None:
+        try:
+            event = decode(msg.data)
+        except Exception as exc:  # not ours to dead-letter; the service's consumer does that
+            log.error("undecodable model event on %s: %s", msg.subject, exc)
+            return
+        if _champion_change(event) is not None:
+            await self._apply(event)
+
+    async def _apply(self, event: Event) -> None:
+        release_id = _champion_change(event)
+        assert release_id is not None
+        if self._current is not None and self._current.release_id == release_id:
+            return
+        try:
+            loaded = await asyncio.to_thread(self._load, release_id, event.event_id)
+        except (AutooptError, OSError) as exc:
+            await self._refuse(exc, event)
+            return
+        previous, self._current = self._current, loaded
+        log.info(
+            "swapped %s champion %s -> %s",
+            self.symbol,
+            previous.release_id if previous else None,
+            release_id,
+            extra={"event_id": event.event_id, "correlation_id": event.correlation_id},
+        )
+        if self._on_swap is not None:
+            result = self._on_swap(loaded, previous)
+            if asyncio.iscoroutine(result):
+                await result
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _load(self, release_id: str, event_id: str) -> LoadedModel:
+        manifest, files = self._registry.load(self.symbol, release_id)  # verifies SHA-256
+        trainer = self._plugins.trainer(manifest.model_type)
+        predictor = trainer.load(files)
+        return LoadedModel(self.symbol, release_id, manifest, predictor, event_id)
+
+    async def _refuse(self, exc: Exception, event: Event) -> None:
+        self.errors.append((_champion_change(event) or "", exc))
+        log.error("refused release for %s: %s", self.symbol, exc, extra={"event_id": event.event_id})
+        error = ErrorRaised.new(
+            component="model-watcher",
+            error_type=type(exc).__name__,
+            message=str(exc),
+            details={"symbol": self.symbol, "release_id": _champion_change(event)},
+            cause=event,
+        )
+        try:
+            await self._log.append(error)
+        except AutooptError as append_exc:
+            log.error("could not record the refusal: %s", append_exc)
+        if self._on_error is not None:
+            result = self._on_error(exc, event)
+            if asyncio.iscoroutine(result):
+                await result
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, release_id: str, timeout: float = 30.0) -> LoadedModel:
+        """Wait until ``release_id`` is the loaded champion (or raise TimeoutError)."""
+
+        def ready() -> bool:
+            return self._current is not None and self._current.release_id == release_id
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+        assert self._current is not None
+        return self._current
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        if self._owns_log:
+            await self._log.close()
