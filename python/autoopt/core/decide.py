@@ -1,0 +1,131 @@
+"""`decide(state, event, now_ns, config) -> (state, commands)`: the decision core's one entry point.
+
+Pure: no I/O, no wall clock, no randomness; ``now_ns`` comes in. The same events with the same
+``now_ns`` values and the same config give the same outputs, byte for byte (`encode_commands`).
+
+The clock: the core keeps ``max`` of every ``now_ns`` it was given (a late event cannot move time
+back). What ``now_ns`` is, is the caller's contract and must be recoverable from the log so replay
+reproduces it: the service should pass the JetStream timestamp of the message (replay reads the
+same), or ``event.ts_event`` when the log is a simulation; `replay_decisions` defaults to the latter.
+
+Per event, in this order:
+    1. register symbols (config symbols and per-symbol overrides on the first event; an event's
+       ``symbol`` on first sight: its schedule counts from then);
+    2. apply the event as a fact (training started/finished, release, promotion, rollback, a
+       training reference, a manual request joining the queue);
+    3. expire in-flight slots past their timeouts;
+    4. drain the manual queue;
+    5. fire schedules whose instant the clock reached (all symbols, sorted);
+    6. the event's own trigger (degradation, PSI/KS, ADWIN/Page-Hinkley, reported drift).
+A retrain decided in one step makes later triggers of the same symbol "suppressed.pending".
+
+Ignored entirely (no clock move, no output): DecisionMade (the core's own outputs, recorded) and
+RetrainRequested whose reason is not "manual" (the service's record of a core decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from autoopt.config import Config, PolicyConfig
+from autoopt.core.commands import Command
+from autoopt.core.context import Ctx, resolve
+from autoopt.core.policies import degradation, drift, lifecycle, manual, schedule
+from autoopt.core.state import State
+from autoopt.events import (
+    DecisionMade,
+    DriftReported,
+    Event,
+    FeatureBatch,
+    MetricsReported,
+    ModelPromoted,
+    ModelReleased,
+    ModelRolledBack,
+    RetrainRequested,
+    SignalEmitted,
+    TradeOutcome,
+    TrainingFinished,
+    TrainingStarted,
+)
+
+Handler = Callable[[Ctx, Any], None]
+
+
+def _features_fact(ctx: Ctx, ev: FeatureBatch) -> None:
+    if ev.release_id is not None:
+        lifecycle.reference_batch(ctx, ev)
+
+
+def _features_trigger(ctx: Ctx, ev: FeatureBatch) -> None:
+    if ev.release_id is None:
+        drift.on_features(ctx, ev)
+
+
+_FACTS: dict[type, Handler] = {
+    TrainingStarted: lifecycle.training_started,
+    TrainingFinished: lifecycle.training_finished,
+    ModelReleased: lifecycle.model_released,
+    ModelPromoted: lifecycle.model_promoted,
+    ModelRolledBack: lifecycle.model_rolled_back,
+    FeatureBatch: _features_fact,
+    RetrainRequested: manual.on_request,
+}
+
+_TRIGGERS: dict[type, Handler] = {
+    MetricsReported: degradation.on_metrics,
+    FeatureBatch: _features_trigger,
+    SignalEmitted: drift.on_signal,
+    TradeOutcome: drift.on_outcome,
+    DriftReported: drift.on_reported,
+}
+
+
+def ignored(event: Event) -> bool:
+    """True for events `decide` leaves alone (the core's own recorded outputs)."""
+    if isinstance(event, DecisionMade):
+        return True
+    return isinstance(event, RetrainRequested) and event.reason != manual.MANUAL
+
+
+def decide(
+    state: State, event: Event, now_ns: int, config: Config | PolicyConfig
+) -> tuple[State, list[Command]]:
+    """Apply ``event`` at time ``now_ns``; return the (same, updated) state and the outputs.
+
+    ``state`` is updated in place (take ``state.to_bytes()`` first to keep the old one).
+    """
+    if not isinstance(state, State):
+        raise TypeError(f"decide: state must be autoopt.core.State, got {type(state).__name__}")
+    if not isinstance(event, Event):
+        raise TypeError(f"decide: event must be an autoopt event, got {type(event).__name__}")
+    resolved = resolve(config)
+    if ignored(event):
+        return state, []
+    data = state.data
+    prev = data.clock_ns
+    now = max(prev, int(now_ns))
+    data.clock_ns = now
+    data.n_events += 1
+    ctx = Ctx(state, event, now, prev, resolved)
+    symbols = data.symbols
+    for name in resolved.symbols:
+        if name not in symbols:
+            ctx.sym(name)
+    sym = getattr(event, "symbol", None)
+    if isinstance(sym, str) and sym and sym not in symbols:
+        ctx.sym(sym)
+    kind = type(event)
+    fact = _FACTS.get(kind)
+    if fact is not None:
+        fact(ctx, event)
+    lifecycle.expire(ctx)
+    manual.drain(ctx)
+    schedule.check_schedules(ctx)
+    trigger = _TRIGGERS.get(kind)
+    if trigger is not None:
+        trigger(ctx, event)
+    return state, ctx.out
+
+
+__all__ = ["decide", "ignored"]

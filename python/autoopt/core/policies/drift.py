@@ -1,0 +1,189 @@
+"""Drift policy: the champion's inputs or behaviour moved away from what it was trained on.
+
+Feature drift (PSI, KS)
+    The champion's training reference is the FeatureBatch whose ``release_id`` is the champion's
+    release (published by whoever trains or releases it; several batches concatenate; at most
+    ``reference_max_rows`` rows are kept, a deterministic even stride). Live FeatureBatches of the
+    same ``feature_set`` (no ``release_id``) are gathered per column (the columns both share,
+    narrowed to ``features`` when set) until ``min_rows`` rows, then every column is compared
+    with ``autoopt.drift.psi`` (``psi_bins`` bins) and ``autoopt.drift.ks_2samp``, and the
+    gathered rows are dropped (tumbling windows). Any PSI > ``psi_threshold`` fires "drift.psi";
+    else any KS p-value < ``ks_pvalue`` fires "drift.ks"; else "held.drift". Non-finite values
+    are left out of both samples.
+
+Stream drift (ADWIN, Page-Hinkley)
+    ``autoopt.drift.ADWIN(delta=adwin_delta)`` and ``autoopt.drift.PageHinkley(...)`` watch the
+    prediction stream (SignalEmitted.confidence) and the outcome stream (TradeOutcome return, or
+    1.0/0.0 for a winning/losing trade with ``outcome_value = "hit"``) of the champion (events
+    naming another release are skipped). A detection fires "drift.adwin" / "drift.page_hinkley"
+    and restarts that detector from scratch, so one change fires once.
+
+Reported drift
+    DriftReported(drifted=true) from a detector not named "autoopt..." fires "drift.reported" when
+    ``external`` is on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from autoopt.config import DriftPolicy
+from autoopt.core.commands import Held
+from autoopt.core.context import Ctx
+from autoopt.core.policies.guards import request_retrain
+from autoopt.core.state import Detector, SymbolState
+from autoopt.events import DriftReported, FeatureBatch, SignalEmitted, TradeOutcome
+
+
+def _make(name: str, cfg: DriftPolicy) -> Detector:
+    from autoopt import drift
+
+    if name == "adwin":
+        return drift.ADWIN(delta=cfg.adwin_delta)
+    return drift.PageHinkley(
+        min_instances=cfg.page_hinkley_min_instances,
+        delta=cfg.page_hinkley_delta,
+        threshold=cfg.page_hinkley_threshold,
+        alpha=cfg.page_hinkley_alpha,
+    )
+
+
+_STREAM_DETECTORS = ("adwin", "page_hinkley")
+
+
+def _on_stream(ctx: Ctx, symbol: str, stream: str, value: float, release_id: str | None) -> None:
+    cfg = ctx.eff(symbol).drift
+    if not cfg.enabled or stream not in cfg.streams or not math.isfinite(value):
+        return
+    sym = ctx.sym(symbol)
+    if release_id is not None and sym.champion is not None and release_id != sym.champion:
+        return
+    state = ctx.state
+    for kind in _STREAM_DETECTORS:
+        if kind not in cfg.detectors:
+            continue
+        name = f"{kind}.{stream}"
+        det = state.detector(symbol, name, lambda k=kind: _make(k, cfg))
+        counts = sym.detector_counts
+        n = counts.get(name, 0) + 1
+        counts[name] = n
+        if det.update(value):
+            state.reset_detector(symbol, name)
+            details: dict[str, Any] = {
+                "stream": stream,
+                "detector": kind,
+                "value": value,
+                "n": n,
+                "champion": sym.champion,
+            }
+            request_retrain(ctx, sym, f"drift.{kind}", details)
+
+
+def on_signal(ctx: Ctx, ev: SignalEmitted) -> None:
+    _on_stream(ctx, ev.symbol, "prediction", float(ev.confidence), ev.release_id)
+
+
+def on_outcome(ctx: Ctx, ev: TradeOutcome) -> None:
+    cfg = ctx.eff(ev.symbol).drift
+    r = float(ev.return_)
+    value = (1.0 if r > 0.0 else 0.0) if cfg.outcome_value == "hit" else r
+    _on_stream(ctx, ev.symbol, "outcome", value, ev.release_id)
+
+
+def on_reported(ctx: Ctx, ev: DriftReported) -> None:
+    cfg = ctx.eff(ev.symbol).drift
+    if not (cfg.enabled and cfg.external and ev.drifted) or ev.detector.startswith("autoopt"):
+        return
+    sym = ctx.sym(ev.symbol)
+    request_retrain(ctx, sym, "drift.reported", {
+        "stream": ev.stream,
+        "statistic": ev.statistic,
+        "value": float(ev.value),
+        "threshold": float(ev.threshold),
+        "detector": ev.detector,
+        "feature": ev.feature,
+    })
+
+
+def on_features(ctx: Ctx, ev: FeatureBatch) -> None:
+    """Gather live rows; evaluate PSI/KS against the champion's reference every ``min_rows``."""
+    cfg = ctx.eff(ev.symbol).drift
+    if not cfg.enabled or not ("psi" in cfg.detectors or "ks" in cfg.detectors):
+        return
+    sym = ctx.sym(ev.symbol)
+    ref = sym.reference(sym.champion)
+    if ref is None or ref.feature_set != ev.feature_set or ev.n_rows == 0:
+        return
+    wanted = set(ev.columns) & set(ref.columns)
+    if cfg.features is not None:
+        wanted &= set(cfg.features)
+    columns = sorted(wanted)
+    if not columns:
+        return
+    if sym.buffer_columns != columns or sym.buffer_feature_set != ev.feature_set:
+        sym.buffer_feature_set = ev.feature_set
+        sym.buffer_columns = columns
+        sym.buffer_values = [b""] * len(columns)
+        sym.buffer_rows = 0
+    arrays = ev.arrays()
+    sym.buffer_values = [
+        old + np.ascontiguousarray(arrays[c], dtype="<f8").tobytes()
+        for old, c in zip(sym.buffer_values, columns, strict=True)
+    ]
+    sym.buffer_rows += ev.n_rows
+    if sym.buffer_rows < cfg.min_rows:
+        return
+    _evaluate(ctx, sym, cfg, ref.columns, ref.values)
+
+
+def _evaluate(
+    ctx: Ctx, sym: SymbolState, cfg: DriftPolicy, ref_cols: list[str], ref_vals: list[bytes]
+) -> None:
+    from autoopt import drift
+
+    psi_by: dict[str, float] = {}
+    ks_by: dict[str, dict[str, float]] = {}
+    ref_index = {c: i for i, c in enumerate(ref_cols)}
+    for col, raw in zip(sym.buffer_columns, sym.buffer_values, strict=True):
+        cur = np.frombuffer(raw, dtype="<f8")
+        ref = np.frombuffer(ref_vals[ref_index[col]], dtype="<f8")
+        cur = cur[np.isfinite(cur)]
+        ref = ref[np.isfinite(ref)]
+        if len(cur) < 2 or len(ref) < 2:
+            continue
+        if "psi" in cfg.detectors:
+            psi_by[col] = float(drift.psi(ref, cur, bins=cfg.psi_bins))
+        if "ks" in cfg.detectors:
+            res = drift.ks_2samp(ref, cur)
+            ks_by[col] = {"statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+    rows = sym.buffer_rows
+    sym.buffer_values = [b""] * len(sym.buffer_columns)
+    sym.buffer_rows = 0
+    psi_hit = sorted(c for c, v in psi_by.items() if v > cfg.psi_threshold)
+    ks_hit = sorted(c for c, v in ks_by.items() if v["pvalue"] < cfg.ks_pvalue)
+    details: dict[str, Any] = {
+        "rows": rows,
+        "reference_release": sym.champion,
+        "psi": psi_by,
+        "ks": ks_by,
+        "psi_threshold": cfg.psi_threshold,
+        "ks_pvalue_threshold": cfg.ks_pvalue,
+        "drifted_psi": psi_hit,
+        "drifted_ks": ks_hit,
+    }
+    if psi_by:
+        details["psi_max"] = max(psi_by.values())
+    if ks_by:
+        details["ks_min_pvalue"] = min(v["pvalue"] for v in ks_by.values())
+    if psi_hit:
+        request_retrain(ctx, sym, "drift.psi", details)
+    elif ks_hit:
+        request_retrain(ctx, sym, "drift.ks", details)
+    else:
+        ctx.emit(Held, sym.symbol, "held.drift", "drift", details)
+
+
+__all__ = ["on_features", "on_outcome", "on_reported", "on_signal"]
