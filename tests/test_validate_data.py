@@ -75,6 +75,8 @@ def test_zero_volume_run_rejected_only_beyond_limit(bars: pl.DataFrame) -> None:
 def test_missing_column_and_null_ts_rejected(bars: pl.DataFrame) -> None:
     with pytest.raises(DataError, match=r"rule 'schema'.*volume"):
         validate_bars(bars.drop("volume"), "X")
+    with pytest.raises(DataError, match=r"X: rule 'schema'.*ts column"):
+        validate_bars(bars.with_columns(pl.col("ts").cast(pl.Utf8)), "X")
     nulls = bars.with_columns(bars["ts"].scatter(3, None))
     with pytest.raises(DataError, match=r"rule 'null_timestamp' violated at row 3"):
         validate_bars(nulls, "X")

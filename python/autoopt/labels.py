@@ -109,20 +109,22 @@ def triple_barrier_labels(
     label = np.zeros(n, dtype=np.int8)
     t1 = np.arange(n, dtype=np.int64) + horizon
     ret = np.zeros(n)
-    idx = np.flatnonzero(valid)
-    if idx.size:
-        logc = np.log(c)
+    logc = np.log(c)
+    offsets = np.arange(1, horizon + 1)
+    all_idx = np.flatnonzero(valid)
+    chunk = max(1, 4_000_000 // horizon)  # bound the (rows × horizon) path matrix to ~32 MB
+    for lo in range(0, all_idx.size, chunk):
+        idx = all_idx[lo : lo + chunk]
         # paths[k, j] = log return from idx[k] to idx[k] + j + 1
-        paths = logc[idx[:, None] + np.arange(1, horizon + 1)[None, :]] - logc[idx, None]
+        paths = logc[idx[:, None] + offsets[None, :]] - logc[idx, None]
         width = vol[idx] * np.sqrt(horizon)
         up = paths >= (pt_mult * width)[:, None] if pt_mult > 0 else np.zeros_like(paths, bool)
         dn = paths <= (-sl_mult * width)[:, None] if sl_mult > 0 else np.zeros_like(paths, bool)
         first_up = np.where(up.any(axis=1), up.argmax(axis=1), horizon)
         first_dn = np.where(dn.any(axis=1), dn.argmax(axis=1), horizon)
         hit = np.minimum(first_up, first_dn)
-        lab = np.where(hit == horizon, 0, np.where(first_up < first_dn, 1, -1))
         step = np.minimum(hit, horizon - 1)  # vertical barrier: the last bar of the horizon
-        label[idx] = lab
+        label[idx] = np.where(hit == horizon, 0, np.where(first_up < first_dn, 1, -1))
         t1[idx] = idx + step + 1
         ret[idx] = paths[np.arange(idx.size), step]
     return _frame(label, t1, ret, valid)

@@ -46,7 +46,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from autoopt.errors import DataError
+from autoopt.errors import ConfigError, DataError
 
 PRICE_COLS: tuple[str, ...] = ("open", "high", "low", "close")
 BAR_COLS: tuple[str, ...] = (*PRICE_COLS, "volume")
@@ -75,11 +75,11 @@ class ValidationPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.timeframe_ns is not None and self.timeframe_ns <= 0:
-            raise DataError(f"ValidationPolicy.timeframe_ns must be > 0, got {self.timeframe_ns}")
+            raise ConfigError(f"ValidationPolicy.timeframe_ns must be > 0, got {self.timeframe_ns}")
         if self.max_fill < 0:
-            raise DataError(f"ValidationPolicy.max_fill must be >= 0, got {self.max_fill}")
+            raise ConfigError(f"ValidationPolicy.max_fill must be >= 0, got {self.max_fill}")
         if self.max_zero_volume_run is not None and self.max_zero_volume_run < 0:
-            raise DataError(
+            raise ConfigError(
                 f"ValidationPolicy.max_zero_volume_run must be >= 0, got {self.max_zero_volume_run}"
             )
 
@@ -146,13 +146,13 @@ class _Run:
             self.df = self.df.filter(pl.Series(~mask))
 
 
-def _ts_to_ns(col: pl.Series) -> pl.Series:
+def _ts_to_ns(col: pl.Series, symbol: str) -> pl.Series:
     dt = col.dtype
     if dt.is_integer():
         return col.cast(pl.Int64)
     if isinstance(dt, pl.Datetime) or dt == pl.Date:
         return col.dt.epoch("ns").cast(pl.Int64)
-    raise DataError(f"rule 'schema': ts column must be integer ns, Datetime or Date, got {dt}")
+    raise DataError(f"{symbol}: rule 'schema' violated: ts column must be integer ns, Datetime or Date, got {dt}")
 
 
 def _ns_to_ts(ns: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -361,7 +361,7 @@ def validate_bars(
     policy = policy or ValidationPolicy()
     _check_schema(df, symbol, ts_col)
     ts_dtype = df[ts_col].dtype
-    ts_ns = _ts_to_ns(df[ts_col])
+    ts_ns = _ts_to_ns(df[ts_col], symbol)
     if ts_ns.null_count():
         row = int(ts_ns.is_null().arg_max() or 0)
         raise _reject(symbol, "null_timestamp", row, None, "timestamp is null")
