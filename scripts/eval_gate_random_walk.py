@@ -34,7 +34,11 @@ PERIODS_PER_YEAR = 24 * 365  # hourly bars, traded around the clock
 LAGS = 5
 VOL_WINDOW = 10
 # LightGBM hyperparameters plus the no-trade band around P(up) = 0.5 that turns P into positions
-SEARCH_SPACE: dict[str, list[Any]] = {"num_leaves": [4, 8, 16, 31], "learning_rate": [0.03, 0.1], "band": [0.0, 0.02]}
+SEARCH_SPACE: dict[str, list[Any]] = {
+    "num_leaves": [4, 8, 16, 31],
+    "learning_rate": [0.03, 0.1],
+    "band": [0.0, 0.02],
+}
 
 
 def random_walk(seed: int, n_bars: int, sigma: float = 0.006) -> np.ndarray:
