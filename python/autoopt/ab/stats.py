@@ -322,9 +322,7 @@ def jobson_korkie_memmel(a: ArrayLike, b: ArrayLike) -> JobsonKorkieResult:
         raise DataError("Jobson–Korkie is undefined for a constant return series")
     rho = float(np.corrcoef(xa, xb)[0, 1])
     rho = min(1.0, max(-1.0, rho))
-    return jobson_korkie_from_moments(
-        float(xa.mean()) / sda, float(xb.mean()) / sdb, rho, xa.size
-    )
+    return jobson_korkie_from_moments(float(xa.mean()) / sda, float(xb.mean()) / sdb, rho, xa.size)
 
 
 # -------------------------------------------------------------------------------------- SRM
