@@ -159,8 +159,9 @@ class PolicyConfig(_Section):
     TrainingFinished (None: never). ``manual_bypasses_cooldown``: a manual RetrainRequested is not
     held back by the cooldown (it still waits for a running retrain and for a free slot).
     ``champion_event``: which event makes a release the champion whose metrics and training
-    reference the degradation and drift policies compare against ("released": ModelReleased,
-    since the gate runs before release; "promoted": only ModelPromoted). Rollbacks always do."""
+    reference the degradation and drift policies compare against ("promoted": ModelPromoted, as
+    the pipeline and ModelWatcher use it; "released": already ModelReleased, for logs without
+    promotions). Rollbacks always do."""
 
     schedule: str | None = "0 3 * * *"
     cooldown_s: NonNegFloat = 6 * 3600.0
@@ -168,7 +169,7 @@ class PolicyConfig(_Section):
     pending_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = 3600.0
     running_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = 24 * 3600.0
     manual_bypasses_cooldown: bool = True
-    champion_event: Literal["released", "promoted"] = "released"
+    champion_event: Literal["promoted", "released"] = "promoted"
     degradation: DegradationPolicy = msgspec.field(default_factory=DegradationPolicy)
     drift: DriftPolicy = msgspec.field(default_factory=DriftPolicy)
     symbols: dict[str, SymbolPolicy] = msgspec.field(default_factory=dict)

@@ -1,9 +1,11 @@
 """Facts that move the guards and the champion: training runs, releases, promotions, rollbacks,
 training references, and the timeouts that free a slot nobody reported back on.
 
-Champion: with ``policy.champion_event == "released"`` (default) a ModelReleased makes its release
-the champion (the gate runs before release); with ``"promoted"`` only ModelPromoted does. A
-ModelRolledBack always moves the champion. A champion change resets the degradation window and
+Champion: with ``policy.champion_event == "promoted"`` (default; the pipeline appends
+ModelReleased then ModelPromoted when the gate passes, and ModelWatcher follows promotions) a
+ModelPromoted makes its release the champion; with ``"released"`` a ModelReleased already does. A
+ModelRolledBack always moves the champion. Either way a release's metrics are remembered from its
+ModelReleased and a release (or decision) starts the cooldown. A champion change resets the degradation window and
 baseline (baseline := the release's metrics), the live drift buffer and the streaming detectors.
 """
 
