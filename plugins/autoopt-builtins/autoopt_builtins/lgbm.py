@@ -316,6 +316,10 @@ class LightGBMTrainer:
 
     # ------------------------------------------------------------------ fit / load
 
+    def default_params(self, n_train: int) -> dict[str, Any]:
+        """The enqueued first trial's parameters and 200 rounds: a sane untuned model."""
+        return _default_trial(n_train) | {"num_boost_round": 200}
+
     def fit(
         self,
         X: np.ndarray,

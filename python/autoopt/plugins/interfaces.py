@@ -53,6 +53,17 @@ class IncrementalSource(DataSource, Protocol):
         ...
 
 
+@runtime_checkable
+class LogSource(DataSource, Protocol):
+    """A source that reads from the event log itself (bars ingested earlier)."""
+
+    async def aload(
+        self, uri: str, symbols: Sequence[str] | None, log: Any
+    ) -> dict[str, pl.DataFrame]:
+        """Like `load`, on an open `autoopt.log.EventLog`, from inside a running event loop."""
+        ...
+
+
 # ------------------------------------------------------------------------------- features
 
 
@@ -207,6 +218,10 @@ class Trainer(Protocol):
         """Hyperparameter search on ``task.folds``, honouring the trial and time budgets."""
         ...
 
+    def default_params(self, n_train: int) -> dict[str, Any]:
+        """Reasonable untuned parameters (feature selection fits with these)."""
+        ...
+
     def fit(
         self,
         X: np.ndarray,
@@ -227,8 +242,8 @@ class Trainer(Protocol):
 
 # ------------------------------------------------------------------------------- validation
 
-FitFn = Callable[[np.ndarray], Predictor]
-"""Train a model on the given row indices of a task (the validator decides which rows)."""
+FitFn = Callable[[np.ndarray, np.ndarray], Predictor]
+"""Train a model recipe on (X_train, y_train); the validator decides which rows and columns."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,6 +315,7 @@ __all__ = [
     "FeatureSet",
     "FitFn",
     "IncrementalSource",
+    "LogSource",
     "Predictor",
     "RiskTask",
     "RiskTuner",

@@ -1,0 +1,524 @@
+"""The nightly retrain: for each symbol and model, data → features → selection → tuning →
+purged-CV validation after costs → gate against the champion on the same folds → release.
+
+Everything is recorded in the event log, in this order per (symbol, model):
+``TrainingStarted``, one ``TrialCompleted`` per Optuna trial, ``TrainingFinished`` (metrics,
+best params, the selected features and every candidate's importances), ``ValidationVerdict``
+(always, with the reasons), and when the gate passes ``ModelReleased`` + ``ModelPromoted``.
+Ingested bars go in first as ``BarBatch`` events.
+
+Event ids are derived from the run id and the step, and with a ``cause`` (e.g. a
+``RetrainRequested`` from the service) the run id itself is derived from the cause, so a retried
+run dedups in the log. The Optuna study of a job is named from a digest of its data and
+settings, so rerunning on the same data resumes it rather than starting over.
+
+The champion is scored by refitting its recorded recipe (model type, params, features from its
+manifest, after the registry verified its checksums and the trainer loaded its artifact) on the
+training rows of each of the challenger's folds: the stored champion was trained on data that
+includes most test blocks, so predicting with it directly would score it in-sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from autoopt.clock import Clock, SystemClock
+from autoopt.config import Config
+from autoopt.errors import AutooptError, DataError, PluginError
+from autoopt.events import (
+    Event,
+    ModelPromoted,
+    ModelReleased,
+    TrainingFinished,
+    TrainingStarted,
+    TrialCompleted,
+    ValidationVerdict,
+)
+from autoopt.ids import derived_event_id, new_event_id
+from autoopt.pipeline.dataset import (
+    Dataset,
+    build_dataset,
+    make_folds,
+    timeframe_label,
+    validation_policy,
+)
+from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
+from autoopt.pipeline.selection import FeatureSelection, select_features
+from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
+from autoopt.plugins.interfaces import (
+    Costs,
+    Trainer,
+    TrainTask,
+    TrialRecord,
+    TuneResult,
+    ValidationResult,
+    Validator,
+)
+from autoopt.registry import ModelRegistry
+from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
+
+if TYPE_CHECKING:
+    from autoopt.log import EventLog
+    from autoopt.plugins import Plugins
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: ``stage`` of the (symbol, model) job, ``done`` of ``total`` steps."""
+
+    symbol: str
+    model: str
+    stage: str
+    done: int
+    total: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+_STAGES = 4  # select, validate, champion, gate; plus one step per trial
+
+
+def default_storage(config: Config) -> str:
+    """Optuna storage URL: the configured one, else SQLite in the data dir."""
+    if config.pipeline.optuna_storage:
+        return config.pipeline.optuna_storage
+    path = Path(config.data_dir).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'optuna.db'}"
+
+
+def study_name(symbol: str, model: str, ds: Dataset, features: Sequence[str], config: Config) -> str:
+    """Name of a job's study: same data and settings → same study → it resumes."""
+    p = config.pipeline
+    key = msgspec.json.encode(
+        {
+            "symbol": symbol, "model": model, "range": ds.data_range, "rows": ds.n_rows,
+            "features": list(features), "label": p.label, "cv": p.cv, "costs": p.costs,
+            "seed": p.seed, "pruning": p.pruning, "pruner": p.pruner,
+        },
+        order="sorted",
+    )
+    return f"{symbol}.{model}.{hashlib.sha256(key).hexdigest()[:16]}"
+
+
+# ------------------------------------------------------------------------------ data
+
+
+async def load_bars(
+    source: Any,
+    uri: str,
+    symbols: Sequence[str] | None,
+    event_log: EventLog,
+    *,
+    batch_rows: int,
+    clock: Clock,
+) -> dict[str, tuple[pl.DataFrame, str]]:
+    """Bars and timeframe per symbol; new bars are appended to the log as `BarBatch` events.
+
+    Log sources read the log as is; incremental sources (exchanges) fetch only what follows the
+    last stored bar and the history comes back from the log; other sources load everything and
+    only the bars after the last stored one are appended.
+    """
+    out: dict[str, tuple[pl.DataFrame, str]] = {}
+    if hasattr(source, "aload"):
+        frames = await source.aload(uri, symbols, event_log)
+        return {s: (df, timeframe_label(df["ts"].to_numpy())) for s, df in frames.items()}
+    if hasattr(source, "load_since"):
+        tf = source.timeframe(uri)
+        names = list(symbols) if symbols else list(source.symbols_of(uri))
+        last = {s: await last_stored_ts(event_log, s, tf) for s in names}
+        since = {s: v + 1 for s, v in last.items() if v is not None}
+        fresh = await asyncio.to_thread(source.load_since, uri, names, since)
+        for s in names:
+            await ingest_bars(event_log, s, tf, fresh[s], source=uri, batch_rows=batch_rows,
+                              last_ts=last[s], clock=clock)
+            bars = await stored_bars(event_log, s, tf)
+            if bars is None:
+                raise DataError(f"{s}: {uri} returned no bars and the log holds none")
+            out[s] = (bars, tf)
+        return out
+    frames = await asyncio.to_thread(source.load, uri, symbols)
+    for s, df in frames.items():
+        tf = timeframe_label(df["ts"].to_numpy())
+        last = await last_stored_ts(event_log, s, tf)
+        await ingest_bars(event_log, s, tf, df, source=uri, batch_rows=batch_rows, last_ts=last,
+                          clock=clock)
+        out[s] = (df, tf)
+    return out
+
+
+# ------------------------------------------------------------------------------ one job
+
+
+class _Events:
+    """Builds a job's events with ids derived from (run, symbol, model, step) and appends them."""
+
+    def __init__(
+        self, event_log: EventLog, run_id: str, cause: Event | None, clock: Clock, scope: str
+    ) -> None:
+        self.log = event_log
+        self.run_id = run_id
+        self.cause = cause
+        self.clock = clock
+        self.scope = scope
+
+    @property
+    def correlation_id(self) -> str:
+        if self.cause is not None:
+            return self.cause.correlation_id or self.cause.event_id
+        return self.run_id
+
+    def build(self, cls: type[Event], step: str, **fields: Any) -> Event:
+        now = self.clock.now_ns()
+        fields.setdefault("event_id", derived_event_id(self.run_id, f"{self.scope}/{step}"))
+        fields.setdefault("ts_init", now)
+        fields.setdefault("ts_event", now)
+        if self.cause is not None:
+            fields.setdefault("causation_id", self.cause.event_id)
+        fields.setdefault("correlation_id", self.correlation_id)
+        return cls(**fields)
+
+    async def append(self, cls: type[Event], step: str, **fields: Any) -> Event:
+        event = self.build(cls, step, **fields)
+        await self.log.append(event)
+        return event
+
+
+def _trial_event(rec: TrialRecord, symbol: str, run_id: str, study: str, clock: Clock,
+                 correlation_id: str) -> TrialCompleted:
+    now = clock.now_ns()
+    return TrialCompleted(
+        event_id=derived_event_id(f"study/{study}", f"trial/{rec.number}"),
+        ts_event=now,
+        ts_init=now,
+        correlation_id=correlation_id,
+        study=study,
+        number=rec.number,
+        state=rec.state,
+        params=rec.params,
+        value=rec.value,
+        duration_s=rec.duration_s,
+        symbol=symbol,
+        run_id=run_id,
+        user_attrs={k: v for k, v in rec.user_attrs.items()
+                    if isinstance(v, (int, float, str, bool))},
+    )
+
+
+def _verdict_without_trials(ch: ValidationResult, champion: ValidationResult | None,
+                            cfg: GateConfig, n_trials: int) -> GateVerdict:
+    """The gate cannot deflate a Sharpe ratio without >= 2 trial Sharpes: refuse, say why."""
+    base = evaluate_gate(ch.fold_metrics, champion.fold_metrics if champion else None,
+                         ch.returns, 1, config=cfg)
+    reasons = [r for r in base.reasons if r.rule != "dsr"]
+    reasons.insert(1, GateReason(
+        "dsr", "too_few_completed_trials", False,
+        f"{n_trials} trials tried but fewer than 2 completed with a Sharpe ratio: the Deflated "
+        "Sharpe Ratio cannot be estimated"))
+    return GateVerdict(False, reasons, base.stats)
+
+
+def _trainer_for_type(plugins: Plugins, model_type: str) -> Trainer:
+    for t in plugins.components("trainer").values():
+        if t.model_type == model_type:
+            return t  # type: ignore[no-any-return]
+    raise PluginError(f"no trainer loads model type {model_type!r}")
+
+
+@dataclass
+class _Job:
+    config: Config
+    symbol: str
+    model: str
+    trainer: Trainer
+    validator: Validator
+    ds: Dataset
+    plugins: Plugins
+    registry: ModelRegistry
+    events: _Events
+    run_id: str
+    storage: str
+    time_budget_s: float | None
+    n_trials: int
+    clock: Clock
+    progress: ProgressFn | None
+
+    def report(self, stage: str, done: int) -> None:
+        if self.progress is not None:
+            self.progress(Progress(self.symbol, self.model, stage, done, self.n_trials + _STAGES))
+
+    def task(self, ds: Dataset, **extra: Any) -> TrainTask:
+        p = self.config.pipeline
+        return TrainTask(
+            symbol=self.symbol, X=ds.X, y=ds.y, feature_names=ds.feature_names,
+            folds=make_folds(ds, p.cv), forward_returns=ds.forward_returns,
+            periods_per_year=ds.periods_per_year,
+            costs=Costs(fee_bps=p.costs.fees_bps, slippage_bps=p.costs.slippage_bps),
+            n_trials=self.n_trials, time_budget_s=self.time_budget_s, seed=p.seed,
+            threads=p.threads, pruning=p.pruning, pruner=p.pruner, storage=self.storage, **extra,
+        )
+
+    async def run(self) -> ModelResult:
+        p = self.config.pipeline
+        t0 = time.perf_counter()
+        ds = self.ds
+        await self.events.append(
+            TrainingStarted, "training.started", symbol=self.symbol, run_id=self.run_id,
+            trainer=self.model, n_trials=self.n_trials, data_start=ds.data_range[0],
+            data_end=ds.data_range[1],
+            params={"rows": ds.n_rows, "timeframe": ds.timeframe,
+                    "candidate_features": list(ds.feature_names), "seed": p.seed,
+                    "pruning": p.pruning, "time_budget_s": self.time_budget_s},
+        )
+        self.report("selecting features", 0)
+        full_task = self.task(ds)
+        if p.feature_selection:
+            selection = await asyncio.to_thread(
+                select_features, self.trainer, full_task, min_features=p.min_features)
+        else:
+            selection = FeatureSelection(ds.feature_names, {}, {})
+        sel_ds = ds.select(selection.selected)
+        study = study_name(self.symbol, self.model, ds, selection.selected, self.config)
+        self.report("tuning", 1)
+
+        loop = asyncio.get_running_loop()
+        pending: list[Future[Any]] = []
+        done_trials = 0
+
+        def on_trial(rec: TrialRecord) -> None:
+            nonlocal done_trials
+            done_trials += 1
+            ev = _trial_event(rec, self.symbol, self.run_id, study, self.clock,
+                              self.events.correlation_id)
+            pending.append(asyncio.run_coroutine_threadsafe(self.events.log.append(ev), loop))
+            self.report(f"trial {rec.number} {rec.state.lower()}", 1 + done_trials)
+
+        tune_task = replace(self.task(sel_ds), study_name=study, on_trial=on_trial)
+        tuned: TuneResult = await asyncio.to_thread(self.trainer.tune, tune_task)
+        for fut in pending:
+            await asyncio.wrap_future(fut)
+        self.report("validating", 1 + self.n_trials)
+
+        seed, threads = p.seed, p.threads
+        names = list(sel_ds.feature_names)
+
+        def fit_challenger(X: np.ndarray, y: np.ndarray) -> Any:
+            return self.trainer.fit(X, y, tuned.params, names, seed=seed, threads=threads)
+
+        challenger = await asyncio.to_thread(
+            self.validator.validate, full_task, fit_challenger, ds.columns(names))
+        self.report("scoring champion", 2 + self.n_trials)
+        champion_id, champion, champion_note = await asyncio.to_thread(
+            self._champion, full_task)
+        self.report("gate", 3 + self.n_trials)
+
+        gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
+                              min_trades=p.gate.min_trades, metric=p.gate.metric)
+        sharpes = tuned.trial_sharpes()
+        if len(sharpes) >= 2:
+            verdict = evaluate_gate(
+                challenger.fold_metrics, champion.fold_metrics if champion else None,
+                challenger.returns, tuned.n_trials, trial_sharpes=sharpes, config=gate_cfg)
+        else:
+            verdict = _verdict_without_trials(challenger, champion, gate_cfg, tuned.n_trials)
+        reasons = [f"{r.code}: {r.message}" for r in verdict.reasons]
+        if champion_note:
+            reasons.append(champion_note)
+        metrics = dict(challenger.metrics)
+        metrics["cv_log_loss"] = tuned.best_value
+        metrics["n_trials"] = float(tuned.n_trials)
+        for k in ("dsr", "psr", "expected_max_sr"):
+            if k in verdict.stats:
+                metrics[k] = float(verdict.stats[k])
+        importances = selection.importances()
+
+        await self.events.append(
+            TrainingFinished, "training.finished", symbol=self.symbol, run_id=self.run_id,
+            trainer=self.model, succeeded=True,
+            metrics=metrics | {f"importance/{k}": v for k, v in importances.items()},
+            best_params=dict(tuned.params) | {"features": names, "study": study,
+                                             "best_trial": tuned.best_trial},
+            duration_s=time.perf_counter() - t0, n_trials=tuned.n_trials,
+        )
+
+        release_id: str | None = None
+        manifest = None
+        if verdict.passed:
+            final = await asyncio.to_thread(
+                self.trainer.fit, sel_ds.X, sel_ds.y, tuned.params, names,
+                seed=seed, threads=threads)
+            manifest = self.registry.save(
+                self.symbol, final.to_files(), model_type=self.trainer.model_type,
+                created_at=self.clock.now_ns(), params=tuned.params, features=names,
+                metrics=metrics, data_range=ds.data_range, feature_importances=importances,
+            )
+            release_id = manifest.release_id
+        candidate = release_id or f"{self.run_id}/{self.symbol}/{self.model}"
+        await self.events.append(
+            ValidationVerdict, "model.verdict", symbol=self.symbol, challenger=candidate,
+            passed=verdict.passed, reasons=reasons, metrics=metrics,
+            champion=champion_id, champion_metrics=champion.metrics if champion else {},
+            n_trials=tuned.n_trials,
+            deflated_sharpe=verdict.stats.get("dsr"),
+        )
+        if manifest is not None:
+            await self.events.append(
+                ModelReleased, "model.released", symbol=self.symbol,
+                release_id=manifest.release_id, model_type=manifest.model_type,
+                sha256=manifest.sha256,
+                uri=str(self.registry.release_dir(self.symbol, manifest.release_id)),
+                metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+                features=names, params=dict(tuned.params), parent=manifest.parent_release,
+                run_id=self.run_id,
+            )
+            previous = self.registry.current(self.symbol)
+            self.registry.set_current(self.symbol, manifest.release_id)
+            await self.events.append(
+                ModelPromoted, "model.promoted", symbol=self.symbol,
+                release_id=manifest.release_id, previous_release_id=previous,
+                reason="passed the release gate: " + "; ".join(reasons),
+            )
+        self.report("done", self.n_trials + _STAGES)
+        return ModelResult(
+            symbol=self.symbol, model=self.model, score=float(metrics.get(p.gate.metric, math.nan)),
+            metrics=finite(metrics), params=dict(tuned.params), features=names,
+            deployed=manifest is not None, reasons=reasons, release_id=release_id,
+            champion=champion_id, n_trials=tuned.n_trials, study=study,
+            feature_importances=importances, duration_s=time.perf_counter() - t0,
+        )
+
+    def _champion(self, task: TrainTask) -> tuple[str | None, ValidationResult | None, str]:
+        """(champion id, its scores on the task's folds, a note when it cannot be scored)."""
+        rid = self.registry.current(self.symbol)
+        if rid is None:
+            return None, None, ""
+        manifest, files = self.registry.load(self.symbol, rid)
+        trainer = _trainer_for_type(self.plugins, manifest.model_type)
+        trainer.load(files)  # the artifact must load, not just checksum
+        missing = [f for f in manifest.features if f not in self.ds.feature_names]
+        if missing:
+            return rid, None, (
+                f"champion_unscorable: champion {rid} uses features {missing} this feature set "
+                "no longer computes; compared as if there were no champion")
+        cols = self.ds.columns(manifest.features)
+        params = dict(manifest.params)
+        names = list(manifest.features)
+        seed, threads = self.config.pipeline.seed, self.config.pipeline.threads
+
+        def fit(X: np.ndarray, y: np.ndarray) -> Any:
+            return trainer.fit(X, y, params, names, seed=seed, threads=threads)
+
+        return rid, self.validator.validate(task, fit, cols), ""
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _failed(symbol: str, model: str, exc: BaseException, t0: float) -> ModelResult:
+    return ModelResult(
+        symbol=symbol, model=model, score=None, metrics={}, params={}, features=[],
+        deployed=False, reasons=[f"error: {type(exc).__name__}: {exc}"],
+        duration_s=time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}",
+    )
+
+
+async def run_retrain(
+    config: Config,
+    *,
+    source: str,
+    event_log: EventLog,
+    symbols: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    trials: int | None = None,
+    time_budget_s: float | None = None,
+    plugins: Plugins | None = None,
+    registry: ModelRegistry | None = None,
+    progress: ProgressFn | None = None,
+    cause: Event | None = None,
+    clock: Clock | None = None,
+) -> RetrainSummary:
+    """Run the whole pipeline for every symbol and model; see the module docstring.
+
+    ``time_budget_s`` bounds the whole run: each job gets an equal share of what is left when
+    it starts. A job that fails is reported in its result (``error``) and a failed
+    ``TrainingFinished`` event; the other jobs still run.
+    """
+    from autoopt.runtime import open_plugins
+
+    clock = clock or SystemClock()
+    plugins = plugins or open_plugins(config)
+    registry = registry or ModelRegistry(config.data_dir)
+    p = config.pipeline
+    models = list(models or p.models)
+    n_trials = int(trials or p.trials)
+    budget = time_budget_s if time_budget_s is not None else p.time_budget_s
+    run_id = derived_event_id(cause.event_id, "retrain") if cause else new_event_id()
+    started = clock.now_ns()
+    t_start = time.perf_counter()
+    storage = default_storage(config)
+    trainers = {m: plugins.trainer(m) for m in models}
+    validator = plugins.component("validator", p.validator)
+    feature_set = plugins.component("feature_set", p.feature_set)
+    policy = validation_policy(p.data_policy)
+    src = plugins.data_source_for(source)
+    bars = await load_bars(src, source, symbols, event_log, batch_rows=p.ingest_batch_rows,
+                           clock=clock)
+    order = list(symbols) if symbols else list(bars)
+    results: list[ModelResult] = []
+    jobs_left = len(order) * len(models)
+    for symbol in order:
+        t0 = time.perf_counter()
+        try:
+            if symbol not in bars:
+                raise DataError(f"{symbol}: source {source!r} returned no bars for it")
+            frame, _ = bars[symbol]
+            ds = await asyncio.to_thread(build_dataset, symbol, frame, feature_set, p.label, policy)
+        except (AutooptError, ValueError) as exc:
+            log.error("retrain %s: dataset failed: %s", symbol, exc)
+            for model in models:
+                results.append(_failed(symbol, model, exc, t0))
+                jobs_left -= 1
+            continue
+        for model in models:
+            t0 = time.perf_counter()
+            share = None
+            if budget is not None:
+                share = max(1.0, (budget - (time.perf_counter() - t_start)) / max(jobs_left, 1))
+            events = _Events(event_log, run_id, cause, clock, f"{symbol}/{model}")
+            job = _Job(config, symbol, model, trainers[model], validator, ds, plugins, registry,
+                       events, run_id, storage, share, n_trials, clock, progress)
+            try:
+                results.append(await job.run())
+            except Exception as exc:  # one job's failure must not stop the nightly run
+                log.error("retrain %s/%s failed: %s\n%s", symbol, model, exc,
+                          traceback.format_exc())
+                await events.append(
+                    TrainingFinished, "training.finished", symbol=symbol, run_id=run_id,
+                    trainer=model, succeeded=False, error=f"{type(exc).__name__}: {exc}",
+                    duration_s=time.perf_counter() - t0,
+                )
+                results.append(_failed(symbol, model, exc, t0))
+            jobs_left -= 1
+    return RetrainSummary(
+        run_id=run_id, started_at=iso(started), finished_at=iso(clock.now_ns()), source=source,
+        results=results, global_best=global_best(results),
+    )
+
+
+__all__ = ["Progress", "ProgressFn", "default_storage", "load_bars", "run_retrain", "study_name"]
