@@ -7,6 +7,10 @@ Authentication (at most one of): ``user`` + ``password``, ``token``, ``nkeys_see
 path, or the seed itself when it starts with ``SU``), ``creds_file`` (a decentralised-auth
 ``.creds`` file). TLS: ``tls_ca`` verifies the server; ``tls_cert`` + ``tls_key`` present a client
 certificate; any ``nats+tls://`` / ``tls://`` URL or TLS field turns TLS on.
+
+Reconnects: the first connection retries each server ``connect_attempts`` times; once connected,
+the client reconnects up to ``max_reconnect_attempts`` times (-1: forever), ``reconnect_wait_s``
+apart.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = "autoopt"
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
+    connect_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
     max_reconnect_attempts: int = 60
     reconnect_wait_s: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
     max_pending_acks: Annotated[int, msgspec.Meta(ge=1)] = 4000

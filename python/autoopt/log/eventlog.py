@@ -206,6 +206,10 @@ def _describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+async def _log_nats_error(exc: Exception) -> None:
+    log.warning("nats: %s", _describe(exc))
+
+
 class Delivered:
     """A message fetched from a durable consumer: its typed event, metadata and ack controls."""
 
@@ -374,12 +378,19 @@ class EventLog:
             urls = [await asyncio.to_thread(server.start)]
         try:
             opts = connect_options(settings, urls)
+            # nats-py applies max_reconnect_attempts to the first connection too; bound that
+            # by connect_attempts (retries per server), then restore the budget for outages.
+            opts["max_reconnect_attempts"] = settings.connect_attempts
+            nc = Client()
             try:
-                nc = await nats.connect(**opts)
+                await nc.connect(**opts, error_cb=_log_nats_error)
             except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await nc.close()
                 raise EventLogError(
                     f"could not connect to NATS at {', '.join(opts['servers'])}: {_describe(exc)}"
                 ) from exc
+            nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
             self = cls(nc, settings, server)
             if ensure:
                 try:
@@ -469,7 +480,7 @@ class EventLog:
     async def append_expecting(self, event: Event, last_subject_seq: int) -> AppendResult:
         """Store ``event`` only if the last message on its subject is at ``last_subject_seq``
         (0: the subject is empty). Losing the race raises SequenceConflictError; retrying the same
-        event after it was stored reports ``duplicate`` instead."""
+        event while it is still the subject's last message reports ``duplicate`` instead."""
         if last_subject_seq < 0:
             raise DataError(f"last_subject_seq must be >= 0, got {last_subject_seq}")
         headers = {MSG_ID: event.event_id, EXPECTED_LAST_SUBJECT_SEQ: str(last_subject_seq)}
@@ -477,6 +488,14 @@ class EventLog:
             return await self._publish(event, headers)
         except APIError as exc:
             if exc.err_code == _ERR_WRONG_LAST_SEQ:
+                # JetStream checks the expected sequence before dedup: a retry of an append
+                # that already won would look like a lost race. It is the subject's last
+                # message then; report it as the duplicate it is.
+                last = await self._last_msg(subject_for(event))
+                if last is not None and (last.headers or {}).get(MSG_ID) == event.event_id:
+                    return AppendResult(
+                        seq=int(last.seq or 0), stream=str(last.stream or ""), duplicate=True
+                    )
                 actual = (exc.description or "").rsplit(":", 1)[-1].strip()
                 raise SequenceConflictError(
                     f"append of {event.type_tag()} {event.event_id} to {subject_for(event)} "
@@ -579,14 +598,21 @@ class EventLog:
             if not flag.is_set() and batch.left == before:
                 return
 
-    async def last_subject_sequence(self, subject: str) -> int:
-        """Stream sequence of the last message on ``subject`` (0 if there is none)."""
+    async def _last_msg(self, subject: str) -> Any:
         stream = stream_name_for_subject(subject)
         try:
             msg = await self._js.get_last_msg(stream, subject)
         except NotFoundError:
-            return 0
-        return int(msg.seq or 0)
+            return None
+        if msg.stream is None:
+            msg.stream = stream
+        return msg
+
+    async def last_subject_sequence(self, subject: str) -> int:
+        """Stream sequence of the last message on ``subject`` (0 if there is none); pass it to
+        `append_expecting` to append only if nothing was written there since."""
+        msg = await self._last_msg(subject)
+        return 0 if msg is None else int(msg.seq or 0)
 
     # ----------------------------------------------------------------------- read
 
