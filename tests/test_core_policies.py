@@ -485,13 +485,14 @@ def test_adwin_fires_once_on_a_confidence_shift() -> None:
 
 def test_page_hinkley_on_the_outcome_stream() -> None:
     cfg = no_schedule(
+        cooldown_s=0.0,
         drift=DriftPolicy(detectors=["page_hinkley"], streams=["outcome"], outcome_value="hit",
-                          page_hinkley_threshold=10.0)
+                          page_hinkley_threshold=25.0),
     )
     feed = Feed(cfg)
     feed.release("BTC", "rel-1")
     rng = np.random.default_rng(9)
-    wins = np.concatenate([rng.random(300) < 0.6, rng.random(300) < 0.2])
+    wins = np.concatenate([rng.random(300) < 0.6, rng.random(300) < 0.1])  # hit rate collapses
     out: list[Command] = []
     for i, win in enumerate(wins):
         r = 0.01 if win else -0.01
