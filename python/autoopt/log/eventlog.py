@@ -262,7 +262,7 @@ class DurableConsumer:
         """
         try:
             msgs = await self._psub.fetch(batch, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
             return []
         out: list[Delivered] = []
         for msg in msgs:
