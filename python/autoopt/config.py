@@ -176,12 +176,24 @@ class PolicyConfig(_Section):
 
 
 class ServiceConfig(_Section):
+    """`autoopt serve`: how it consumes, where it gets training data, what it exposes."""
+
     durable: str = "autoopt-service"
+    """Name of the shared work-queue consumer for retrain jobs (instances sharing it split jobs)."""
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    """Port of /metrics, /healthz, /readyz (0: pick a free one)."""
     ack_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
     max_deliver: PositiveInt = 5
     checkpoint_every: PositiveInt = 1000
+    """Checkpoint the decision core's state after this many events (and on shutdown)."""
+    source: str = "log:"
+    """Data source URI retrains read bars from (default: bars already in the event log)."""
+    max_job_age_s: NonNegFloat = 3600.0
+    """A retrain decision older than this when its job is picked up (e.g. decided while
+    catching up on old history) is recorded as skipped instead of run (0: never skip)."""
+    ready_lag: NonNegInt = 100
+    """/readyz answers 503 while the core is more than this many events behind the log."""
 
 
 class PluginsConfig(_Section):
@@ -321,10 +333,18 @@ def load_config(
         config = msgspec.convert(tree, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{_describe(str(exc))} (sources: {'; '.join(sources)})") from None
+    if isinstance(config.policy.schedule, str) and config.policy.schedule.strip().lower() in _OFF:
+        config = msgspec.structs.replace(
+            config, policy=msgspec.structs.replace(config.policy, schedule=None)
+        )
     _check_schedules(config)
     if not config.data_dir:
         config = msgspec.structs.replace(config, data_dir=str(default_data_dir(env)))
     return config
+
+
+_OFF = {"", "off", "none", "never"}
+"""``policy.schedule`` values that turn the nightly schedule off (TOML has no null)."""
 
 
 def _check_schedules(config: Config) -> None:

@@ -1,0 +1,75 @@
+"""``autoopt serve`` and ``autoopt replay --decisions``."""
+
+from __future__ import annotations
+
+import typer
+
+from autoopt.cli.context import console, fail, run
+
+
+def serve(
+    ctx: typer.Context,
+    port: int | None = typer.Option(None, "--port", help="HTTP port for /metrics, /healthz, /readyz."),
+    json_logs: bool = typer.Option(True, "--json-logs/--human-logs", help="JSON log lines (default)."),
+) -> None:
+    """Run the service: consume the log, decide, run retrains, append results."""
+    import msgspec
+
+    from autoopt.logfmt import setup_logging
+    from autoopt.service import serve as serve_forever
+
+    cfg = ctx.obj.config()
+    if port is not None:
+        cfg = msgspec.structs.replace(cfg, service=msgspec.structs.replace(cfg.service, http_port=port))
+    setup_logging(json_lines=json_logs, level="DEBUG" if ctx.obj.verbose else cfg.log.level)
+    run(serve_forever(cfg))
+
+
+def replay(
+    ctx: typer.Context,
+    decisions: bool = typer.Option(True, "--decisions", help="Replay the decision core (the only mode)."),
+    other: str | None = typer.Option(None, "--config-b", "--other", help="A second config: show where decisions differ."),
+    start: int | None = typer.Option(None, "--from", help="First CORE sequence."),
+    end: int | None = typer.Option(None, "--to", help="Last CORE sequence."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the digest."),
+) -> None:
+    """Replay the log through the decision core with the recorded clock; print decisions and digest."""
+    from autoopt.config import load_config
+    from autoopt.core import describe, diff_decisions, replay_decisions
+    from autoopt.errors import AutooptError
+    from autoopt.runtime import open_event_log
+    from autoopt.service.core_stream import CORE_STREAM, ensure_core_stream
+
+    if not decisions:
+        fail("only --decisions replays are supported")
+    cfg = ctx.obj.config()
+
+    async def read() -> list:
+        log = await open_event_log(cfg)
+        try:
+            await ensure_core_stream(log)
+            return [
+                (r.event, r.time_ns)
+                async for r in log.replay_records(CORE_STREAM, start_seq=start, end_seq=end)
+            ]
+        finally:
+            await log.close()
+
+    items = run(read())
+    result = replay_decisions(items, cfg)
+    if not quiet:
+        for record in result.decisions:
+            for command in record.commands:
+                console.print(f"{record.index:>6} {describe(command)}", highlight=False)
+        console.print(f"{result.n_events} events, {len(result.decisions)} with decisions: {result.counts()}")
+    console.print(f"digest {result.digest}")
+    if other is not None:
+        try:
+            cfg_b = load_config(other)
+        except AutooptError as exc:
+            fail(str(exc))
+        result_b = replay_decisions(items, cfg_b)
+        diffs = diff_decisions(result, result_b)
+        console.print(f"with {other}: digest {result_b.digest}; {len(diffs)} differences")
+        for d in diffs:
+            console.print(f"  #{d.index} {d.event_type} {d.event_id}: {d.explanation}", highlight=False)

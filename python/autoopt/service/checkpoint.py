@@ -1,0 +1,95 @@
+"""Decision-core checkpoints in a JetStream key-value bucket.
+
+A checkpoint is (CORE sequence, config digest, core state bytes). Every instance computes the
+same state at the same sequence, so any instance may write it; a write never moves the stored
+sequence backwards. A checkpoint taken under another policy config is ignored (the state would
+differ), and the service rebuilds from the log instead, which gives the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from autoopt.config import Config
+from autoopt.core import State
+from autoopt.log import EventLog
+
+log = logging.getLogger(__name__)
+
+BUCKET = "autoopt_checkpoints"
+KEY = "core"
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    seq: int
+    config_digest: str
+    state: bytes
+
+
+def policy_digest(config: Config) -> str:
+    """SHA-256 of what the core's decisions depend on: the policy section and the symbols."""
+    raw = msgspec.msgpack.encode(
+        {"policy": msgspec.to_builtins(config.policy), "symbols": config.symbols}, order="deterministic"
+    )
+    return hashlib.sha256(raw).hexdigest()
+
+
+class Checkpoints:
+    def __init__(self, kv: KeyValue, digest: str) -> None:
+        self._kv = kv
+        self._digest = digest
+
+    @classmethod
+    async def open(cls, event_log: EventLog, config: Config) -> Checkpoints:
+        js = event_log.js
+        try:
+            kv = await js.key_value(BUCKET)
+        except BucketNotFoundError:
+            from nats.js.api import KeyValueConfig
+
+            kv = await js.create_key_value(
+                KeyValueConfig(bucket=BUCKET, history=1, replicas=event_log.settings.replicas)
+            )
+        return cls(kv, policy_digest(config))
+
+    async def load(self) -> tuple[State, int] | None:
+        """(state, sequence it covers) or None when there is no usable checkpoint."""
+        try:
+            entry = await self._kv.get(KEY)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        cp = msgspec.msgpack.decode(entry.value, type=Checkpoint)
+        if cp.config_digest != self._digest:
+            log.warning("checkpoint at seq %d was taken under another policy config; rebuilding", cp.seq)
+            return None
+        return State.from_bytes(cp.state), cp.seq
+
+    async def save(self, state: State, seq: int) -> bool:
+        """Store the checkpoint unless a newer one is already there; True when written."""
+        value = msgspec.msgpack.encode(Checkpoint(seq=seq, config_digest=self._digest, state=state.to_bytes()))
+        for _ in range(5):
+            try:
+                entry = await self._kv.get(KEY)
+            except KeyNotFoundError:
+                try:
+                    await self._kv.create(KEY, value)
+                    return True
+                except Exception:  # created concurrently: read it and compare
+                    continue
+            if entry.value is not None:
+                stored = msgspec.msgpack.decode(entry.value, type=Checkpoint)
+                if stored.seq >= seq and stored.config_digest == self._digest:
+                    return False
+            try:
+                await self._kv.update(KEY, value, last=entry.revision)
+                return True
+            except KeyWrongLastSequenceError:
+                continue
+        return False

@@ -1,0 +1,58 @@
+"""The CORE stream: one totally ordered copy of every event the decision core reads.
+
+Why: the core's inputs live in several category streams (metrics, signals, trades, training,
+models, feature batches) and JetStream orders messages only within a stream. A stream that
+*sources* those gives one sequence for all of them, and its storage timestamp is the core's
+clock. Every service instance and every replay reads CORE in that same order at those same
+times, so the same log and config give the same decisions. Bars (bulky, not a core input) and
+the core's own decisions are not sourced.
+"""
+
+from __future__ import annotations
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
+from nats.js.errors import NotFoundError
+
+from autoopt.log import EventLog
+from autoopt.subjects import subject_filter
+
+CORE_STREAM = "CORE"
+
+# (origin stream, subject filter) pairs copied into CORE, in this order.
+CORE_SOURCES: tuple[tuple[str, str], ...] = (
+    ("MARKET", subject_filter("market", "features")),
+    ("SIGNALS", subject_filter("signal", "emitted")),
+    ("TRADES", subject_filter("trade", "outcome")),
+    ("METRICS", "autoopt.metrics.>"),
+    ("TRAINING", "autoopt.training.>"),
+    ("MODELS", "autoopt.model.>"),
+)
+
+
+def core_stream_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=CORE_STREAM,
+        description="ordered input of the decision core (sourced from the category streams)",
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        allow_direct=True,
+        sources=[StreamSource(name=name, filter_subject=filt) for name, filt in CORE_SOURCES],
+    )
+
+
+async def ensure_core_stream(log: EventLog) -> str:
+    """Create the CORE stream if it is missing; returns "created" or "exists"."""
+    try:
+        await log.js.stream_info(CORE_STREAM)
+        return "exists"
+    except NotFoundError:
+        await log.js.add_stream(core_stream_config(log.settings.replicas))
+        return "created"
+
+
+async def core_last_seq(log: EventLog) -> int:
+    """The last sequence stored in CORE (0 when empty)."""
+    info = await log.js.stream_info(CORE_STREAM)
+    return int(info.state.last_seq)

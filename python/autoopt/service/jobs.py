@@ -1,0 +1,121 @@
+"""Runs the retrains the core decided, each exactly once across all service instances.
+
+Jobs come from `DecisionMade` events of kind ``retrain`` through one durable pull consumer
+shared by every instance (a work queue): JetStream hands each decision to one instance, the
+message is kept "in progress" while the retrain runs, and it is acked when the results are in
+the log. If the instance dies (SIGKILL), the unacked decision is redelivered after
+``ack_wait``; the rerun derives every event id from the decision, so what the first attempt
+already appended dedups, and a decision whose verdict is already in the log is not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from autoopt.config import Config
+from autoopt.events import DecisionMade, Event
+from autoopt.ids import derived_event_id
+from autoopt.log import Delivery, EventLog
+from autoopt.pipeline.retrain import run_retrain
+from autoopt.plugins import Plugins
+from autoopt.registry import ModelRegistry
+from autoopt.service.metrics import ServiceMetrics
+from autoopt.subjects import subject_filter, subject_filter_for_type
+
+log = logging.getLogger(__name__)
+
+JOB_SUBJECT = subject_filter_for_type(DecisionMade)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        event_log: EventLog,
+        config: Config,
+        plugins: Plugins,
+        metrics: ServiceMetrics,
+        *,
+        now_ns: callable = time.time_ns,  # type: ignore[valid-type]
+    ) -> None:
+        self._log = event_log
+        self._config = config
+        self._plugins = plugins
+        self._metrics = metrics
+        self._registry = ModelRegistry(config.data_dir)
+        self._now_ns = now_ns
+        self.completed: list[str] = []
+
+    async def run(self, stop) -> None:  # noqa: ANN001 - asyncio.Event
+        svc = self._config.service
+        await self._log.consume(
+            svc.durable,
+            JOB_SUBJECT,
+            self.handle,
+            stop=stop,
+            ack_wait=svc.ack_wait_s,
+            max_deliver=svc.max_deliver,
+            batch=1,
+            poll_s=0.5,
+        )
+
+    async def _already_done(self, decision: DecisionMade) -> bool:
+        """True when an earlier attempt of this decision recorded a verdict for every model.
+
+        The pipeline derives its run id from the decision and each event id from (run id,
+        symbol/model/step), so the verdict ids of this job are known in advance.
+        """
+        run_id = derived_event_id(decision.event_id, "retrain")
+        wanted = {
+            derived_event_id(run_id, f"{decision.symbol}/{model}/model.verdict")
+            for model in self._config.pipeline.models
+        }
+        async for event in self._log.replay(subject_filter("model", "verdict", decision.symbol)):
+            wanted.discard(event.event_id)
+            if not wanted:
+                return True
+        return False
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        if not isinstance(event, DecisionMade) or event.kind != "retrain":
+            return
+        age_s = (self._now_ns() - event.ts_event) / 1e9
+        limit = self._config.service.max_job_age_s
+        if limit and age_s > limit:
+            log.warning(
+                "skipping retrain of %s decided %.0fs ago (max_job_age_s=%.0f)", event.symbol, age_s, limit,
+                extra={"event_id": event.event_id},
+            )
+            self._metrics.retrain_jobs.labels("skipped_stale").inc()
+            return
+        if delivery.num_delivered > 1 and await self._already_done(event):
+            log.info("retrain %s already completed by an earlier attempt", event.event_id)
+            self._metrics.retrain_jobs.labels("already_done").inc()
+            return
+        self._metrics.jobs_in_flight.inc()
+        t0 = time.perf_counter()
+        try:
+            summary = await run_retrain(
+                self._config,
+                source=self._config.service.source,
+                event_log=self._log,
+                symbols=[event.symbol],
+                plugins=self._plugins,
+                registry=self._registry,
+                cause=event,
+            )
+        except Exception:
+            self._metrics.retrain_jobs.labels("failed").inc()
+            raise
+        finally:
+            self._metrics.jobs_in_flight.dec()
+            self._metrics.retrain_duration.observe(time.perf_counter() - t0)
+        for result in summary.results:
+            self._metrics.gate_verdicts.labels(str(bool(result.deployed)).lower()).inc()
+        self._metrics.retrain_jobs.labels("done").inc()
+        self.completed.append(event.event_id)
+        log.info(
+            "retrain of %s done: %s", event.symbol,
+            ", ".join(f"{r.model} deployed={r.deployed}" for r in summary.results),
+            extra={"event_id": event.event_id, "correlation_id": event.correlation_id},
+        )
