@@ -139,9 +139,8 @@ def build_dataset(
     fwd = np.full(close.size, np.nan)
     fwd[:-1] = close[1:] / close[:-1] - 1.0
     warm = int(feature_set.warmup())
-    frame = labels.with_columns(
-        pl.Series("__row", np.arange(close.size)),
-        pl.Series("__ok", np.where(np.arange(close.size) >= warm, 1, None), dtype=pl.Int8),
+    frame = labels.with_columns(pl.Series("__row", np.arange(close.size))).with_columns(
+        pl.when(pl.col("__row") >= warm).then(pl.lit(1, pl.Int8)).alias("__ok")
     )
     kept = drop_unlabeled(frame, columns=("label", "__ok"), t1="t1")
     if kept.height < 2:

@@ -38,7 +38,7 @@ import polars as pl
 
 from autoopt.clock import Clock, SystemClock
 from autoopt.config import Config
-from autoopt.errors import AutooptError, DataError, PluginError
+from autoopt.errors import DataError, PluginError
 from autoopt.events import (
     Event,
     ModelPromoted,
@@ -127,7 +127,7 @@ async def load_bars(
     event_log: EventLog,
     *,
     batch_rows: int,
-    clock: Clock,
+    clock: Clock | None = None,
 ) -> dict[str, tuple[pl.DataFrame, str]]:
     """Bars and timeframe per symbol; new bars are appended to the log as `BarBatch` events.
 
@@ -489,7 +489,7 @@ async def run_retrain(
                 raise DataError(f"{symbol}: source {source!r} returned no bars for it")
             frame, _ = bars[symbol]
             ds = await asyncio.to_thread(build_dataset, symbol, frame, feature_set, p.label, policy)
-        except (AutooptError, ValueError) as exc:
+        except Exception as exc:  # one symbol's bad data must not stop the others
             log.error("retrain %s: dataset failed: %s", symbol, exc)
             for model in models:
                 results.append(_failed(symbol, model, exc, t0))
