@@ -134,6 +134,13 @@ def _flock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _reap_children() -> None:
+    """Collect servers we started that have exited (another process may have stopped them)."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
+
+
 def _pid_alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:
@@ -205,6 +212,7 @@ def _terminate(pid: int, timeout: float) -> None:
 
 def _live_state(paths: _Paths, grace: float = 2.0) -> _State | None:
     """The recorded server if it is alive, ours and healthy; cleans up anything stale."""
+    _reap_children()
     state = _read_state(paths)
     if state is None:
         return None
@@ -339,6 +347,7 @@ def stop_server(data_dir: str | os.PathLike[str], *, timeout: float = 10.0) -> b
 
 def server_status(data_dir: str | os.PathLike[str]) -> ServerStatus:
     """Whether the data dir's embedded server runs, and where."""
+    _reap_children()
     paths = _Paths(data_dir)
     state = _read_state(paths)
     running = (
