@@ -7,6 +7,7 @@ object keeps the policies short and the id scheme in one place.
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from autoopt.clock import NS_PER_S
@@ -32,6 +33,7 @@ class Resolved(NamedTuple):
     symbols: tuple[str, ...]  # symbols registered from the start (config + overrides)
     per_symbol: dict[str, Effective]
     default: Effective
+    sched_key: str  # identifies the cron expressions in force (default + overrides)
 
 
 _CACHE: dict[int, tuple[object, Resolved]] = {}
@@ -67,7 +69,10 @@ def resolve(config: Config | PolicyConfig) -> Resolved:
             over.drift if over.drift is not None else default.drift,
         )
     symbols = tuple(sorted(set(listed) | set(policy.symbols)))
-    resolved = Resolved(policy, symbols, per_symbol, default)
+    sched_key = json.dumps(
+        [default.schedule, sorted((k, v.schedule) for k, v in per_symbol.items())]
+    )
+    resolved = Resolved(policy, symbols, per_symbol, default, sched_key)
     if len(_CACHE) >= _CACHE_MAX:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[id(config)] = (config, resolved)
@@ -101,6 +106,7 @@ class Ctx:
         if s is None:
             s = SymbolState(symbol=symbol, registered_ns=self.now)
             self.data.symbols[symbol] = s
+            self.data.sched_key = ""  # a new schedule to set up: full pass this event
         return s
 
     def emit(

@@ -117,6 +117,9 @@ class StateData(msgspec.Struct, kw_only=True):
     n_events: int = 0  # events decided (ignored types not counted)
     symbols: dict[str, SymbolState] = msgspec.field(default_factory=dict)
     in_flight: list[str] = msgspec.field(default_factory=list)  # sorted symbols
+    # earliest pending cron instant over all symbols, valid for the schedules in `sched_key`
+    sched_key: str = ""
+    sched_min_ns: int | None = None
     manual_queue: list[ManualRequest] = msgspec.field(default_factory=list)
     manual_done: list[str] = msgspec.field(default_factory=list)
 

@@ -39,8 +39,12 @@ def _latest_at_or_before(expr: str, t_ns: int) -> int:
 def check_schedules(ctx: Ctx) -> None:
     """Fire every symbol whose next cron instant the clock has reached (symbols sorted)."""
     now = ctx.now
-    for name in sorted(ctx.data.symbols):
-        sym = ctx.data.symbols[name]
+    data = ctx.data
+    key = ctx.resolved.sched_key
+    if data.sched_key == key and (data.sched_min_ns is None or now < data.sched_min_ns):
+        return  # no instant reached by any symbol: skip the per-symbol pass
+    for name in sorted(data.symbols):
+        sym = data.symbols[name]
         expr = ctx.eff(name).schedule
         if expr != sym.sched_expr:
             sym.sched_expr = expr
@@ -53,6 +57,9 @@ def check_schedules(ctx: Ctx) -> None:
         details = {"cron": expr, "instant_ns": nxt, "latest_ns": _latest_at_or_before(expr, now)}
         sym.sched_next_ns = _next_after(expr, now)
         request_retrain(ctx, sym, "schedule", details)
+    pending = [s.sched_next_ns for s in data.symbols.values() if s.sched_next_ns is not None]
+    data.sched_key = key
+    data.sched_min_ns = min(pending) if pending else None
 
 
 __all__ = ["check_schedules"]
