@@ -11,7 +11,8 @@ def demo(
     ctx: typer.Context,
     source: str = typer.Option("bundled:EURUSD,GOOG", help="Bars to run on (data source URI)."),
 ) -> None:
-    """Start the embedded NATS server, show the plugins, ingest real bars as events, replay them."""
+    """The main job end to end: history → retrain → gated release, then `serve` on a live feed
+    until a trigger fires and a gated retrain follows, then replay the decisions (same digest)."""
     from autoopt.demo import run_demo
 
     cfg = ctx.obj.config()

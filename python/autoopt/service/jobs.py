@@ -45,6 +45,7 @@ class JobRunner:
         self._registry = ModelRegistry(config.data_dir)
         self._now_ns = now_ns
         self.completed: list[str] = []
+        self.in_flight = 0
 
     async def run(self, stop) -> None:  # noqa: ANN001 - asyncio.Event
         svc = self._config.service
@@ -93,6 +94,7 @@ class JobRunner:
             self._metrics.retrain_jobs.labels("already_done").inc()
             return
         self._metrics.jobs_in_flight.inc()
+        self.in_flight += 1
         t0 = time.perf_counter()
         try:
             summary = await run_retrain(
@@ -109,6 +111,7 @@ class JobRunner:
             raise
         finally:
             self._metrics.jobs_in_flight.dec()
+            self.in_flight -= 1
             self._metrics.retrain_duration.observe(time.perf_counter() - t0)
         for result in summary.results:
             self._metrics.gate_verdicts.labels(str(bool(result.deployed)).lower()).inc()
