@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from autoopt import events as ev
 from autoopt.log import EmbeddedServer, EventLog, NatsSettings
 
 
@@ -39,11 +40,9 @@ async def event_log(nats_settings: NatsSettings) -> AsyncIterator[EventLog]:
 
 
 @pytest.fixture
-def sample_events() -> list:
+def sample_events() -> list[ev.Event]:
     """One instance of every event type in `autoopt.events.ALL_EVENT_TYPES`, with non-default
     values in optional fields so a round trip that dropped them would show."""
-    from autoopt import events as ev
-
     cause = ev.SignalEmitted.new(
         symbol="BTCUSDT",
         signal_id="sig-1",
