@@ -19,6 +19,9 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from autoopt.clock import NS_PER_S
 from autoopt.config import DegradationPolicy, DriftPolicy, PolicyConfig
 from autoopt.core import (
@@ -40,6 +43,7 @@ from autoopt.events import (
     MetricsReported,
     ModelPromoted,
     ModelReleased,
+    ModelRolledBack,
     RetrainRequested,
     SignalEmitted,
     TradeOutcome,
@@ -315,3 +319,65 @@ def test_corrupt_checkpoint_is_a_data_error() -> None:
     bad_version = msgspec.msgpack.encode({"version": 99})
     with pytest.raises(DataError, match="version 99"):
         State.from_bytes(bad_version)
+
+
+_ACTIONS = ("metrics", "metrics_bad", "start", "finish", "release", "manual", "bar", "rollback")
+
+
+@st.composite
+def _logs(draw: st.DrawFn) -> list[Event]:
+    """Random interleavings of guard- and policy-relevant events over three symbols."""
+    steps = draw(st.lists(
+        st.tuples(st.sampled_from(_ACTIONS), st.sampled_from(("A", "B", "C")),
+                  st.integers(0, 3 * 3600)),
+        min_size=1, max_size=60,
+    ))
+    t, out = T0, []
+    for n, (action, s, dt) in enumerate(steps):
+        t += dt * NS_PER_S
+        common = dict(event_id=f"h{n}", ts_event=t, ts_init=t, symbol=s)
+        if action.startswith("metrics"):
+            acc = 0.60 if action == "metrics_bad" else 0.70
+            out.append(MetricsReported(**common, window="1h",
+                                       metrics={"accuracy": acc, "precision": 0.68,
+                                                "sharpe": 1.5}))
+        elif action == "start":
+            out.append(TrainingStarted(**common, run_id=f"run-{s}", trainer="lgbm"))
+        elif action == "finish":
+            out.append(TrainingFinished(**common, run_id=f"run-{s}", trainer="lgbm",
+                                        succeeded=True))
+        elif action == "release":
+            out.append(ModelReleased(**common, release_id=f"{s}-{n}", model_type="lgbm",
+                                     sha256="0" * 64, uri="x",
+                                     metrics={"accuracy": 0.7, "precision": 0.68}))
+            out.append(ModelPromoted(**{**common, "event_id": f"h{n}p"}, release_id=f"{s}-{n}"))
+        elif action == "rollback":
+            out.append(ModelRolledBack(**common, release_id=f"{s}-0", from_release_id="x"))
+        elif action == "manual":
+            out.append(RetrainRequested(**common, reason="manual"))
+        else:
+            out.append(BarBatch.from_arrays(symbol=s, timeframe="1h", ts=[t], open=[1.0],
+                                            high=[1.0], low=[1.0], close=[1.0], volume=[1.0],
+                                            event_id=f"h{n}", ts_event=t, ts_init=t))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=_logs(), cut=st.floats(0.0, 1.0))
+def test_checkpoint_anywhere_in_random_logs(log: list[Event], cut: float) -> None:
+    config = policy(
+        schedule="0 */4 * * *", cooldown_s=1800.0, max_concurrent=2, pending_timeout_s=7200.0,
+        running_timeout_s=5 * 3600.0, degradation=DegradationPolicy(window=2),
+    )
+    full = replay_decisions(log, config)
+    k = int(len(log) * cut)
+    head_state = State()
+    replay_decisions(log[:k], config, state=head_state)
+    restored = State.from_bytes(head_state.to_bytes())
+    tail = replay_decisions(log[k:], config, state=restored)
+    assert encode_commands(tail.commands()) == encode_commands(
+        [c for r in full.decisions if r.index >= k for c in r.commands]
+    )
+    rebuilt = State()
+    replay_decisions(log, config, state=rebuilt)
+    assert restored.to_bytes() == rebuilt.to_bytes()
