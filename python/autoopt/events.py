@@ -174,7 +174,7 @@ class BarBatch(Event, tag="market.bars", kw_only=True, frozen=True):
         **fields: Any,
     ) -> BarBatch:
         """Pack array-likes into a batch; ``ts_event`` defaults to the last bar's ts."""
-        cols = {
+        cols: dict[str, Any] = {
             "ts": _i64(ts, "ts"),
             "open": _f64(open, "open"),
             "high": _f64(high, "high"),

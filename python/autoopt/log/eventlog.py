@@ -567,7 +567,7 @@ class EventLog:
                     reply=reply_base + str(i),
                     headers={MSG_ID: event.event_id},
                 )
-            await self._nc.flush(timeout=timeout)
+            await self._nc.flush(timeout=max(1, round(timeout)))
             await self._wait(batch.done, timeout, batch)
         finally:
             self._batches.pop(bid, None)

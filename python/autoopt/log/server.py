@@ -356,18 +356,19 @@ def server_status(data_dir: str | os.PathLike[str]) -> ServerStatus:
         and _is_our_server(state.pid, paths.conf)
         and _healthy(state.monitor_url)
     )
-    base = {"data_dir": str(paths.data_dir), "store_dir": str(paths.dir / "jetstream")}
+    data, store = str(paths.data_dir), str(paths.dir / "jetstream")
     if not running or state is None:
-        return ServerStatus(running=False, **base)
+        return ServerStatus(running=False, data_dir=data, store_dir=store)
     return ServerStatus(
         running=True,
+        data_dir=data,
+        store_dir=store,
         url=state.url,
         monitor_url=state.monitor_url,
         pid=state.pid,
         persistent=state.persistent,
         started_at_ns=state.started_at_ns,
         binary=state.binary,
-        **base,
     )
 
 
