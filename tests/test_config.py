@@ -83,3 +83,14 @@ def test_data_dirs_are_distinct_per_override(tmp_path: Path) -> None:
     b = load_config(environ={"AUTOOPT_DATA_DIR": str(tmp_path / "b")})
     assert a.data_dir != b.data_dir
     assert default_data_dir({"XDG_DATA_HOME": "/x"}) == Path("/x/autoopt")
+
+
+def test_example_config_is_complete_and_current() -> None:
+    """docker/autoopt.example.toml lists every key with its default; regenerate it with
+    `autoopt config --toml > docker/autoopt.example.toml` when the config changes."""
+    from autoopt.config import Config, to_toml
+
+    example = Path(__file__).parent.parent / "docker" / "autoopt.example.toml"
+    loaded = load_config(example, environ={})
+    assert loaded == Config(data_dir="/data")
+    assert to_toml(loaded) in example.read_text()

@@ -358,5 +358,42 @@ def _check_schedules(config: Config) -> None:
 
 
 def config_to_toml_dict(config: Config) -> dict[str, Any]:
-    """Plain-dict form (for `autoopt config show` and digests)."""
+    """Plain-dict form (for `autoopt config` and digests)."""
     return msgspec.to_builtins(config)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(config: Config) -> str:
+    """The config as TOML (keys whose value is None are written as comments: TOML has no null)."""
+    lines: list[str] = []
+
+    def table(name: str, data: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or not v}
+        subtables = {k: v for k, v in data.items() if isinstance(v, dict) and v}
+        if name:
+            lines.append(f"\n[{name}]")
+        for key, value in scalars.items():
+            if isinstance(value, dict):  # an empty table (e.g. per-symbol overrides)
+                lines.append(f"{key} = {{}}")
+            elif value is None:
+                lines.append(f"# {key} = (unset)")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in subtables.items():
+            table(f"{name}.{key}" if name else key, value)
+
+    table("", config_to_toml_dict(config))
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -73,21 +73,39 @@ def plugins(ctx: typer.Context) -> None:
 
 
 @app.command("config")
-def show_config(ctx: typer.Context) -> None:
-    """Print the effective configuration (defaults < file < environment) as JSON."""
+def show_config(
+    ctx: typer.Context,
+    toml: bool = typer.Option(False, "--toml", help="Print as TOML (a complete config file)."),
+) -> None:
+    """Print the effective configuration (defaults < file < environment)."""
     import msgspec
 
-    from autoopt.config import config_to_toml_dict
+    from autoopt.config import config_to_toml_dict, to_toml
 
     cfg = ctx.obj.config()
-    console.print_json(msgspec.json.encode(config_to_toml_dict(cfg)).decode())
+    if toml:
+        print(to_toml(cfg), end="")
+    else:
+        console.print_json(msgspec.json.encode(config_to_toml_dict(cfg)).decode())
 
 
 def _register_plugin_commands() -> None:
-    """Commands contributed by plugins through the ``autoopt_cli_commands`` hook."""
+    """Commands contributed by plugins through the ``autoopt_cli_commands`` hook.
+
+    Load failures are not reported here (every verb would repeat them); `autoopt plugins` and
+    the verbs that use plugins report them.
+    """
+    import logging
+
     from autoopt.plugins import load_plugins
 
-    for contributed in load_plugins().hook.autoopt_cli_commands():
+    manager_log = logging.getLogger("autoopt.plugins.manager")
+    manager_log.disabled = True
+    try:
+        loaded = load_plugins()
+    finally:
+        manager_log.disabled = False
+    for contributed in loaded.hook.autoopt_cli_commands():
         for item in contributed or ():
             if isinstance(item, typer.Typer):
                 app.add_typer(item)
