@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
+
 from autoopt.ab import sequential
 from autoopt.errors import DataError
-from scipy import stats as sps
 
 SIMS, LOOKS, BATCH = 400, 60, 25  # 400 experiments, a look after each batch of 25 trades per arm
 

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
+
 from autoopt.ab import stats
 from autoopt.errors import DataError
-from scipy import stats as sps
 
 
 def _returns(seed: int, n: int, mu: float, sd: float, df: float = 4.0) -> np.ndarray:

@@ -1,0 +1,271 @@
+"""The A/B signal router: every emitted signal goes to its variant, with the variant's config.
+
+Why: the engine must not know about experiments. It consumes routed signals; the router decides,
+per signal, which experiment and variant it belongs to, applies that variant's config, records
+the route in the log (so outcomes join) and delivers it.
+
+Per `SignalEmitted` (from a durable JetStream consumer):
+* No running experiment covers its symbol, or its unit is outside coverage (or an ``account``
+  unit without ``extra["account"]``): delivered unchanged to ``autoopt.route.live``.
+* Split experiment: the unit's variant (`Experiment.assign`) gets a `SignalRouted` delivered
+  to ``autoopt.route.live.<experiment>.<variant>``; the unit's first assignment is recorded as
+  `VariantAssigned`.
+* Shadow experiment: the champion's routed signal goes live; each challenger's goes to
+  ``autoopt.route.paper.<experiment>.<variant>`` with ``paper=True`` for the paper trader, so only
+  the champion's signals reach the engine.
+
+Config applied: ``release_id`` from the variant; ``confidence_threshold`` turns a signal below it
+into ``side="flat"``; ``size_multiplier`` is carried for the engine's sizing; every other
+(plugin-declared) key is carried in ``config``.
+
+Delivery is core NATS (lowest latency); the routes and assignments are then appended to the log
+pipelined, and only after that are the signals acknowledged: a crash redelivers them and the
+same routes (derived ids) are produced again, so the log dedups and consumers can too. The
+experiments are followed live: subscribe to ``autoopt.experiment.>`` first, then replay, so no
+lifecycle change is missed; a concluded or paused experiment stops receiving traffic at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import msgspec
+
+from autoopt.ab.experiments import BUILTIN_CONFIG_KEYS, Experiment, ExperimentBook, assignment_event
+from autoopt.clock import Clock
+from autoopt.errors import DataError
+from autoopt.events import Event, SignalEmitted, SignalRouted, VariantSpec, decode, encode
+from autoopt.log import EventLog
+from autoopt.subjects import PREFIX, escape_token, subject_filter, subject_filter_for_type
+
+log = logging.getLogger("autoopt.ab.router")
+
+ROUTE_PREFIX = f"{PREFIX}.route"
+PASSTHROUGH_SUBJECT = f"{ROUTE_PREFIX}.live"
+LIVE_FILTER = f"{ROUTE_PREFIX}.live.>"
+PAPER_FILTER = f"{ROUTE_PREFIX}.paper.>"
+
+
+def route_subject(experiment: str, variant: str, *, paper: bool) -> str:
+    """Where a variant's routed signals are delivered."""
+    mode = "paper" if paper else "live"
+    return f"{ROUTE_PREFIX}.{mode}.{escape_token(experiment)}.{escape_token(variant)}"
+
+
+class RoutePlan(msgspec.Struct):
+    """What one signal turns into: deliveries (subject, payload) and events for the log."""
+
+    deliveries: list[tuple[str, bytes]]
+    records: list[Event]
+
+
+class SignalRouter:
+    """Routes signals by the experiments in ``book``; `route` is pure, `run` does the I/O."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        book: ExperimentBook,
+        *,
+        clock: Clock | None = None,
+        declared_keys: Collection[str] = (),
+    ) -> None:
+        self.log = log_
+        self.book = book
+        self.clock = clock
+        self.declared_keys = frozenset(declared_keys)
+        self._cache_version = -1
+        self._by_symbol: dict[str, Experiment | None] = {}
+        self._subjects: dict[tuple[str, str, bool], str] = {}
+        self.routed = 0
+        self.passed = 0
+        self.unroutable = 0
+        self._book_sub: Any = None
+        self.ready = asyncio.Event()  # set once `run` is consuming
+
+    # ---------------------------------------------------------------- pure routing
+
+    def _experiment_for(self, symbol: str) -> Experiment | None:
+        if self._cache_version != self.book.version:
+            self._by_symbol.clear()
+            self._cache_version = self.book.version
+        try:
+            return self._by_symbol[symbol]
+        except KeyError:
+            exp = self._by_symbol[symbol] = self.book.running_for(symbol)
+            return exp
+
+    def _subject(self, exp: str, variant: str, paper: bool) -> str:
+        key = (exp, variant, paper)
+        sub = self._subjects.get(key)
+        if sub is None:
+            sub = self._subjects[key] = route_subject(exp, variant, paper=paper)
+        return sub
+
+    def _routed(
+        self, sig: SignalEmitted, exp: Experiment, v: VariantSpec, unit_key: str, paper: bool
+    ) -> SignalRouted:
+        cfg = v.config
+        side = sig.side
+        threshold = cfg.get("confidence_threshold")
+        if threshold is not None and sig.confidence < threshold:
+            side = "flat"
+        extra = {k: val for k, val in cfg.items() if k not in BUILTIN_CONFIG_KEYS}
+        return SignalRouted.new(
+            clock=self.clock,
+            cause=sig,
+            step=f"route/{exp.name}/{v.name}",
+            ts_event=sig.ts_event,
+            symbol=sig.symbol,
+            signal_id=sig.signal_id,
+            experiment=exp.name,
+            variant=v.name,
+            release_id=v.release_id,
+            unit_key=unit_key,
+            side=side,
+            confidence=sig.confidence,
+            size_multiplier=float(cfg.get("size_multiplier", 1.0)),
+            paper=paper,
+            price=sig.price,
+            config=extra,
+        )
+
+    def unit_key(self, exp: Experiment, sig: SignalEmitted) -> str | None:
+        if exp.unit == "signal_id":
+            return sig.signal_id
+        if exp.unit == "symbol":
+            return sig.symbol
+        account = sig.extra.get("account")
+        return account if isinstance(account, str) and account else None
+
+    def route(self, sig: SignalEmitted, raw: bytes | None = None) -> RoutePlan:
+        """The deliveries and log records for one signal (no I/O)."""
+        exp = self._experiment_for(sig.symbol)
+        key = self.unit_key(exp, sig) if exp is not None else None
+        assignment = exp.assign(key) if exp is not None and key is not None else None
+        if exp is None or key is None or assignment is None:
+            if exp is not None and key is None:
+                self.unroutable += 1
+            self.passed += 1
+            return RoutePlan([(PASSTHROUGH_SUBJECT, raw if raw is not None else encode(sig))], [])
+        self.routed += 1
+        if exp.shadow:
+            plan = RoutePlan([], [])
+            for v in exp.variants:
+                paper = v.name != exp.champion
+                routed = self._routed(sig, exp, v, key, paper)
+                plan.deliveries.append((self._subject(exp.name, v.name, paper), encode(routed)))
+                plan.records.append(routed)
+            return plan
+        v = assignment.variant
+        routed = self._routed(sig, exp, v, key, False)
+        records: list[Event] = [routed]
+        if key not in exp.assigned:
+            exp.assigned[key] = v.name
+            records.append(assignment_event(assignment, clock=self.clock))
+        return RoutePlan([(self._subject(exp.name, v.name, False), encode(routed))], records)
+
+    # ------------------------------------------------------------------------ I/O
+
+    async def follow_experiments(self) -> None:
+        """Keep ``book`` current: subscribe to experiment events, then replay the stream (a
+        live echo of a replayed event is a no-op)."""
+        buffered: list[Event] = []
+        ready = False
+
+        async def on_msg(msg: Any) -> None:
+            try:
+                ev = decode(msg.data)
+            except DataError as exc:
+                log.warning("router: undecodable experiment event on %s: %s", msg.subject, exc)
+                return
+            if ready:
+                self._apply_book(ev)
+            else:
+                buffered.append(ev)
+
+        self._book_sub = await self.log.nc.subscribe(subject_filter("experiment"), cb=on_msg)
+        async for chunk in self.log.replay_batches("EXPERIMENTS"):
+            for rec in chunk:
+                self._apply_book(rec.event)
+        for ev in buffered:
+            self._apply_book(ev)
+        ready = True
+
+    def _apply_book(self, ev: Event) -> None:
+        try:
+            self.book.apply(ev)
+        except Exception as exc:  # a lifecycle event the projection refuses: log, keep routing
+            log.error("router: experiment event %s not applied: %s", ev.event_id, exc)
+
+    async def handle_batch(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> int:
+        """Route, deliver and record a batch; returns the number of deliveries."""
+        publish = self.log.nc.publish
+        records: list[Event] = []
+        sent = 0
+        for sig, raw in signals:
+            plan = self.route(sig, raw)
+            for subject, payload in plan.deliveries:
+                await publish(subject, payload)
+                sent += 1
+            records.extend(plan.records)
+        if records:
+            await self.log.append_many(records)
+        return sent
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        durable: str = "ab-router",
+        batch: int = 512,
+        poll_s: float = 0.25,
+        deliver: str = "new",
+    ) -> None:
+        """Consume `SignalEmitted` until ``stop`` is set."""
+        if self._book_sub is None:
+            await self.follow_experiments()
+        consumer = await self.log.durable(
+            durable,
+            subject_filter_for_type(SignalEmitted),
+            deliver="new" if deliver == "new" else "all",
+            max_ack_pending=max(10_000, batch * 4),
+        )
+        self.ready.set()
+        try:
+            while not stop.is_set():
+                items = await consumer.fetch(batch, timeout=poll_s)
+                if not items:
+                    continue
+                sigs = [(d.event, d.msg.data) for d in items if isinstance(d.event, SignalEmitted)]
+                try:
+                    await self.handle_batch(sigs)  # type: ignore[arg-type]
+                except Exception as exc:
+                    for d in items:
+                        await consumer.reject(d, exc)
+                    continue
+                for d in items:
+                    await d.ack()
+        finally:
+            await consumer.close()
+
+    async def close(self) -> None:
+        if self._book_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._book_sub.unsubscribe()
+            self._book_sub = None
+
+
+__all__ = [
+    "LIVE_FILTER",
+    "PAPER_FILTER",
+    "PASSTHROUGH_SUBJECT",
+    "ROUTE_PREFIX",
+    "RoutePlan",
+    "SignalRouter",
+    "route_subject",
+]
