@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoopt.client import ModelWatcher
 from autoopt.events import ErrorRaised, ModelPromoted, ModelRolledBack
 from autoopt.log import EventLog
 from autoopt.plugins import load_plugins
 from autoopt.registry import ModelRegistry
 from autoopt.subjects import subject_filter_for_type
-from autoopt.client import ModelWatcher
 
 FEATURES = ("f0", "f1", "f2")
 

@@ -81,7 +81,7 @@ class Decider:
             while not stop.is_set():
                 try:
                     msg = await sub.next_msg(timeout=0.5)
-                except (NatsTimeout, asyncio.TimeoutError):
+                except (TimeoutError, NatsTimeout):
                     self.lag = max(0, await core_last_seq(self._log) - self.seq)
                     self._metrics.consumer_lag.set(self.lag)
                     continue
