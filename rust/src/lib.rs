@@ -1,9 +1,10 @@
 //! Native hot path of autoopt, exposed to Python as `autoopt._native`.
-use pyo3::prelude::*;
+//!
+//! `kernels` holds the pure algorithms (drift statistics, hashing, indicators); `py` binds them
+//! to Python (feature `python`); `plugin` exports the polars expression-plugin ABI.
 
-/// Python module `autoopt._native`.
-#[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
-}
+pub mod kernels;
+pub mod plugin;
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,154 @@
+//! GrowthBook-compatible variant hashing.
+//!
+//! FNV-1a 32-bit over UTF-16 code units (JavaScript's `charCodeAt`), so buckets agree with
+//! GrowthBook SDKs in every language. v2: `fnv(str(fnv(seed + key))) % 10000 / 10000`;
+//! v1: `fnv(key + seed) % 1000 / 1000`.
+
+pub const FNV_OFFSET: u32 = 0x811C_9DC5;
+pub const FNV_PRIME: u32 = 0x0100_0193;
+
+/// Continues an FNV-1a state over the UTF-16 code units of `s`.
+#[inline]
+pub fn fnv1a_utf16(mut h: u32, s: &str) -> u32 {
+    if s.is_ascii() {
+        for &b in s.as_bytes() {
+            h = (h ^ b as u32).wrapping_mul(FNV_PRIME);
+        }
+    } else {
+        for u in s.encode_utf16() {
+            h = (h ^ u as u32).wrapping_mul(FNV_PRIME);
+        }
+    }
+    h
+}
+
+/// Continues an FNV-1a state over raw UTF-16 code units.
+#[inline]
+pub fn fnv1a_units(mut h: u32, units: &[u16]) -> u32 {
+    for &u in units {
+        h = (h ^ u as u32).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// FNV-1a over the decimal digits of `v` (JavaScript's `String(v)` for an unsigned 32-bit int).
+#[inline]
+pub fn fnv1a_decimal(v: u32) -> u32 {
+    let mut digits = [0u8; 10];
+    let mut n = v;
+    let mut i = 10;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut h = FNV_OFFSET;
+    for &d in &digits[i..] {
+        h = (h ^ d as u32).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// v2 bucket from the FNV state after `seed + key`.
+#[inline]
+pub fn bucket_v2_from_state(state: u32) -> f64 {
+    (fnv1a_decimal(state) % 10000) as f64 / 10000.0
+}
+
+pub fn bucket_v2(seed: &str, key: &str) -> f64 {
+    bucket_v2_from_state(fnv1a_utf16(fnv1a_utf16(FNV_OFFSET, seed), key))
+}
+
+pub fn bucket_v1(seed: &str, key: &str) -> f64 {
+    (fnv1a_utf16(fnv1a_utf16(FNV_OFFSET, key), seed) % 1000) as f64 / 1000.0
+}
+
+/// GrowthBook `getBucketRanges`: coverage clamped to [0, 1]; weights replaced by equal weights
+/// when their count differs from `n` or their sum is outside [0.99, 1.01].
+pub fn bucket_ranges(n: usize, coverage: f64, weights: Option<&[f64]>) -> Vec<(f64, f64)> {
+    let coverage = if coverage < 0.0 {
+        0.0
+    } else if coverage > 1.0 {
+        1.0
+    } else {
+        coverage
+    };
+    let equal = || vec![1.0 / n as f64; n];
+    let w: Vec<f64> = match weights {
+        Some(w) if w.len() == n => {
+            let total: f64 = w.iter().fold(0.0, |a, b| a + b);
+            if !(0.99..=1.01).contains(&total) {
+                equal()
+            } else {
+                w.to_vec()
+            }
+        }
+        _ => equal(),
+    };
+    let mut cumulative = 0.0;
+    w.iter()
+        .map(|&wi| {
+            let start = cumulative;
+            cumulative += wi;
+            (start, start + coverage * wi)
+        })
+        .collect()
+}
+
+/// GrowthBook `chooseVariation`: index of the range holding `bucket`, else None.
+pub fn choose_variation(bucket: f64, ranges: &[(f64, f64)]) -> Option<usize> {
+    ranges.iter().position(|&(lo, hi)| bucket >= lo && bucket < hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growthbook_published_cases() {
+        // From GrowthBook's SDK spec cases.json, "hash" section.
+        let v1 = [("", "a", 0.22), ("", "b", 0.077), ("b", "a", 0.946), ("ef", "d", 0.652),
+                  ("asdf", "8952klfjas09ujk", 0.549), ("", "123", 0.011), ("", "___)((*\":&", 0.563)];
+        for (seed, key, want) in v1 {
+            assert_eq!(bucket_v1(seed, key), want, "v1 {seed:?} {key:?}");
+        }
+        let v2 = [("seed", "a", 0.0505), ("seed", "b", 0.2696), ("foo", "ab", 0.2575),
+                  ("foo", "def", 0.2019), ("89123klj", "8952klfjas09ujkasdf", 0.124),
+                  ("90850943850283058242805", "123", 0.7516),
+                  ("()**(%$##$%#$#", "___)((*\":&", 0.0128)];
+        for (seed, key, want) in v2 {
+            assert_eq!(bucket_v2(seed, key), want, "v2 {seed:?} {key:?}");
+        }
+    }
+
+    #[test]
+    fn decimal_hash_matches_string_hash() {
+        for v in [0u32, 7, 10, 99, 12345, u32::MAX] {
+            assert_eq!(fnv1a_decimal(v), fnv1a_utf16(FNV_OFFSET, &v.to_string()));
+        }
+    }
+
+    #[test]
+    fn non_ascii_uses_utf16_units() {
+        // U+1F600 is a surrogate pair in UTF-16: two code units.
+        let units: Vec<u16> = "a😀".encode_utf16().collect();
+        assert_eq!(units.len(), 3);
+        assert_eq!(fnv1a_utf16(FNV_OFFSET, "a😀"), fnv1a_units(FNV_OFFSET, &units));
+    }
+
+    #[test]
+    fn ranges_and_choice() {
+        let r = bucket_ranges(3, 0.2, Some(&[0.2, 0.3, 0.5]));
+        let want = [(0.0, 0.04), (0.2, 0.26), (0.5, 0.6)];
+        for (a, b) in r.iter().zip(want) {
+            assert!((a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-12);
+        }
+        assert_eq!(choose_variation(0.1, &r), None);
+        assert_eq!(choose_variation(0.25, &r), Some(1));
+        let eq = bucket_ranges(2, 1.0, Some(&[0.7, 0.6]));
+        assert_eq!(eq, vec![(0.0, 0.5), (0.5, 1.0)]);
+    }
+}

@@ -1,0 +1,631 @@
+//! Technical indicators with TA-Lib's conventions (the `talib` Python wrapper over TA-Lib C):
+//! leading NaNs are skipped (the series starts at the first non-NaN bar), outputs before
+//! `start + lookback` are NaN, EMAs are seeded with the SMA of their first `period` values,
+//! RSI/ATR use Wilder smoothing seeded with a simple average, MACD aligns the fast EMA's seed
+//! window with the slow one's, STDDEV is the population standard deviation.
+//!
+//! Every indicator is a resumable state machine: `run(lo, hi, out)` processes rows lo..hi and can
+//! be called block by block, which is what the fused multi-indicator pass does.
+
+/// First index where all inputs are non-NaN (TA-Lib wrapper's `check_begidx`), len-1 if none.
+pub fn begin_index(cols: &[&[f64]]) -> usize {
+    let n = cols.first().map_or(0, |c| c.len());
+    (0..n).find(|&i| cols.iter().all(|c| !c[i].is_nan())).unwrap_or(n.saturating_sub(1))
+}
+
+#[inline]
+fn per_to_k(p: usize) -> f64 {
+    2.0 / ((p + 1) as f64)
+}
+
+/// A resumable indicator writing into full-length output slices (absolute indices).
+pub trait Kernel: Send {
+    fn n_outputs(&self) -> usize {
+        1
+    }
+    /// Processes rows `lo..hi`; calls must cover 0..n in order.
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]);
+    /// Rough relative cost per row, for splitting work across threads.
+    fn cost(&self) -> u32 {
+        2
+    }
+}
+
+#[inline]
+fn nan_fill(out: &mut [f64], lo: usize, hi: usize) {
+    if lo < hi {
+        out[lo..hi].fill(f64::NAN);
+    }
+}
+
+/// Splits lo..hi at `at`: (lo..min(hi,at), max(lo,at)..hi).
+#[inline]
+fn split(lo: usize, hi: usize, at: usize) -> (usize, usize, usize) {
+    let mid = at.clamp(lo, hi);
+    (lo, mid, hi)
+}
+
+pub struct Sma<'a> {
+    x: &'a [f64],
+    p: usize,
+    b: usize,
+    total: f64,
+}
+
+impl<'a> Sma<'a> {
+    pub fn new(x: &'a [f64], p: usize) -> Self {
+        Sma { x, p, b: begin_index(&[x]), total: 0.0 }
+    }
+}
+
+impl Kernel for Sma<'_> {
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p, b) = (self.x, self.p, self.b);
+        let first = b + p - 1;
+        let (lo, mid, hi) = split(lo, hi, first);
+        for i in lo..mid {
+            if i >= b {
+                self.total += x[i];
+            }
+            out[i] = f64::NAN;
+        }
+        let pf = p as f64;
+        let mut total = self.total;
+        for i in mid..hi {
+            total += x[i];
+            let t = total;
+            total -= x[i + 1 - p];
+            out[i] = t / pf;
+        }
+        self.total = total;
+    }
+}
+
+pub struct Ema<'a> {
+    x: &'a [f64],
+    p: usize,
+    k: f64,
+    b: usize,
+    prev: f64,
+}
+
+impl<'a> Ema<'a> {
+    pub fn new(x: &'a [f64], p: usize) -> Self {
+        Ema { x, p, k: per_to_k(p), b: begin_index(&[x]), prev: 0.0 }
+    }
+}
+
+impl Kernel for Ema<'_> {
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p, b, k) = (self.x, self.p, self.b, self.k);
+        let first = b + p - 1;
+        let (lo, mid, hi) = split(lo, hi, first + 1);
+        for i in lo..mid {
+            if i >= b {
+                self.prev += x[i]; // seed: running sum of the first p values
+            }
+            if i == first {
+                self.prev /= p as f64;
+                out[i] = self.prev;
+            } else {
+                out[i] = f64::NAN;
+            }
+        }
+        let mut prev = self.prev;
+        for i in mid..hi {
+            prev = ((x[i] - prev) * k) + prev;
+            out[i] = prev;
+        }
+        self.prev = prev;
+    }
+}
+
+#[inline]
+fn rsi_value(gain: f64, loss: f64) -> f64 {
+    let s = gain + loss;
+    if s != 0.0 {
+        100.0 * (gain / s)
+    } else {
+        0.0
+    }
+}
+
+pub struct Rsi<'a> {
+    x: &'a [f64],
+    p: usize,
+    b: usize,
+    prev_value: f64,
+    gain: f64,
+    loss: f64,
+}
+
+impl<'a> Rsi<'a> {
+    pub fn new(x: &'a [f64], p: usize) -> Self {
+        Rsi { x, p, b: begin_index(&[x]), prev_value: 0.0, gain: 0.0, loss: 0.0 }
+    }
+}
+
+impl Kernel for Rsi<'_> {
+    fn cost(&self) -> u32 {
+        4
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p, b) = (self.x, self.p, self.b);
+        let first = b + p;
+        let pf = p as f64;
+        let pm1 = (p - 1) as f64;
+        let (lo, mid, hi) = split(lo, hi, first + 1);
+        for i in lo..mid {
+            if i < b {
+                out[i] = f64::NAN;
+                continue;
+            }
+            if i == b {
+                self.prev_value = x[i];
+                out[i] = f64::NAN;
+                continue;
+            }
+            let d = x[i] - self.prev_value;
+            self.prev_value = x[i];
+            if d < 0.0 {
+                self.loss -= d;
+            } else {
+                self.gain += d;
+            }
+            if i == first {
+                self.loss /= pf;
+                self.gain /= pf;
+                out[i] = rsi_value(self.gain, self.loss);
+            } else {
+                out[i] = f64::NAN;
+            }
+        }
+        let (mut prev, mut gain, mut loss) = (self.prev_value, self.gain, self.loss);
+        for i in mid..hi {
+            let v = x[i];
+            let d = v - prev;
+            prev = v;
+            loss *= pm1;
+            gain *= pm1;
+            if d < 0.0 {
+                loss -= d;
+            } else {
+                gain += d;
+            }
+            loss /= pf;
+            gain /= pf;
+            out[i] = rsi_value(gain, loss);
+        }
+        self.prev_value = prev;
+        self.gain = gain;
+        self.loss = loss;
+    }
+}
+
+#[inline]
+fn true_range(h: f64, l: f64, prev_close: f64) -> f64 {
+    let mut greatest = h - l;
+    let v2 = (prev_close - h).abs();
+    if v2 > greatest {
+        greatest = v2;
+    }
+    let v3 = (prev_close - l).abs();
+    if v3 > greatest {
+        greatest = v3;
+    }
+    greatest
+}
+
+pub struct Atr<'a> {
+    h: &'a [f64],
+    l: &'a [f64],
+    c: &'a [f64],
+    p: usize,
+    b: usize,
+    prev: f64,
+}
+
+impl<'a> Atr<'a> {
+    pub fn new(h: &'a [f64], l: &'a [f64], c: &'a [f64], p: usize) -> Self {
+        Atr { h, l, c, p, b: begin_index(&[h, l, c]), prev: 0.0 }
+    }
+}
+
+impl Kernel for Atr<'_> {
+    fn cost(&self) -> u32 {
+        4
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (h, l, c, p, b) = (self.h, self.l, self.c, self.p, self.b);
+        if p == 1 {
+            // TA-Lib's ATR(1) is the true range itself
+            for i in lo..hi {
+                out[i] = if i > b { true_range(h[i], l[i], c[i - 1]) } else { f64::NAN };
+            }
+            return;
+        }
+        let first = b + p;
+        let pf = p as f64;
+        let pm1 = (p - 1) as f64;
+        let (lo, mid, hi) = split(lo, hi, first + 1);
+        for i in lo..mid {
+            if i <= b {
+                out[i] = f64::NAN;
+                continue;
+            }
+            self.prev += true_range(h[i], l[i], c[i - 1]);
+            if i == first {
+                self.prev /= pf;
+                out[i] = self.prev;
+            } else {
+                out[i] = f64::NAN;
+            }
+        }
+        let mut prev = self.prev;
+        for i in mid..hi {
+            let tr = true_range(h[i], l[i], c[i - 1]);
+            prev *= pm1;
+            prev += tr;
+            prev /= pf;
+            out[i] = prev;
+        }
+        self.prev = prev;
+    }
+}
+
+/// Sliding window variance from pivot-shifted sums, re-centred every `p` steps so the
+/// subtraction never cancels badly (matches TA-Lib 0.8's accurate VAR/STDDEV to ~1e-12).
+struct WindowVar {
+    p: usize,
+    pivot: f64,
+    s1: f64,
+    s2: f64,
+    since: usize,
+}
+
+impl WindowVar {
+    fn new(p: usize) -> Self {
+        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0 }
+    }
+    #[inline]
+    fn add(&mut self, v: f64) {
+        if self.pivot.is_nan() {
+            self.pivot = v;
+        }
+        let d = v - self.pivot;
+        self.s1 += d;
+        self.s2 += d * d;
+    }
+    /// Population variance of the current (full) window.
+    #[inline]
+    fn var(&self) -> f64 {
+        let pf = self.p as f64;
+        let m = self.s1 / pf;
+        self.s2 / pf - m * m
+    }
+    /// Removes `v` (the oldest value); `window` is what remains, used when re-centring.
+    #[inline]
+    fn remove(&mut self, v: f64, window: &[f64]) {
+        let d = v - self.pivot;
+        self.s1 -= d;
+        self.s2 -= d * d;
+        self.since += 1;
+        if self.since >= self.p && !window.is_empty() {
+            self.since = 0;
+            let nf = window.len() as f64;
+            let centre = self.pivot + self.s1 / nf;
+            if centre.is_finite() {
+                self.pivot = centre;
+            }
+            let (mut s1, mut s2) = (0.0, 0.0);
+            for &w in window {
+                let d = w - self.pivot;
+                s1 += d;
+                s2 += d * d;
+            }
+            self.s1 = s1;
+            self.s2 = s2;
+        }
+    }
+}
+
+#[inline]
+fn std_of(var: f64) -> f64 {
+    if var > 0.0 {
+        var.sqrt()
+    } else {
+        0.0
+    }
+}
+
+pub struct Stddev<'a> {
+    x: &'a [f64],
+    p: usize,
+    b: usize,
+    w: WindowVar,
+}
+
+impl<'a> Stddev<'a> {
+    pub fn new(x: &'a [f64], p: usize) -> Self {
+        Stddev { x, p, b: begin_index(&[x]), w: WindowVar::new(p) }
+    }
+}
+
+impl Kernel for Stddev<'_> {
+    fn cost(&self) -> u32 {
+        3
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p, b) = (self.x, self.p, self.b);
+        for i in lo..hi {
+            if i < b {
+                out[i] = f64::NAN;
+                continue;
+            }
+            self.w.add(x[i]);
+            if i + 1 < b + p {
+                out[i] = f64::NAN;
+                continue;
+            }
+            out[i] = std_of(self.w.var());
+            let t = i + 1 - p;
+            self.w.remove(x[t], &x[t + 1..=i]);
+        }
+    }
+}
+
+/// z-score against the trailing window: (x - SMA) / STDDEV, NaN where STDDEV is 0.
+pub struct Zscore<'a> {
+    x: &'a [f64],
+    p: usize,
+    b: usize,
+    total: f64,
+    w: WindowVar,
+}
+
+impl<'a> Zscore<'a> {
+    pub fn new(x: &'a [f64], p: usize) -> Self {
+        Zscore { x, p, b: begin_index(&[x]), total: 0.0, w: WindowVar::new(p) }
+    }
+}
+
+impl Kernel for Zscore<'_> {
+    fn cost(&self) -> u32 {
+        4
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p, b) = (self.x, self.p, self.b);
+        let pf = p as f64;
+        for i in lo..hi {
+            if i < b {
+                out[i] = f64::NAN;
+                continue;
+            }
+            self.total += x[i];
+            self.w.add(x[i]);
+            if i + 1 < b + p {
+                out[i] = f64::NAN;
+                continue;
+            }
+            let mean = self.total / pf;
+            let sd = std_of(self.w.var());
+            out[i] = if sd > 0.0 { (x[i] - mean) / sd } else { f64::NAN };
+            let t = i + 1 - p;
+            self.total -= x[t];
+            self.w.remove(x[t], &x[t + 1..=i]);
+        }
+    }
+}
+
+/// TA-Lib ROC ((x/x[-k] - 1) * 100) or ROCP (`returns`: (x - x[-k]) / x[-k]); 0 when x[-k] == 0.
+pub struct Roc<'a> {
+    x: &'a [f64],
+    p: usize,
+    b: usize,
+    percent: bool,
+}
+
+impl<'a> Roc<'a> {
+    pub fn new(x: &'a [f64], p: usize, percent: bool) -> Self {
+        Roc { x, p, b: begin_index(&[x]), percent }
+    }
+}
+
+impl Kernel for Roc<'_> {
+    fn cost(&self) -> u32 {
+        1
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let out = &mut *out[0];
+        let (x, p) = (self.x, self.p);
+        let (lo, mid, hi) = split(lo, hi, self.b + p);
+        nan_fill(out, lo, mid);
+        if self.percent {
+            for i in mid..hi {
+                let prev = x[i - p];
+                out[i] = if prev != 0.0 { ((x[i] / prev) - 1.0) * 100.0 } else { 0.0 };
+            }
+        } else {
+            for i in mid..hi {
+                let prev = x[i - p];
+                out[i] = if prev != 0.0 { (x[i] - prev) / prev } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// TA-Lib MACD: outputs (macd, signal, histogram).
+pub struct Macd<'a> {
+    x: &'a [f64],
+    fast: usize,
+    slow: usize,
+    signal: usize,
+    b: usize,
+    fast_ema: f64,
+    slow_ema: f64,
+    sig_ema: f64,
+}
+
+impl<'a> Macd<'a> {
+    pub fn new(x: &'a [f64], fast: usize, slow: usize, signal: usize) -> Self {
+        let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
+        Macd { x, fast, slow, signal, b: begin_index(&[x]), fast_ema: 0.0, slow_ema: 0.0, sig_ema: 0.0 }
+    }
+    pub fn lookback(fast: usize, slow: usize, signal: usize) -> usize {
+        fast.max(slow) - 1 + signal - 1
+    }
+}
+
+impl Kernel for Macd<'_> {
+    fn n_outputs(&self) -> usize {
+        3
+    }
+    fn cost(&self) -> u32 {
+        3
+    }
+    fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
+        let (x, b) = (self.x, self.b);
+        let (fast, slow, signal) = (self.fast, self.slow, self.signal);
+        let (kf, ks, kg) = (per_to_k(fast), per_to_k(slow), per_to_k(signal));
+        let s0 = b + slow - 1; // first MACD line value
+        let f_start = b + slow - fast; // fast EMA seed window ends with the slow one's
+        let first = s0 + signal - 1; // first signal value
+        let (lo, mid, hi) = split(lo, hi, first + 1);
+        for i in lo..mid {
+            let mut line = f64::NAN;
+            if i >= b && i <= s0 {
+                self.slow_ema += x[i];
+                if i >= f_start {
+                    self.fast_ema += x[i];
+                }
+                if i == s0 {
+                    self.slow_ema /= slow as f64;
+                    self.fast_ema /= fast as f64;
+                    line = self.fast_ema - self.slow_ema;
+                }
+            } else if i > s0 {
+                self.slow_ema = ((x[i] - self.slow_ema) * ks) + self.slow_ema;
+                self.fast_ema = ((x[i] - self.fast_ema) * kf) + self.fast_ema;
+                line = self.fast_ema - self.slow_ema;
+            }
+            if i >= s0 {
+                self.sig_ema += line;
+            }
+            if i == first {
+                self.sig_ema /= signal as f64;
+                out[0][i] = line;
+                out[1][i] = self.sig_ema;
+                out[2][i] = line - self.sig_ema;
+            } else {
+                out[0][i] = f64::NAN;
+                out[1][i] = f64::NAN;
+                out[2][i] = f64::NAN;
+            }
+        }
+        let (mut fe, mut se, mut ge) = (self.fast_ema, self.slow_ema, self.sig_ema);
+        for i in mid..hi {
+            let v = x[i];
+            se = ((v - se) * ks) + se;
+            fe = ((v - fe) * kf) + fe;
+            let line = fe - se;
+            ge = ((line - ge) * kg) + ge;
+            out[0][i] = line;
+            out[1][i] = ge;
+            out[2][i] = line - ge;
+        }
+        self.fast_ema = fe;
+        self.slow_ema = se;
+        self.sig_ema = ge;
+    }
+}
+
+/// Runs one kernel over all rows into freshly allocated outputs.
+pub fn run_alone(k: &mut dyn Kernel, n: usize) -> Vec<Vec<f64>> {
+    let mut outs: Vec<Vec<f64>> = (0..k.n_outputs()).map(|_| vec![0.0; n]).collect();
+    {
+        let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+        k.run(0, n, &mut views);
+    }
+    outs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(n: usize) -> Vec<f64> {
+        let mut s = 0x1234_5678u64;
+        let mut v = 100.0;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                v += (s % 1000) as f64 / 1000.0 - 0.5;
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sma_and_leading_nans() {
+        let x = [f64::NAN, 1.0, 2.0, 3.0, 4.0];
+        let o = run_alone(&mut Sma::new(&x, 2), x.len());
+        assert!(o[0][0].is_nan() && o[0][1].is_nan());
+        assert_eq!(&o[0][2..], &[1.5, 2.5, 3.5]);
+    }
+
+    #[test]
+    fn blockwise_equals_whole() {
+        let x = series(1000);
+        let h: Vec<f64> = x.iter().map(|v| v + 0.7).collect();
+        let l: Vec<f64> = x.iter().map(|v| v - 0.4).collect();
+        let make = |x: &'static [f64]| -> Vec<Box<dyn Kernel>> {
+            vec![Box::new(Sma::new(x, 20)), Box::new(Ema::new(x, 12)), Box::new(Rsi::new(x, 14)),
+                 Box::new(Stddev::new(x, 20)), Box::new(Zscore::new(x, 20)), Box::new(Roc::new(x, 10, true)),
+                 Box::new(Macd::new(x, 12, 26, 9))]
+        };
+        let xs: &'static [f64] = Box::leak(x.clone().into_boxed_slice());
+        for (mut a, mut b) in make(xs).into_iter().zip(make(xs)) {
+            let whole = run_alone(a.as_mut(), xs.len());
+            let mut outs: Vec<Vec<f64>> = (0..b.n_outputs()).map(|_| vec![0.0; xs.len()]).collect();
+            let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            for lo in (0..xs.len()).step_by(7) {
+                b.run(lo, (lo + 7).min(xs.len()), &mut views);
+            }
+            for (w, o) in whole.iter().zip(&outs) {
+                for (p, q) in w.iter().zip(o) {
+                    assert!(p.to_bits() == q.to_bits(), "{p} != {q}");
+                }
+            }
+        }
+        let mut a = Atr::new(&h, &l, &x, 14);
+        let whole = run_alone(&mut a, x.len());
+        assert!(whole[0][13].is_nan() && whole[0][14].is_finite());
+    }
+
+    #[test]
+    fn stddev_is_population_and_accurate() {
+        let x: Vec<f64> = (0..50).map(|i| 1e6 + (i % 3) as f64).collect();
+        let o = run_alone(&mut Stddev::new(&x, 3), x.len());
+        // window {0,1,2} + 1e6: population variance 2/3
+        for v in &o[0][2..] {
+            assert!((v - (2.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn macd_lookback() {
+        let x = series(100);
+        let o = run_alone(&mut Macd::new(&x, 12, 26, 9), x.len());
+        assert!(o[0][32].is_nan());
+        assert!(o[0][33].is_finite() && o[1][33].is_finite());
+        assert_eq!(Macd::lookback(12, 26, 9), 33);
+    }
+}

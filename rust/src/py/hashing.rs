@@ -1,0 +1,204 @@
+//! GrowthBook-compatible hashing bound to Python.
+
+use numpy::{PyArray1, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods, PyArrayDescrMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+use super::arrays::new_f64;
+use super::errors::{data_error, guard, type_error, value_error};
+use crate::kernels::hashing::{self as h, FNV_OFFSET};
+
+fn check_version(version: i64) -> PyResult<()> {
+    if version != 1 && version != 2 {
+        return Err(value_error(format!("hash version must be 1 or 2, got {version}")));
+    }
+    Ok(())
+}
+
+/// FNV-1a state over the UTF-16 code units of a Python str (lone surrogates included).
+fn fnv_str(state: u32, s: &Bound<'_, PyString>) -> PyResult<u32> {
+    match s.to_str() {
+        Ok(t) => Ok(h::fnv1a_utf16(state, t)),
+        Err(_) => {
+            // str with lone surrogates: hash its UTF-16 code units as JavaScript would
+            let enc = s.call_method1("encode", ("utf-16-le", "surrogatepass"))?;
+            let bytes: &[u8] = enc.extract()?;
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            Ok(h::fnv1a_units(state, &units))
+        }
+    }
+}
+
+fn key_str<'a, 'py>(key: &'a Bound<'py, PyAny>, what: &str) -> PyResult<&'a Bound<'py, PyString>> {
+    key.cast::<PyString>().map_err(|_| {
+        type_error(format!(
+            "{what} must be str, got {}",
+            key.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })
+}
+
+#[inline]
+fn bucket_from(seed_state: u32, seed: &Bound<'_, PyString>, key: &Bound<'_, PyString>, version: i64) -> PyResult<f64> {
+    if version == 2 {
+        Ok(h::bucket_v2_from_state(fnv_str(seed_state, key)?))
+    } else {
+        let st = fnv_str(fnv_str(FNV_OFFSET, key)?, seed)?;
+        Ok((st % 1000) as f64 / 1000.0)
+    }
+}
+
+/// Bucket in [0, 1) of `key` under `seed` (GrowthBook hash v2 by default).
+#[pyfunction]
+#[pyo3(signature = (seed, key, version=2))]
+pub fn bucket(seed: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, version: i64) -> PyResult<f64> {
+    check_version(version)?;
+    let seed = key_str(seed, "seed")?;
+    let key = key_str(key, "key")?;
+    bucket_from(fnv_str(FNV_OFFSET, seed)?, seed, key, version)
+}
+
+/// Buckets for many keys: a list/tuple/iterable of str, or a numpy unicode array.
+#[pyfunction]
+#[pyo3(signature = (seed, keys, version=2))]
+pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py, PyAny>, version: i64) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    guard("buckets", || {
+        check_version(version)?;
+        let seed = key_str(seed, "seed")?;
+        let seed_state = fnv_str(FNV_OFFSET, seed)?;
+        if let Ok(arr) = keys.cast::<PyUntypedArray>() {
+            if arr.dtype().kind() == b'U' && arr.ndim() == 1 && version == 2 {
+                return unicode_array_buckets(py, arr, seed_state);
+            }
+        }
+        if let Ok(list) = keys.cast::<PyList>() {
+            let n = list.len();
+            let out = new_f64(py, n);
+            {
+                // SAFETY: freshly created, not shared; fully written below or dropped on error
+                let dst = unsafe { out.as_slice_mut()? };
+                if version == 2 {
+                    for (i, item) in list.iter().enumerate() {
+                        let s = key_str(&item, "every key")?;
+                        dst[i] = h::bucket_v2_from_state(fnv_str(seed_state, s)?);
+                    }
+                } else {
+                    for (i, item) in list.iter().enumerate() {
+                        dst[i] = bucket_from(seed_state, seed, key_str(&item, "every key")?, version)?;
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let seq: Vec<Bound<'py, PyAny>> = if let Ok(t) = keys.cast::<PyTuple>() {
+            t.iter().collect()
+        } else if super::arrays::is_polars_series(keys) || keys.is_instance_of::<PyUntypedArray>() {
+            keys.call_method0("to_list")
+                .or_else(|_| keys.call_method0("tolist"))?
+                .cast_into::<PyList>()
+                .map_err(|_| type_error("keys could not be read as a list of str"))?
+                .iter()
+                .collect()
+        } else if keys.is_instance_of::<PyString>() {
+            return Err(type_error("keys must be a sequence of str, not a single str (use bucket())"));
+        } else {
+            keys.try_iter()
+                .map_err(|_| type_error("keys must be an iterable of str"))?
+                .collect::<PyResult<Vec<_>>>()?
+        };
+        let out = new_f64(py, seq.len());
+        {
+            // SAFETY: as above
+            let dst = unsafe { out.as_slice_mut()? };
+            for (i, item) in seq.iter().enumerate() {
+                if item.is_none() {
+                    return Err(data_error(py, format!("keys[{i}] is None; every unit needs a key")));
+                }
+                dst[i] = bucket_from(seed_state, seed, key_str(item, "every key")?, version)?;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// numpy `<U` arrays hold fixed-width UCS-4 code points: hashed without creating str objects.
+fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>, seed_state: u32) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let np = py.import("numpy")?;
+    let contiguous = np.call_method1("ascontiguousarray", (arr,))?;
+    let carr = contiguous.cast::<PyUntypedArray>().map_err(|_| type_error("keys array is not readable"))?;
+    let n = carr.len();
+    let width = carr.dtype().itemsize() / 4;
+    let raw = contiguous.call_method0("view")?.call_method1("view", (np.getattr("uint32")?,))?;
+    let cps = raw.cast_into::<PyArray1<u32>>().map_err(|_| type_error("keys array is not readable"))?;
+    let cps = cps.readonly();
+    let cps = cps.as_slice()?;
+    let out = new_f64(py, n);
+    {
+        // SAFETY: freshly created, not shared, fully written below
+        let dst = unsafe { out.as_slice_mut()? };
+        py.detach(|| {
+            for (i, d) in dst.iter_mut().enumerate() {
+                let mut st = seed_state;
+                let row = &cps[i * width..(i + 1) * width];
+                // numpy pads with trailing NULs (and strips them on read), so they are not key text
+                let len = row.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+                for &cp in &row[..len] {
+                    if cp < 0x10000 {
+                        st = (st ^ cp).wrapping_mul(h::FNV_PRIME);
+                    } else {
+                        let v = cp - 0x10000;
+                        st = (st ^ (0xD800 + (v >> 10))).wrapping_mul(h::FNV_PRIME);
+                        st = (st ^ (0xDC00 + (v & 0x3FF))).wrapping_mul(h::FNV_PRIME);
+                    }
+                }
+                *d = h::bucket_v2_from_state(st);
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// GrowthBook `getBucketRanges` (coverage clamped, invalid weights replaced by equal weights).
+#[pyfunction]
+#[pyo3(signature = (n, coverage=1.0, weights=None))]
+pub fn bucket_ranges(n: i64, coverage: f64, weights: Option<Vec<f64>>) -> PyResult<Vec<(f64, f64)>> {
+    if !(0..=1_000_000).contains(&n) {
+        return Err(value_error(format!("n must be in [0, 1000000], got {n}")));
+    }
+    if coverage.is_nan() {
+        return Err(value_error("coverage must be a number, got NaN"));
+    }
+    Ok(h::bucket_ranges(n as usize, coverage, weights.as_deref()))
+}
+
+/// Variant index for `key` (GrowthBook chooseVariation over bucket ranges), None if outside coverage.
+#[pyfunction]
+#[pyo3(signature = (seed, key, weights, coverage=1.0))]
+pub fn assign(seed: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, weights: Vec<f64>, coverage: f64) -> PyResult<Option<usize>> {
+    if weights.is_empty() {
+        return Err(value_error("weights must name at least one variant"));
+    }
+    if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+        return Err(value_error(format!("weights[{i}] must be a finite number >= 0, got {w}")));
+    }
+    let total: f64 = weights.iter().fold(0.0, |a, b| a + b);
+    if !(0.99..=1.01).contains(&total) {
+        return Err(value_error(format!("weights must sum to 1 (within 0.01), got {total}")));
+    }
+    if !(0.0..=1.0).contains(&coverage) {
+        return Err(value_error(format!("coverage must be in [0, 1], got {coverage}")));
+    }
+    let seed = key_str(seed, "seed")?;
+    let key = key_str(key, "key")?;
+    let b = bucket_from(fnv_str(FNV_OFFSET, seed)?, seed, key, 2)?;
+    let ranges = h::bucket_ranges(weights.len(), coverage, Some(&weights));
+    Ok(h::choose_variation(b, &ranges))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(bucket, m)?)?;
+    m.add_function(wrap_pyfunction!(buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(bucket_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(assign, m)?)?;
+    Ok(())
+}
