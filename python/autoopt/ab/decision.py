@@ -212,6 +212,36 @@ def winner_of(exp: Experiment, d: Decision) -> str | None:
     return None
 
 
+def promotion_event(
+    exp: Experiment,
+    winner: str | None,
+    reason: str,
+    *,
+    cause: Event,
+    clock: Clock | None = None,
+) -> ModelPromoted | None:
+    """`ModelPromoted` for a winner whose release differs from the champion's, on a concrete
+    symbol (config-only winners are recorded by the conclusion alone)."""
+    if winner is None or winner == exp.champion or exp.symbol == ALL_SYMBOLS:
+        return None
+    release = exp.variant(winner).release_id
+    if release == exp.champion_spec.release_id:
+        return None
+    return ModelPromoted.new(
+        clock=clock,
+        cause=cause,
+        step="promote",
+        symbol=exp.symbol,
+        release_id=release,
+        previous_release_id=exp.champion_spec.release_id,
+        reason=f"experiment {exp.name}: {reason}",
+    )
+
+
+def _conclude_command(name: str, winner: str | None) -> str:
+    return f"autoopt ab conclude {name}" + (f" --winner {winner}" if winner else "")
+
+
 class DecisionApplier:
     """Writes a decision to the log: applied when the experiment is ``auto_decide``, else a
     recommendation. Keep-running decisions write nothing."""
@@ -237,7 +267,7 @@ class DecisionApplier:
                 reason=d.reason,
                 details={"experiment": exp.name, "variant": d.variant, "statistics": d.statistics},
                 policy="ab",
-                commands=[f"autoopt ab conclude {exp.name} --winner {winner_of(exp, d) or ''}"],
+                commands=[_conclude_command(exp.name, winner_of(exp, d))],
             )
             await self.service.log.append(rec)
             return [rec]
@@ -246,22 +276,8 @@ class DecisionApplier:
             exp.name, winner, f"{d.action}: {d.reason}", d.statistics, cause=cause
         )
         out: list[Event] = [concluded]
-        champ = exp.champion_spec
-        if (
-            d.action == "promote"
-            and winner is not None
-            and exp.symbol != ALL_SYMBOLS
-            and exp.variant(winner).release_id != champ.release_id
-        ):
-            promoted = ModelPromoted.new(
-                clock=self.clock,
-                cause=concluded,
-                step="promote",
-                symbol=exp.symbol,
-                release_id=exp.variant(winner).release_id,
-                previous_release_id=champ.release_id,
-                reason=f"experiment {exp.name}: {d.reason}",
-            )
+        promoted = promotion_event(exp, winner, d.reason, cause=concluded, clock=self.clock)
+        if promoted is not None:
             await self.service.log.append(promoted)
             out.append(promoted)
         return out
@@ -399,5 +415,6 @@ __all__ = [
     "analyse",
     "compare",
     "decide",
+    "promotion_event",
     "winner_of",
 ]
