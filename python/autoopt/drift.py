@@ -1,0 +1,66 @@
+"""Drift statistics and detectors, computed in Rust (`autoopt._native`).
+
+- `ks_2samp`: two-sample Kolmogorov-Smirnov test; statistic identical to SciPy's, p-value equal
+  to `scipy.stats.ks_2samp(..., method="asymp")`.
+- `psi` / `PSIMonitor`: Population Stability Index over reference-quantile bins.
+- `ADWIN`, `PageHinkley`: the `river` detectors' semantics, defaults and detection indices.
+- `CUSUM`: two-sided tabular CUSUM. `Welford`: mergeable running moments.
+
+Every detector/monitor checkpoints with `to_bytes()` / `from_bytes()` (a versioned,
+checksummed binary format; never pickle). Inputs are 1-D numeric arrays, sequences or polars
+Series; contiguous float64 data is read without copying. NaN in the data raises
+`autoopt.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from numpy.typing import ArrayLike
+
+from autoopt import _native
+from autoopt._native import ADWIN, CUSUM, PageHinkley, PSIMonitor, Welford
+
+
+class KSResult(NamedTuple):
+    """Result of `ks_2samp` (fields as in `scipy.stats.ks_2samp`)."""
+
+    statistic: float
+    pvalue: float
+    statistic_location: float
+    statistic_sign: int
+
+
+def ks_2samp(reference: ArrayLike, current: ArrayLike) -> KSResult:
+    """Two-sided two-sample KS test of `current` against `reference`.
+
+    The statistic is max |F_ref - F_cur| over the pooled sample, exactly as SciPy computes it.
+    The p-value uses SciPy's ``method="asymp"``: the two-sided one-sample Kolmogorov
+    distribution ``kstwo.sf(D, round(n*m/(n+m)))`` (Simard & L'Ecuyer's method selection).
+    Raises DataError for empty samples or NaN.
+    """
+    stat, pvalue, location, sign = _native.ks_2samp(reference, current)
+    return KSResult(stat, pvalue, location, sign)
+
+
+def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
+    """Population Stability Index of `current` against `reference`.
+
+    Bin edges are the reference's quantiles at ``linspace(0, 1, bins + 1)`` (NumPy's default
+    linear method) with the outer edges at -inf/+inf; values are counted with
+    ``numpy.histogram`` semantics; each bin share is clipped below at 1e-4; the result is
+    ``sum((q - p) * ln(q / p))`` with p the reference and q the current shares.
+    """
+    return float(_native.psi(reference, current, bins))
+
+
+__all__ = [
+    "ADWIN",
+    "CUSUM",
+    "KSResult",
+    "PSIMonitor",
+    "PageHinkley",
+    "Welford",
+    "ks_2samp",
+    "psi",
+]
