@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from autoopt.clock import NS_PER_S
 from autoopt.config import DriftPolicy, PolicyConfig
 from autoopt.core import State, decide, encode_commands, replay_decisions

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+
 from autoopt.clock import NS_PER_S
 from autoopt.config import (
     DegradationPolicy,
