@@ -148,7 +148,7 @@ def _signature(cmds: list[Command], compare: Compare) -> object:
 
 def _side(label: str, cmds: list[Command]) -> str:
     if not cmds:
-        return f"{label}: nothing considered"
+        return f"{label}: no output"
     return f"{label}: " + "; ".join(describe(c) for c in cmds)
 
 
