@@ -7,7 +7,8 @@ Why here and not in a plugin: the simulation is the shared definition of what a 
 Timing (no look-ahead): ``positions[t]`` is the model's direction decided at the close of bar t
 and held over bar t+1. Size at t uses returns up to t. A stop is checked against bar t+1's
 high/low: a long stopped out at ``entry - k × ATR[t_entry]`` earns exactly that move (gaps
-through the stop fill at the open). After the drawdown limit is hit, the overlay stays flat for
+through the stop fill at the open); a position opened before the ATR is defined uses the first
+ATR known after its entry. After the drawdown limit is hit, the overlay stays flat for
 ``halt_bars`` bars and then resumes with the peak reset to the current equity.
 """
 
@@ -109,6 +110,8 @@ def simulate(
         turnover = abs(want - held)
         if want != 0 and (held == 0 or math.copysign(1.0, want) != math.copysign(1.0, held)):
             entry_price, entry_atr = c[t], atr[t]
+        elif want != 0 and not np.isfinite(entry_atr):
+            entry_atr = atr[t]  # entered during the ATR warm-up: use the first ATR known after
         r = want * ret[t + 1]
         if want != 0 and np.isfinite(entry_atr) and entry_atr > 0:
             d = math.copysign(1.0, want)
