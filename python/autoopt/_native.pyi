@@ -13,6 +13,7 @@ __all__ = [
     "__version__",
     "as_float64",
     "ks_2samp",
+    "ks_pvalue",
     "psi",
     "PSIMonitor",
     "ADWIN",
@@ -46,6 +47,7 @@ def as_float64(x: Any, name: str = "x") -> _F64Array: ...
 # --- drift -------------------------------------------------------------------------------------
 
 def ks_2samp(reference: Any, current: Any) -> tuple[float, float, float, int]: ...
+def ks_pvalue(statistic: float, n1: int, n2: int) -> float: ...
 def psi(reference: Any, current: Any, bins: int = 10) -> float: ...
 @final
 class PSIMonitor:

@@ -43,6 +43,11 @@ def ks_2samp(reference: ArrayLike, current: ArrayLike) -> KSResult:
     return KSResult(stat, pvalue, location, sign)
 
 
+def ks_pvalue(statistic: float, n1: int, n2: int) -> float:
+    """Two-sided asymptotic p-value of a KS statistic for sample sizes n1, n2 (as `ks_2samp`)."""
+    return float(_native.ks_pvalue(statistic, n1, n2))
+
+
 def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
     """Population Stability Index of `current` against `reference`.
 
@@ -62,5 +67,6 @@ __all__ = [
     "PageHinkley",
     "Welford",
     "ks_2samp",
+    "ks_pvalue",
     "psi",
 ]

@@ -170,7 +170,15 @@ impl Adwin {
 
     /// Drops the oldest entry (in the highest level) and updates the window statistics.
     fn drop_oldest(&mut self) {
+        // With max_buckets == 1 merges can leave inner levels empty; river indexes such a level
+        // and panics. Empty top levels hold no data, so they are skipped here.
+        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].totals.is_empty() {
+            self.rows.pop();
+        }
         let last = self.rows.len() - 1;
+        if self.rows[last].totals.is_empty() {
+            return;
+        }
         let n = (1u64 << last) as f64;
         let u = self.rows[last].totals[0];
         let v = self.rows[last].variances[0];
@@ -182,7 +190,7 @@ impl Adwin {
         self.variance -= inc;
         self.rows[last].totals.remove(0);
         self.rows[last].variances.remove(0);
-        if self.rows[last].totals.is_empty() && self.rows.len() > 1 {
+        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].totals.is_empty() {
             self.rows.pop();
         }
     }

@@ -6,7 +6,7 @@ use pyo3::types::{PyBytes, PyType};
 
 use super::arrays::{as_f64, reject_nan};
 use super::errors::{data_error, guard, type_error, value_error};
-use crate::kernels::{adwin, ks, page_hinkley, psi, sort, welford};
+use crate::kernels::{adwin, ks, page_hinkley, psi, welford};
 
 fn codec_err(py: Python<'_>, e: crate::kernels::codec::CodecError) -> PyErr {
     data_error(py, e.0)
@@ -42,13 +42,21 @@ pub fn ks_2samp(py: Python<'_>, reference: &Bound<'_, PyAny>, current: &Bound<'_
         }
         reject_nan(py, a, "reference")?;
         reject_nan(py, b, "current")?;
-        let r = py.detach(|| {
-            let sa = sort::sorted_copy(a);
-            let sb = sort::sorted_copy(b);
-            ks::ks_2samp_sorted(&sa, &sb)
-        });
+        let r = py.detach(|| ks::ks_2samp(a, b));
         Ok((r.statistic, r.pvalue, r.location, r.sign))
     })
+}
+
+/// scipy's two-sided asymptotic p-value for a KS statistic and sample sizes.
+#[pyfunction]
+pub fn ks_pvalue(statistic: f64, n1: i64, n2: i64) -> PyResult<f64> {
+    if n1 < 1 || n2 < 1 {
+        return Err(value_error(format!("sample sizes must be >= 1, got {n1} and {n2}")));
+    }
+    if !(0.0..=1.0).contains(&statistic) {
+        return Err(value_error(format!("a KS statistic lies in [0, 1], got {statistic}")));
+    }
+    guard("ks_pvalue", || Ok(ks::ks_asymp_pvalue(statistic, n1 as usize, n2 as usize)))
 }
 
 fn check_bins(bins: i64) -> PyResult<usize> {
@@ -532,8 +540,18 @@ impl PyWelford {
     }
 }
 
+/// The 1-D float64 view of `x` the kernels read: `x` itself when it already is a contiguous
+/// float64 array, a zero-copy view of a polars Float64 Series without nulls, else a converted copy.
+#[pyfunction]
+#[pyo3(signature = (x, name="x"))]
+pub fn as_float64<'py>(x: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    guard("as_float64", || { let r = as_f64(x, name)?; Ok((*r).clone()) })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(as_float64, m)?)?;
     m.add_function(wrap_pyfunction!(ks_2samp, m)?)?;
+    m.add_function(wrap_pyfunction!(ks_pvalue, m)?)?;
     m.add_function(wrap_pyfunction!(psi_fn, m)?)?;
     m.add_class::<PyPsiMonitor>()?;
     m.add_class::<PyAdwin>()?;
