@@ -122,10 +122,11 @@ impl Kernel for Ema<'_> {
     }
 }
 
+/// TA-Lib 0.8: 0 when there was no movement (and when the averages are NaN).
 #[inline]
 fn rsi_value(gain: f64, loss: f64) -> f64 {
     let s = gain + loss;
-    if s != 0.0 {
+    if s > 0.0 {
         100.0 * (gain / s)
     } else {
         0.0
@@ -285,14 +286,19 @@ struct WindowVar {
     s1: f64,
     s2: f64,
     since: usize,
+    /// A NaN entered the window: like TA-Lib's running sums, every later value is NaN.
+    poisoned: bool,
 }
 
 impl WindowVar {
     fn new(p: usize) -> Self {
-        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0 }
+        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0, poisoned: false }
     }
     #[inline]
     fn add(&mut self, v: f64) {
+        if v.is_nan() {
+            self.poisoned = true;
+        }
         if self.pivot.is_nan() {
             self.pivot = v;
         }
@@ -303,6 +309,9 @@ impl WindowVar {
     /// Population variance of the current (full) window.
     #[inline]
     fn var(&self) -> f64 {
+        if self.poisoned {
+            return f64::NAN;
+        }
         let pf = self.p as f64;
         let m = self.s1 / pf;
         self.s2 / pf - m * m
@@ -314,7 +323,7 @@ impl WindowVar {
         self.s1 -= d;
         self.s2 -= d * d;
         self.since += 1;
-        if self.since >= self.p && !window.is_empty() {
+        if self.since >= self.p && !window.is_empty() && !self.poisoned {
             self.since = 0;
             let nf = window.len() as f64;
             let centre = self.pivot + self.s1 / nf;
@@ -333,12 +342,13 @@ impl WindowVar {
     }
 }
 
+/// TA-Lib 0.8: negative (rounding) variance gives 0; NaN stays NaN.
 #[inline]
 fn std_of(var: f64) -> f64 {
-    if var > 0.0 {
-        var.sqrt()
-    } else {
+    if var < 0.0 {
         0.0
+    } else {
+        var.sqrt()
     }
 }
 
