@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 __all__ = [
     "__version__",
+    "_guard_selftest",
     "as_float64",
     "ks_2samp",
     "ks_pvalue",
@@ -43,6 +44,7 @@ MAX_PERIOD: int
 _F64Array = npt.NDArray[np.float64]
 
 def as_float64(x: Any, name: str = "x") -> _F64Array: ...
+def _guard_selftest() -> None: ...
 
 # --- drift -------------------------------------------------------------------------------------
 
