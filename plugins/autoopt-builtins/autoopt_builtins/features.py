@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+
 from autoopt import features as ta
 from autoopt.errors import DataError
 from autoopt.plugins import hookimpl
@@ -62,7 +63,7 @@ class DefaultFeatureSet:
 
     def compute(self, bars: pl.DataFrame) -> pl.DataFrame:
         c, h, lo, v = (_col(bars, n) for n in ("close", "high", "low", "volume"))
-        ret1 = ta.roc(c, 1) / 100.0
+        ret1 = ta.returns(c, 1)
         macd, signal, hist = ta.macd(c, 12, 26, 9)
         with np.errstate(divide="ignore", invalid="ignore"):
             cols = {
@@ -71,7 +72,7 @@ class DefaultFeatureSet:
                 "ema12_ratio": c / ta.ema(c, 12) - 1.0,
                 "ema26_ratio": c / ta.ema(c, 26) - 1.0,
                 "ret1": ret1,
-                "ret5": ta.roc(c, 5) / 100.0,
+                "ret5": ta.returns(c, 5),
                 "vol20": ta.stddev(ret1, 20),
                 "volume_z20": ta.zscore(v, 20),
                 "rsi14": ta.rsi(c, 14) / 100.0,

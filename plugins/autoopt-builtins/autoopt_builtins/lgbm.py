@@ -26,6 +26,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins import hookimpl
 from autoopt.plugins.interfaces import TrainTask, TrialRecord, TuneResult
@@ -38,6 +39,14 @@ _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
              optuna.trial.TrialState.FAIL)
 
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
+SMALL_DATA_ROWS = 50_000
+"""Below this many rows LightGBM runs single-threaded: thread start-up and OpenMP barriers cost
+more than they save on small data, and on a busy machine spinning threads can make a small fit
+many times slower."""
+
+
+def effective_threads(threads: int, n_rows: int) -> int:
+    return 1 if n_rows < SMALL_DATA_ROWS else max(1, int(threads))
 
 
 def base_params(seed: int, threads: int) -> dict[str, Any]:
@@ -236,6 +245,7 @@ class LightGBMTrainer:
                 raise DataError(f"{task.symbol}: fold {k} training labels hold one class only")
             del test
         n_train_min = min(len(tr) for tr, _ in task.folds)
+        threads = effective_threads(task.threads, task.X.shape[0])
         study = self.study(task)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
         if not done:
@@ -245,12 +255,12 @@ class LightGBMTrainer:
             np.asarray(task.X, dtype=np.float64),
             label=y.astype(np.float64),
             feature_name=list(task.feature_names),
-            params=base_params(task.seed, task.threads),
+            params=base_params(task.seed, threads),
             free_raw_data=False,
         ).construct()
 
         def objective(trial: optuna.Trial) -> float:
-            params = base_params(task.seed, task.threads) | suggest(trial, n_train_min)
+            params = base_params(task.seed, threads) | suggest(trial, n_train_min)
             callbacks: list[Any] = [
                 lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True,
                                    verbose=False)
@@ -338,6 +348,7 @@ class LightGBMTrainer:
         y = np.asarray(y)
         if np.unique(y).size < 2:
             raise DataError("LightGBMTrainer.fit: training labels hold one class only")
+        threads = effective_threads(threads, len(y))
         data = lgb.Dataset(
             np.asarray(X, dtype=np.float64),
             label=y.astype(np.float64),

@@ -1,0 +1,193 @@
+"""The nightly retrain, end to end, with and without pruning.
+
+Workload (the issue's): 3 symbols x 1 year of 1-minute bars (525,600 bars each) of seeded
+synthetic prices with a real, learnable signal (short-term momentum: each minute's return leans
+on the last five), 32 Optuna trials per symbol, the default feature set, purged walk-forward CV,
+selection, validation, gate and release, on the embedded nats-server; the data dir is fresh for
+each run so no study resumes.
+
+Run as pytest-benchmark (the two variants side by side in one group)::
+
+    python -m pytest benches/bench_retrain.py --benchmark-only --benchmark-columns=min,mean
+
+or as a script that prints the comparison (wall time, best score, pruning savings)::
+
+    python benches/bench_retrain.py [--days 365] [--symbols 3] [--trials 32] [--pruner median]
+
+Size: ``AUTOOPT_BENCH_DAYS`` / ``_SYMBOLS`` / ``_TRIALS`` (or the script's flags) shrink it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import polars as pl
+import pytest
+
+from autoopt.config import Config, load_config
+from autoopt.pipeline import RetrainSummary, run_retrain
+from autoopt.runtime import open_event_log
+
+MIN_NS = 60_000_000_000
+T0 = 1_704_067_200_000_000_000  # 2024-01-01
+
+
+def synthetic_bars(seed: int, n: int) -> pl.DataFrame:
+    """1-minute OHLCV whose returns carry momentum: r_t = 0.08 * sum(r_{t-5..t-1}) + noise."""
+    rng = np.random.default_rng(seed)
+    sigma = 4e-4 * np.exp(0.3 * np.sin(np.arange(n) / 1440.0 * 2 * np.pi))  # daily vol cycle
+    eps = rng.standard_normal(n) * sigma
+    r = np.empty(n)
+    r[:5] = eps[:5]
+    window = r[:5].sum()
+    for t in range(5, n):  # sequential by nature; ~1 s for a year
+        r[t] = 0.08 * window + eps[t]
+        window += r[t] - r[t - 5]
+    close = 100.0 * np.exp(np.cumsum(r))
+    open_ = np.r_[100.0, close[:-1]]
+    wick = np.abs(rng.standard_normal((2, n))) * sigma * close
+    return pl.DataFrame({
+        "ts": T0 + np.arange(n, dtype=np.int64) * MIN_NS,
+        "open": open_,
+        "high": np.maximum(open_, close) + wick[0],
+        "low": np.minimum(open_, close) - wick[1],
+        "close": close,
+        "volume": rng.lognormal(3.0, 0.5, n),
+    })
+
+
+def write_bars(folder: Path, n_symbols: int, days: int) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(n_symbols):
+        synthetic_bars(1000 + s, days * 1440).write_parquet(folder / f"SYN{s}.parquet")
+    return f"file:{folder}"
+
+
+def bench_config(data_dir: Path, *, trials: int, pruning: bool, pruner: str) -> Config:
+    return load_config(
+        environ={"HOME": str(data_dir)},
+        overrides={"data_dir": str(data_dir),
+                   "pipeline": {"trials": trials, "pruning": pruning, "pruner": pruner,
+                                "threads": 2, "seed": 42}},
+    )
+
+
+async def _nightly(config: Config, source: str) -> RetrainSummary:
+    log = await open_event_log(config)
+    try:
+        return await run_retrain(config, source=source, event_log=log)
+    finally:
+        await log.close()
+
+
+def nightly(work: Path, source: str, *, trials: int, pruning: bool, pruner: str) -> dict[str, Any]:
+    """One nightly run in a fresh data dir; wall time, scores and trial states."""
+    data_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    config = bench_config(data_dir, trials=trials, pruning=pruning, pruner=pruner)
+    t0 = time.perf_counter()
+    summary = asyncio.run(_nightly(config, source))
+    wall = time.perf_counter() - t0
+    storage = f"sqlite:///{data_dir / 'optuna.db'}"
+    per_symbol = {}
+    for r in summary.results:
+        if r.error is not None:
+            raise RuntimeError(f"{r.symbol}: {r.error}")
+        study = optuna.load_study(study_name=r.study, storage=storage)
+        states = [t.state.name for t in study.trials]
+        per_symbol[r.symbol] = {
+            "best_cv_log_loss": r.metrics["cv_log_loss"],
+            "sharpe": r.score,
+            "deployed": r.deployed,
+            "trials": len(states),
+            "pruned": states.count("PRUNED"),
+            "tuning_s": sum(t.duration.total_seconds() for t in study.trials if t.duration),
+            "features": len(r.features),
+        }
+    return {"wall_s": wall, "symbols": per_symbol}
+
+
+def compare(with_p: dict[str, Any], without: dict[str, Any]) -> dict[str, Any]:
+    """Pruning savings and best-score loss (relative increase of the best CV log loss)."""
+    losses = {
+        s: (with_p["symbols"][s]["best_cv_log_loss"] - v["best_cv_log_loss"])
+        / v["best_cv_log_loss"]
+        for s, v in without["symbols"].items()
+    }
+    tune_with = sum(v["tuning_s"] for v in with_p["symbols"].values())
+    tune_without = sum(v["tuning_s"] for v in without["symbols"].values())
+    return {
+        "wall_speedup": without["wall_s"] / with_p["wall_s"],
+        "tuning_speedup": tune_without / tune_with,
+        "best_score_loss_pct": {s: 100 * v for s, v in losses.items()},
+        "max_best_score_loss_pct": 100 * max(losses.values()),
+    }
+
+
+def _size() -> tuple[int, int, int]:
+    env = os.environ
+    return (int(env.get("AUTOOPT_BENCH_SYMBOLS", 3)), int(env.get("AUTOOPT_BENCH_DAYS", 365)),
+            int(env.get("AUTOOPT_BENCH_TRIALS", 32)))
+
+
+@pytest.fixture(scope="module")
+def bench_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    symbols, days, _ = _size()
+    work = tmp_path_factory.mktemp("retrain-bench")
+    return work, write_bars(work / "bars", symbols, days)
+
+
+@pytest.mark.benchmark(group="retrain-nightly", min_rounds=1, warmup=False)
+@pytest.mark.parametrize("pruning", [True, False], ids=["pruning", "no-pruning"])
+def test_nightly_retrain(benchmark: Any, bench_source: tuple[Path, str], pruning: bool) -> None:
+    work, source = bench_source
+    _, _, trials = _size()
+    out = benchmark.pedantic(
+        nightly, args=(work, source), kwargs={"trials": trials, "pruning": pruning,
+                                              "pruner": "median"},
+        rounds=1, iterations=1,
+    )
+    benchmark.extra_info.update(out)
+    assert all(v["trials"] == trials for v in out["symbols"].values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--symbols", type=int, default=3)
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--trials", type=int, default=32)
+    ap.add_argument("--pruner", default="median")
+    ap.add_argument("--json", type=Path, default=None, help="Also write the report here.")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="autoopt-bench-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        source = write_bars(work / "bars", args.symbols, args.days)
+        gen_s = time.perf_counter() - t0
+        with_p = nightly(work, source, trials=args.trials, pruning=True, pruner=args.pruner)
+        print(json.dumps({"pruning": with_p}, indent=2), flush=True)
+        without = nightly(work, source, trials=args.trials, pruning=False, pruner=args.pruner)
+        print(json.dumps({"no_pruning": without}, indent=2), flush=True)
+    report = {
+        "workload": {"symbols": args.symbols, "days": args.days, "bars_per_symbol":
+                     args.days * 1440, "trials": args.trials, "pruner": args.pruner,
+                     "cpu_count": os.cpu_count(), "data_generation_s": gen_s},
+        "pruning": with_p, "no_pruning": without, "comparison": compare(with_p, without),
+    }
+    print(json.dumps(report["comparison"], indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
