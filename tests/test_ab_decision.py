@@ -76,7 +76,6 @@ def test_promotes_a_significantly_better_challenger() -> None:
     rng = np.random.default_rng(2)
     _feed(tr, "control", rng.normal(0.0, 0.01, 800))
     _feed(tr, "chal", rng.normal(0.003, 0.01, 800))
-    _assign(book, {"control": 800, "chal": 800})
     d = decide(book.get("e1"), tr, T0)
     assert d.action == "promote" and d.variant == "chal"
     cmp = d.statistics["comparisons"]["chal"]
@@ -110,13 +109,18 @@ def test_guardrail_rolls_back_before_min_samples() -> None:
 
 
 def test_sample_ratio_mismatch_blocks_promotion() -> None:
-    book, tr = _book(), OutcomeTracker()
+    book, tr = _book(unit="account"), OutcomeTracker()
     rng = np.random.default_rng(2)
     _feed(tr, "control", rng.normal(0.0, 0.01, 800))
     _feed(tr, "chal", rng.normal(0.003, 0.01, 800))
-    _assign(book, {"control": 1000, "chal": 800})
+    _assign(book, {"control": 1000, "chal": 800})  # account units: VariantAssigned counts
     d = decide(book.get("e1"), tr, T0)
     assert d.action == "keep" and "sample ratio mismatch" in d.reason
+    signal_units, tr2 = _book(), OutcomeTracker()  # signal units: each live route counts
+    _feed(tr2, "control", rng.normal(0.0, 0.01, 800))
+    _feed(tr2, "chal", rng.normal(0.003, 0.01, 800))
+    tr2.variant("e1", "control").routed = 1000
+    assert "sample ratio mismatch" in decide(signal_units.get("e1"), tr2, T0).reason
 
 
 def test_max_duration_concludes_without_winner() -> None:

@@ -73,7 +73,7 @@ def test_split_applies_the_variant_config() -> None:
         routed = decode(payload)
         assert isinstance(routed, SignalRouted) and routed.signal_id == f"s{i}"
         assert subject == route_subject("thr", routed.variant, paper=False)
-        assert isinstance(plan.records[1], VariantAssigned)  # signal units: each one is new
+        assert plan.records == [routed]  # signal units: the route is the assignment record
         seen.setdefault(routed.variant, routed)
     chal, control = seen["chal"], seen["control"]
     assert (chal.side, chal.release_id, chal.size_multiplier) == ("flat", "r2", 0.5)  # 0.6 < 0.7

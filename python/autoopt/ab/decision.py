@@ -120,6 +120,18 @@ def compare(
     return out
 
 
+def assignment_counts(exp: Experiment, tracker: OutcomeTracker) -> dict[str, int]:
+    """Units per variant: `VariantAssigned` records for symbol/account units; for signal units
+    each live `SignalRouted` is one assignment."""
+    if exp.unit == "signal_id":
+        per = tracker.of(exp.name)
+        return {v.name: per[v.name].routed if v.name in per else 0 for v in exp.variants}
+    counts = dict.fromkeys((v.name for v in exp.variants), 0)
+    for variant in exp.assigned.values():
+        counts[variant] = counts.get(variant, 0) + 1
+    return counts
+
+
 def analyse(exp: Experiment, tracker: OutcomeTracker, *, seed: int = 0) -> dict[str, Any]:
     """The statistics a decision about ``exp`` carries."""
     per = tracker.of(exp.name)
@@ -138,11 +150,10 @@ def analyse(exp: Experiment, tracker: OutcomeTracker, *, seed: int = 0) -> dict[
         },
         "srm": None,
     }
-    if not exp.shadow and exp.assigned:
-        counts: dict[str, int] = {}
-        for variant in exp.assigned.values():
-            counts[variant] = counts.get(variant, 0) + 1
-        result["srm"] = _safe(stats.sample_ratio_mismatch, counts, exp.weights)
+    if not exp.shadow:
+        counts = assignment_counts(exp, tracker)
+        if sum(counts.values()) > 0:
+            result["srm"] = _safe(stats.sample_ratio_mismatch, counts, exp.weights)
     return result
 
 
@@ -413,6 +424,7 @@ __all__ = [
     "DecisionApplier",
     "ExperimentSupervisor",
     "analyse",
+    "assignment_counts",
     "compare",
     "decide",
     "promotion_event",

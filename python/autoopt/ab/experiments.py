@@ -11,9 +11,10 @@ the winner or none). Only a running experiment receives traffic.
 Assignment: ``autoopt.hashing.assign(seed, unit_key, weights, coverage)`` (GrowthBook v2 hash):
 a pure function of the experiment's seed and the unit key, so every process and every restart
 agrees and a unit never switches variant. Units outside ``coverage`` are not in the experiment
-(they get the champion, unrecorded). The router records a unit's first assignment as
-`VariantAssigned` (id derived from experiment and unit, so it is stored once), which gives the
-SRM check its counts and lets outcomes join to variants.
+(they pass through unchanged, unrecorded). The router records a ``symbol`` / ``account``
+unit's first assignment as `VariantAssigned` (id derived from experiment and unit, so it is
+stored once); for ``signal_id`` units the `SignalRouted` of each signal is its assignment
+record. Either gives the SRM check its counts and lets outcomes join to variants.
 """
 
 from __future__ import annotations
@@ -271,14 +272,20 @@ class Experiment:
     def expired(self, now_ns: int) -> bool:
         return self.max_duration_s > 0 and self.running_s(now_ns) >= self.max_duration_s
 
-    def assign(self, unit_key: str) -> Assignment | None:
-        """The unit's variant (pure function of seed and key), or None outside coverage."""
+    def variant_index(self, unit_key: str) -> int | None:
+        """Index of the unit's variant (pure function of seed and key); None outside coverage."""
         idx = hashing.assign(self.seed, unit_key, self._weights, self.coverage)
-        if idx is None or idx < 0:
-            return None
+        return None if idx is None or idx < 0 else idx
+
+    def assignment(self, unit_key: str, idx: int) -> Assignment:
         return Assignment(
             self.name, unit_key, self.variants[idx], hashing.bucket(self.seed, unit_key)
         )
+
+    def assign(self, unit_key: str) -> Assignment | None:
+        """The unit's variant and bucket, or None outside coverage."""
+        idx = self.variant_index(unit_key)
+        return None if idx is None else self.assignment(unit_key, idx)
 
     def summary(self) -> dict[str, Any]:
         """Plain data for listings and JSON output."""
