@@ -103,10 +103,11 @@ class Env:
         finally:
             await log.close()
 
-    async def events(self, cls: type[Event], scope: str = "GOOG") -> list[Event]:
+    async def events(self, cls: type[Event]) -> list[Event]:
+        """Every event of this type; those scoped by symbol are GOOG's (the only symbol here)."""
         log = await open_event_log(self.config())
         try:
-            return [e async for e in log.replay(subject_filter_for_type(cls, scope))]
+            return [e async for e in log.replay(subject_filter_for_type(cls))]
         finally:
             await log.close()
 
@@ -157,7 +158,7 @@ def fast_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
 
 @pytest.fixture
 def slow_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
-    yield from _make_env(tmp_path, nats_server, trials=25)
+    yield from _make_env(tmp_path, nats_server, trials=10)
 
 
 def _manual(symbol: str = "GOOG") -> RetrainRequested:
@@ -172,9 +173,10 @@ async def test_manual_and_degradation_triggers_run_gated_retrains(fast_env: Env)
     [release] = await fast_env.wait_for(ModelReleased)
     decisions = await fast_env.events(DecisionMade)
     assert [d.reason for d in decisions if d.kind == "retrain"] == ["manual"]
-    # degradation: a baseline window, then a window 20% worse
-    good = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.7}) for _ in range(2)]
-    bad = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.5}) for _ in range(2)]
+    # degradation: the champion's baseline is its validated accuracy (~0.5); live falls to 0.2
+    assert 0.3 < release.metrics["accuracy"] < 0.8
+    good = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.9}) for _ in range(2)]
+    bad = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.2}) for _ in range(2)]
     await fast_env.append(*good, *bad)
     verdicts = await fast_env.wait_for(ValidationVerdict, n=2)
     decisions = await fast_env.events(DecisionMade)
@@ -253,9 +255,10 @@ async def test_endpoints_and_replay_digest(fast_env: Env) -> None:
     assert "autoopt_consumer_lag" in body and "autoopt_retrain_duration_seconds_bucket" in body
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    # events appended while no service runs still reach the core's input (CORE sources them)
-    good = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.7}) for _ in range(2)]
-    bad = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.6}) for _ in range(2)]
+    # events appended while no service runs still reach the core's input (CORE sources them);
+    # accuracy 0.3 is a >5% but <50% drop from the champion's validated ~0.5
+    good = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.9}) for _ in range(2)]
+    bad = [MetricsReported.new(symbol="GOOG", window="1d", metrics={"accuracy": 0.3}) for _ in range(2)]
     await fast_env.append(*good, *bad)
     await asyncio.sleep(1)  # sourcing into CORE is asynchronous
     first = fast_env.cli("replay", "--decisions", "-q")
