@@ -88,14 +88,17 @@ def _live_events(
     ppy: float,
 ) -> list[list[Event]]:
     """The live feed of one symbol from row ``start``, in chunks of `CHUNK` bars."""
+    from autoopt.pipeline.dataset import timeframe_label
+
     ts = bars["ts"].to_numpy()
     close = bars["close"].to_numpy()
+    timeframe = timeframe_label(ts)
     chunks: list[list[Event]] = []
     for lo in range(start, bars.height - 1, CHUNK):
         hi = min(lo + CHUNK, bars.height - 1)
         part = bars.slice(lo, hi - lo)
         out: list[Event] = [
-            BarBatch.from_arrays(symbol=symbol, timeframe="live", source="demo-feed",
+            BarBatch.from_arrays(symbol=symbol, timeframe=timeframe, source="demo-feed",
                                  **{c: part[c].to_numpy() for c in ("ts", "open", "high", "low", "close", "volume")})
         ]
         for t in range(lo, hi):

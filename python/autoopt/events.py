@@ -296,7 +296,8 @@ class SignalEmitted(Event, tag="signal.emitted", kw_only=True, frozen=True):
 
 
 class SignalRouted(Event, tag="signal.routed", kw_only=True, frozen=True):
-    """The A/B router sent a signal request to one variant of an experiment."""
+    """The A/B router sent a signal to one variant of an experiment, with the variant's config
+    applied. ``paper``: a shadow (challenger) signal, scored as a paper trade, never executed."""
 
     symbol: str
     signal_id: str
@@ -304,6 +305,12 @@ class SignalRouted(Event, tag="signal.routed", kw_only=True, frozen=True):
     variant: str
     release_id: str
     unit_key: str = ""
+    side: str = ""
+    confidence: float = 0.0
+    size_multiplier: float = 1.0
+    paper: bool = False
+    price: float | None = None
+    config: dict[str, Any] = {}  # the variant's other keys (plugin-declared), as applied
 
 
 # ---------------------------------------------------------------------------------------- trade
@@ -483,11 +490,14 @@ class ModelRolledBack(Event, tag="model.rolled_back", kw_only=True, frozen=True)
 
 
 class VariantSpec(msgspec.Struct, kw_only=True, frozen=True):
-    """One arm of an experiment: which release serves it and its share of traffic."""
+    """One arm of an experiment: which release serves it, its share of traffic, and the config
+    the router applies to its signals (``confidence_threshold``, ``size_multiplier``, any key a
+    plugin declares)."""
 
     name: str
     release_id: str
     weight: float
+    config: dict[str, Any] = {}
 
 
 class ExperimentCreated(Event, tag="experiment.created", kw_only=True, frozen=True):
@@ -501,6 +511,14 @@ class ExperimentCreated(Event, tag="experiment.created", kw_only=True, frozen=Tr
     hypothesis: str = ""
     min_samples: int = 0
     alpha: float = 0.05
+    unit: str = "signal_id"  # what is assigned: "signal_id", "symbol" or "account"
+    coverage: float = 1.0  # share of units that enter the experiment
+    guardrails: dict[str, float] = {}  # max_drawdown, max_loss_streak, max_error_rate...
+    max_duration_s: float = 0.0  # 0: no limit
+    champion: str = ""  # the control variant; "" means the first
+    shadow: bool = False  # challengers see every signal on paper; only the champion trades
+    auto_decide: bool = False  # apply promote/rollback decisions instead of recommending them
+    sequential_tuning: float = 5000.0  # mSPRT tuning: total trades where the interval is tightest
 
     scope_field: ClassVar[str] = "experiment"
 

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from autoopt.cli import demo, log_cmds, releases, retrain, serve, server_cmds
+from autoopt.cli import ab, demo, log_cmds, releases, retrain, serve, server_cmds
 from autoopt.cli.context import CliContext, console, fail
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(log_cmds.app, name="log")
 app.add_typer(server_cmds.app, name="server")
 app.add_typer(releases.app, name="releases")
+app.add_typer(ab.app, name="ab")
 app.command("demo")(demo.demo)
 app.command("retrain")(retrain.retrain)
 app.command("serve")(serve.serve)
