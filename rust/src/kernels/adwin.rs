@@ -23,8 +23,8 @@ impl AdwinParams {
         if self.clock < 1 {
             return Err(format!("ADWIN clock must be >= 1, got {}", self.clock));
         }
-        if self.max_buckets < 1 || self.max_buckets > 1 << 20 {
-            return Err(format!("ADWIN max_buckets must be in [1, 2**20], got {}", self.max_buckets));
+        if self.max_buckets < 1 || self.max_buckets > 10_000 {
+            return Err(format!("ADWIN max_buckets must be in [1, 10000], got {}", self.max_buckets));
         }
         if self.min_window_length < 1 {
             return Err(format!(
@@ -39,11 +39,58 @@ impl AdwinParams {
     }
 }
 
-/// One row of the exponential histogram: entries each summarising 2^level values.
-#[derive(Clone, Debug, PartialEq, Default)]
+/// One level of the exponential histogram: entries each summarising 2^level values, oldest
+/// first, held in a fixed ring of `max_buckets + 1` slots (merging drops the two oldest).
+#[derive(Clone, Debug)]
 struct Row {
     totals: Vec<f64>,
     variances: Vec<f64>,
+    head: usize,
+    len: usize,
+}
+
+impl Row {
+    fn new(cap: usize) -> Self {
+        Row { totals: vec![0.0; cap], variances: vec![0.0; cap], head: 0, len: 0 }
+    }
+    #[inline]
+    fn slot(&self, k: usize) -> usize {
+        let i = self.head + k;
+        if i >= self.totals.len() {
+            i - self.totals.len()
+        } else {
+            i
+        }
+    }
+    #[inline]
+    fn total(&self, k: usize) -> f64 {
+        self.totals[self.slot(k)]
+    }
+    #[inline]
+    fn variance(&self, k: usize) -> f64 {
+        self.variances[self.slot(k)]
+    }
+    #[inline]
+    fn push(&mut self, t: f64, v: f64) {
+        let i = self.slot(self.len);
+        self.totals[i] = t;
+        self.variances[i] = v;
+        self.len += 1;
+    }
+    #[inline]
+    fn drop_front(&mut self, n: usize) {
+        self.head = self.slot(n);
+        self.len -= n;
+    }
+    fn logical(&self) -> (Vec<f64>, Vec<f64>) {
+        ((0..self.len).map(|k| self.total(k)).collect(), (0..self.len).map(|k| self.variance(k)).collect())
+    }
+}
+
+impl PartialEq for Row {
+    fn eq(&self, other: &Self) -> bool {
+        self.logical() == other.logical()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +100,8 @@ pub struct Adwin {
     variance: f64,
     width: f64,
     tick: i64,
+    /// tick % clock, kept incrementally (no division per update)
+    phase: i64,
     rows: Vec<Row>,
     /// The previous update detected drift: the next update resets first (river's behaviour).
     pub drift_detected: bool,
@@ -62,13 +111,15 @@ pub struct Adwin {
 impl Adwin {
     pub fn new(params: AdwinParams) -> Result<Self, String> {
         params.validate()?;
+        let params_cap = params.max_buckets + 1;
         Ok(Adwin {
             params,
             total: 0.0,
             variance: 0.0,
             width: 0.0,
             tick: 0,
-            rows: vec![Row::default()],
+            phase: 0,
+            rows: vec![Row::new(params_cap)],
             drift_detected: false,
             n_detections: 0,
         })
@@ -79,8 +130,9 @@ impl Adwin {
         self.variance = 0.0;
         self.width = 0.0;
         self.tick = 0;
+        self.phase = 0;
         self.rows.clear();
-        self.rows.push(Row::default());
+        self.rows.push(Row::new(self.params.max_buckets + 1));
     }
 
     pub fn width(&self) -> f64 {
@@ -127,9 +179,9 @@ impl Adwin {
         out
     }
 
+    #[inline(always)]
     fn insert(&mut self, x: f64) {
-        self.rows[0].totals.push(x);
-        self.rows[0].variances.push(0.0);
+        self.rows[0].push(x, 0.0);
         self.width += 1.0;
         let mut inc = 0.0;
         if self.width > 1.0 {
@@ -141,27 +193,27 @@ impl Adwin {
         self.compress();
     }
 
+    #[inline(always)]
     fn compress(&mut self) {
         let cap = self.params.max_buckets + 1;
         let mut level = 0usize;
-        while self.rows[level].totals.len() == cap {
+        while self.rows[level].len == cap {
+            // 2^level is a power of two: multiplying by its reciprocal is the exact division
+            let inv = 1.0 / (1u64 << level) as f64;
             let n1 = (1u64 << level) as f64;
             let row = &self.rows[level];
-            let (t0, t1) = (row.totals[0], row.totals[1]);
-            let (v0, v1) = (row.variances[0], row.variances[1]);
-            let mu1 = t0 / n1;
-            let mu2 = t1 / n1;
+            let (t0, t1) = (row.total(0), row.total(1));
+            let (v0, v1) = (row.variance(0), row.variance(1));
+            let mu1 = t0 * inv;
+            let mu2 = t1 * inv;
             let merged_total = t0 + t1;
             let merged_var = v0 + v1 + n1 * 0.5 * (mu1 - mu2) * (mu1 - mu2);
             if level + 1 == self.rows.len() {
-                self.rows.push(Row::default());
+                self.rows.push(Row::new(cap));
             }
-            self.rows[level + 1].totals.push(merged_total);
-            self.rows[level + 1].variances.push(merged_var);
-            let row = &mut self.rows[level];
-            row.totals.drain(..2);
-            row.variances.drain(..2);
-            if self.rows[level + 1].totals.len() <= self.params.max_buckets {
+            self.rows[level + 1].push(merged_total, merged_var);
+            self.rows[level].drop_front(2);
+            if self.rows[level + 1].len <= self.params.max_buckets {
                 break;
             }
             level += 1;
@@ -172,45 +224,55 @@ impl Adwin {
     fn drop_oldest(&mut self) {
         // With max_buckets == 1 merges can leave inner levels empty; river indexes such a level
         // and panics. Empty top levels hold no data, so they are skipped here.
-        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].totals.is_empty() {
+        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].len == 0 {
             self.rows.pop();
         }
         let last = self.rows.len() - 1;
-        if self.rows[last].totals.is_empty() {
+        if self.rows[last].len == 0 {
             return;
         }
         let n = (1u64 << last) as f64;
-        let u = self.rows[last].totals[0];
-        let v = self.rows[last].variances[0];
+        let u = self.rows[last].total(0);
+        let v = self.rows[last].variance(0);
         let mu = u / n;
         self.width -= n;
         self.total -= u;
         let mu_window = self.total / self.width;
         let inc = v + n * self.width * (mu - mu_window) * (mu - mu_window) / (n + self.width);
         self.variance -= inc;
-        self.rows[last].totals.remove(0);
-        self.rows[last].variances.remove(0);
-        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].totals.is_empty() {
+        self.rows[last].drop_front(1);
+        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].len == 0 {
             self.rows.pop();
         }
     }
 
+    /// River's cut test. `delta_prime` and `var_w` (variance / width) depend only on the window,
+    /// so the caller computes them once per scan: the same values, bit for bit.
     #[inline]
-    fn cut(&self, n0: f64, n1: f64, delta_mean: f64) -> bool {
+    fn cut(&self, n0: f64, n1: f64, delta_mean: f64, delta_prime: f64, var_w: f64) -> bool {
         let mwl = self.params.min_window_length as f64;
-        let delta_prime = (2.0 * self.width.ln() / self.params.delta).ln();
         let m_recip = 1.0 / (n0 - mwl + 1.0) + 1.0 / (n1 - mwl + 1.0);
-        let epsilon = (2.0 * m_recip * (self.variance / self.width) * delta_prime).sqrt()
-            + 2.0 / 3.0 * delta_prime * m_recip;
+        let epsilon = (2.0 * m_recip * var_w * delta_prime).sqrt() + 2.0 / 3.0 * delta_prime * m_recip;
         delta_mean.abs() > epsilon
     }
 
+    #[inline(always)]
     fn detect(&mut self) -> bool {
-        let mut detected = false;
         self.tick += 1;
-        if self.tick % self.params.clock != 0 || self.width <= self.params.grace_period as f64 {
+        self.phase += 1;
+        if self.phase == self.params.clock {
+            self.phase = 0;
+        }
+        if self.phase != 0 || self.width <= self.params.grace_period as f64 {
             return false;
         }
+        self.scan()
+    }
+
+    /// The periodic check: every split of the window into old/new parts, oldest first.
+    #[inline(never)]
+    fn scan(&mut self) -> bool {
+        let mut detected = false;
         let mwl = self.params.min_window_length as f64;
         loop {
             let mut shrink = false;
@@ -218,20 +280,39 @@ impl Adwin {
             let mut n1 = self.width;
             let mut u0 = 0.0f64;
             let mut u1 = self.total;
+            let delta_prime = (2.0 * self.width.ln() / self.params.delta).ln();
+            let var_w = self.variance / self.width;
+            // Cheap exact-safe filter: epsilon is smallest when n0 == n1, so a candidate whose
+            // mean gap is clearly below that floor cannot cut; only the others get the exact
+            // (division and sqrt) test, so decisions are identical to the unfiltered scan.
+            let m_min = 4.0 / (self.width - 2.0 * mwl + 2.0);
+            let eps_floor = if m_min > 0.0 && m_min.is_finite() && delta_prime > 0.0 {
+                0.999 * ((2.0 * m_min * var_w * delta_prime).sqrt() + 2.0 / 3.0 * delta_prime * m_min)
+            } else {
+                0.0
+            };
             'scan: for level in (0..self.rows.len()).rev() {
                 let size = (1u64 << level) as f64;
-                let len = self.rows[level].totals.len();
+                let len = self.rows[level].len;
                 for k in 0..len {
                     n0 += size;
                     n1 -= size;
-                    let t = self.rows[level].totals[k];
+                    let t = self.rows[level].total(k);
                     u0 += t;
                     u1 -= t;
                     if level == 0 && k == len - 1 {
                         break 'scan;
                     }
+                    if n1 < mwl || n0 < mwl {
+                        continue;
+                    }
+                    let cross = u0 * n1 - u1 * n0;
+                    let slack = 1e-9 * ((u0 * n1).abs() + (u1 * n0).abs());
+                    if cross.abs() + slack < eps_floor * (n0 * n1) {
+                        continue;
+                    }
                     let delta_mean = (u0 / n0) - (u1 / n1);
-                    if n1 >= mwl && n0 >= mwl && self.cut(n0, n1, delta_mean) {
+                    if self.cut(n0, n1, delta_mean, delta_prime, var_w) {
                         shrink = true;
                         detected = true;
                         if self.width > 0.0 {
@@ -260,7 +341,8 @@ impl Adwin {
         w.bool(self.drift_detected).u64(self.n_detections);
         w.u64(self.rows.len() as u64);
         for row in &self.rows {
-            w.f64s(&row.totals).f64s(&row.variances);
+            let (t, v) = row.logical();
+            w.f64s(&t).f64s(&v);
         }
         w.finish()
     }
@@ -299,13 +381,18 @@ impl Adwin {
                 return Err(r.err("top bucket level is empty"));
             }
             counted += totals.len() as f64 * (1u64 << level) as f64;
-            rows.push(Row { totals, variances });
+            let mut row = Row::new(params.max_buckets + 1);
+            for (t, v) in totals.iter().zip(&variances) {
+                row.push(*t, *v);
+            }
+            rows.push(row);
         }
         if counted != width || tick < 0 {
             return Err(r.err("window width does not match its buckets"));
         }
         r.finish()?;
-        Ok(Adwin { params, total, variance, width, tick, rows, drift_detected, n_detections })
+        let phase = tick % params.clock;
+        Ok(Adwin { params, total, variance, width, tick, phase, rows, drift_detected, n_detections })
     }
 }
 
@@ -362,6 +449,22 @@ mod tests {
         let mut b = Adwin::from_bytes(&a.to_bytes()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.update_many(&xs[1000..]), b.update_many(&xs[1000..]));
+    }
+
+    #[test]
+    fn batched_equals_per_value() {
+        let xs: Vec<f64> = (0..20_000).map(|i| ((i * 7919) % 101) as f64 / 10.0 + if i > 7000 { 3.0 } else { 0.0 }).collect();
+        for clock in [1, 5, 32] {
+            let p = AdwinParams { delta: 0.01, clock, max_buckets: 5, min_window_length: 5, grace_period: 10 };
+            let mut a = Adwin::new(p.clone()).unwrap();
+            let mut b = Adwin::new(p).unwrap();
+            let batched = a.update_many(&xs[..12_345]);
+            let single: Vec<i64> = xs[..12_345].iter().enumerate().filter(|(_, &x)| b.update(x)).map(|(i, _)| i as i64).collect();
+            assert_eq!(batched, single);
+            assert!(!single.is_empty());
+            assert_eq!(a, b);
+            assert_eq!(a.to_bytes(), b.to_bytes());
+        }
     }
 
     #[test]

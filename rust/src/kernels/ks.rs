@@ -128,59 +128,54 @@ pub fn ks_2samp_sorted(a: &[f64], b: &[f64]) -> KsResult {
     w.finish()
 }
 
-/// Insertion sort for the short per-bucket runs (typically a handful of values).
-#[inline]
-fn sort_small(v: &mut [f64]) {
-    if v.len() > 32 {
-        v.sort_unstable_by(|x, y| x.total_cmp(y));
-        return;
+/// Per-bucket counts of `xs` (bucket order is value order: the map is monotone).
+fn bucket_counts(xs: &[f64], lo: f64, scale: f64, nb: usize) -> Vec<u32> {
+    let last = (nb - 1) as u32;
+    let mut counts = vec![0u32; nb];
+    for &v in xs {
+        counts[(((v - lo) * scale) as u32).min(last) as usize] += 1;
     }
-    for i in 1..v.len() {
-        let x = v[i];
-        let mut j = i;
-        while j > 0 && v[j - 1] > x {
-            v[j] = v[j - 1];
-            j -= 1;
-        }
-        v[j] = x;
-    }
+    counts
 }
 
-/// Values of `xs` grouped by bucket (bucket order is value order), with bucket start offsets.
-fn scatter(xs: &[f64], lo: f64, scale: f64, nb: usize) -> (Vec<f64>, Vec<u32>) {
+/// The values of `xs` falling in flagged buckets, as (bucket, value), sorted.
+fn gather(xs: &[f64], lo: f64, scale: f64, nb: usize, flagged: &[bool]) -> Vec<(u32, f64)> {
     let last = (nb - 1) as u32;
-    let ids: Vec<u32> = xs.iter().map(|&v| (((v - lo) * scale) as u32).min(last)).collect();
-    let mut start = vec![0u32; nb + 1];
-    for &k in &ids {
-        start[k as usize + 1] += 1;
+    let mut out: Vec<(u32, f64)> = xs
+        .iter()
+        .filter_map(|&v| {
+            let k = (((v - lo) * scale) as u32).min(last);
+            if flagged[k as usize] {
+                Some((k, v + 0.0)) // -0.0 -> +0.0
+            } else {
+                None
+            }
+        })
+        .collect();
+    out.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+    out
+}
+
+fn both<A: Send, B: Send>(parallel: bool, fa: impl FnOnce() -> A + Send, fb: impl FnOnce() -> B + Send) -> (A, B) {
+    if !parallel {
+        return (fa(), fb());
     }
-    for k in 0..nb {
-        start[k + 1] += start[k];
-    }
-    let mut fill = start.clone();
-    let mut out = vec![0.0f64; xs.len()];
-    for (&v, &k) in xs.iter().zip(&ids) {
-        let slot = &mut fill[k as usize];
-        out[*slot as usize] = v + 0.0; // -0.0 -> +0.0
-        *slot += 1;
-    }
-    let mut k = 0;
-    while k < nb {
-        let (s0, s1) = (start[k] as usize, start[k + 1] as usize);
-        if s1 - s0 > 1 {
-            sort_small(&mut out[s0..s1]);
+    std::thread::scope(|s| {
+        let hb = s.spawn(fb);
+        let ra = fa();
+        match hb.join() {
+            Ok(rb) => (ra, rb),
+            Err(e) => std::panic::resume_unwind(e),
         }
-        k += 1;
-    }
-    (out, start)
+    })
 }
 
 /// KS test for two NaN-free, non-empty samples in any order.
 ///
-/// Values are distributed into value-range buckets (a monotone map, so bucket order is value
-/// order) and each bucket is sorted in cache; the two samples are prepared on two threads
-/// for large inputs, then walked together. Inputs with infinities or a degenerate range fall
-/// back to full sorts.
+/// Values are counted into value-range buckets (a monotone map, so bucket order is value
+/// order). The ECDFs are exact at bucket boundaries, which bounds the difference inside each
+/// bucket; only buckets whose bound can reach the best boundary value are gathered, sorted and
+/// walked exactly. Identical results to the sorted walk, without sorting the samples.
 pub fn ks_2samp(a: &[f64], b: &[f64]) -> KsResult {
     let (lo, hi) = min_max(a, min_max(b, (f64::INFINITY, f64::NEG_INFINITY)));
     let width = hi - lo;
@@ -192,26 +187,54 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> KsResult {
     }
     let nb = (total / 8).next_power_of_two().clamp(256, 1 << 22);
     let scale = nb as f64 / width;
-    let ((ba, sa), (bb, sb)) = if total >= 200_000 {
-        std::thread::scope(|s| {
-            let hb = s.spawn(|| scatter(b, lo, scale, nb));
-            let ra = scatter(a, lo, scale, nb);
-            let rb = match hb.join() {
-                Ok(r) => r,
-                Err(_) => scatter(b, lo, scale, nb),
-            };
-            (ra, rb)
-        })
-    } else {
-        (scatter(a, lo, scale, nb), scatter(b, lo, scale, nb))
-    };
-    let mut w = Walker::new(a.len(), b.len());
+    let parallel = total >= 200_000;
+    let (ca, cb) = both(parallel, || bucket_counts(a, lo, scale, nb), || bucket_counts(b, lo, scale, nb));
+    let (f1, f2) = (a.len() as f64, b.len() as f64);
+    let d = |i: u64, j: u64| i as f64 / f1 - j as f64 / f2;
+    // best ECDF differences at bucket boundaries (each is the value at a real data point)
+    let (mut lo_max, mut hi_min) = (f64::NEG_INFINITY, f64::INFINITY);
+    let (mut i, mut j) = (0u64, 0u64);
     for k in 0..nb {
-        let ca = &ba[sa[k] as usize..sa[k + 1] as usize];
-        let cb = &bb[sb[k] as usize..sb[k + 1] as usize];
-        if !(ca.is_empty() && cb.is_empty()) {
-            w.feed(ca, cb);
+        i += ca[k] as u64;
+        j += cb[k] as u64;
+        if ca[k] + cb[k] > 0 {
+            let v = d(i, j);
+            lo_max = lo_max.max(v);
+            hi_min = hi_min.min(v);
         }
+    }
+    // buckets whose interior could reach (or tie) those values
+    let mut flagged = vec![false; nb];
+    let (mut i, mut j) = (0u64, 0u64);
+    let mut any = 0usize;
+    for k in 0..nb {
+        let (i1, j1) = (i + ca[k] as u64, j + cb[k] as u64);
+        if ca[k] + cb[k] > 0 && (d(i1, j) >= lo_max || d(i, j1) <= hi_min) {
+            flagged[k] = true;
+            any += 1;
+        }
+        i = i1;
+        j = j1;
+    }
+    let _ = any;
+    let (ga, gb) = both(parallel, || gather(a, lo, scale, nb, &flagged), || gather(b, lo, scale, nb, &flagged));
+    let mut w = Walker::new(a.len(), b.len());
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut pa, mut pb) = (0usize, 0usize);
+    for k in 0..nb {
+        if flagged[k] {
+            w.i = i;
+            w.j = j;
+            let ea = pa + ga[pa..].iter().take_while(|x| x.0 as usize == k).count();
+            let eb = pb + gb[pb..].iter().take_while(|x| x.0 as usize == k).count();
+            let va: Vec<f64> = ga[pa..ea].iter().map(|x| x.1).collect();
+            let vb: Vec<f64> = gb[pb..eb].iter().map(|x| x.1).collect();
+            w.feed(&va, &vb);
+            pa = ea;
+            pb = eb;
+        }
+        i += ca[k] as usize;
+        j += cb[k] as usize;
     }
     w.finish()
 }
