@@ -134,7 +134,8 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
     """Run the demo (see the module doc); returns a summary for tests and scripts."""
     from autoopt.cli.retrain import _table
     from autoopt.client import ModelWatcher
-    from autoopt.core import replay_decisions
+    from autoopt.config import to_toml
+    from autoopt.core import replay_decisions, verify_recorded
     from autoopt.pipeline.dataset import periods_per_year, timeframe_label
     from autoopt.pipeline.ingest import ingest_bars
     from autoopt.pipeline.retrain import run_retrain
@@ -209,6 +210,8 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
         for v in verdicts:
             mark = "[green]released[/green]" if v.passed else "[red]refused[/red]"
             console.print(f"gate for {v.symbol} {v.challenger}: {mark} {'; '.join(v.reasons)[:200]}")
+        for failed in service.jobs.gave_up if service.jobs else []:
+            console.print(f"[red]retrain job {failed} failed; its error is in the dead-letter stream[/red]")
         service.stop.set()
         await service_task
         summary["triggers"] = [d.reason for d in decided]
@@ -220,9 +223,18 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
             items = [(r.event, r.time_ns) async for r in log.replay_records(CORE_STREAM)]
             result = replay_decisions(items, config)
             digests.append(result.digest)
+        recorded = [e async for e in log.replay("DECISIONS")]
+        matched = verify_recorded(recorded, result)
         console.print(f"{result.n_events} events replayed; retrains {len(result.retrains())}; digest {digests[0]}")
         console.print("same digest twice: " + ("[green]yes[/green]" if digests[0] == digests[1] else "[red]NO[/red]"))
+        console.print(f"the {matched} decisions the service recorded equal the replayed ones")
+        config_file = out_dir / "autoopt.toml"
+        config_file.write_text(to_toml(config))
+        console.print(
+            f"replay it yourself: AUTOOPT_DATA_DIR={config.data_dir} autoopt --config {config_file} replay --decisions"
+        )
         summary["digests"] = digests
+        summary["config_file"] = str(config_file)
         summary["nats_url"] = log.url
     finally:
         await log.close()
@@ -258,8 +270,11 @@ async def _await_outcome(log, service, symbols: list[str], timeout_s: float):  #
         for s in symbols:
             found = [e async for e in log.replay(subject_filter_for_type(ValidationVerdict, s))]
             verdicts.extend(found[start_verdicts[s]:])
-        running = service.jobs.in_flight if service.jobs is not None else 0
-        expected = len(decided) * len(service.config.pipeline.models)
-        if running == 0 and len(verdicts) >= expected:
+        jobs = service.jobs
+        if jobs is None or jobs.in_flight:
+            continue
+        failed = [d for d in decided if d.event_id in jobs.gave_up]
+        expected = (len(decided) - len(failed)) * len(service.config.pipeline.models)
+        if len(verdicts) >= expected:
             break
     return decided, verdicts

@@ -45,6 +45,8 @@ class JobRunner:
         self._registry = ModelRegistry(config.data_dir)
         self._now_ns = now_ns
         self.completed: list[str] = []
+        self.gave_up: list[str] = []
+        """Decisions whose last allowed attempt failed (they are dead-lettered with the error)."""
         self.in_flight = 0
 
     async def run(self, stop) -> None:  # noqa: ANN001 - asyncio.Event
@@ -108,6 +110,8 @@ class JobRunner:
             )
         except Exception:
             self._metrics.retrain_jobs.labels("failed").inc()
+            if delivery.num_delivered >= self._config.service.max_deliver:
+                self.gave_up.append(event.event_id)
             raise
         finally:
             self._metrics.jobs_in_flight.dec()
