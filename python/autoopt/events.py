@@ -110,7 +110,8 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
             raise ValueError(
                 f"{cls.__name__}.new: step={step!r} needs a cause to derive an id from"
             )
-        fields.setdefault("event_id", new_event_id(now))
+        if "event_id" not in fields:  # ids cost a urandom call: only make one when needed
+            fields["event_id"] = new_event_id(now)
         return cls(**fields)
 
 

@@ -24,6 +24,8 @@ Streams
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 
 from autoopt.errors import DataError
@@ -86,10 +88,15 @@ def subject(category: str, kind: str, scope: str) -> str:
     return f"{PREFIX}.{category}.{kind}.{escape_token(scope)}"
 
 
+@functools.lru_cache(maxsize=65_536)
+def _subject_cached(tag: str, scope: str) -> str:
+    category, kind = tag.split(".", 1)
+    return subject(category, kind, scope)
+
+
 def subject_for(event: Event) -> str:
-    """The subject an event is stored under."""
-    category, kind = type(event).type_tag().split(".", 1)
-    return subject(category, kind, event.scope)
+    """The subject an event is stored under (memoised per (type, scope): this is on every append)."""
+    return _subject_cached(type(event).type_tag(), event.scope)
 
 
 def subject_filter(
