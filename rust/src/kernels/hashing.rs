@@ -52,10 +52,70 @@ pub fn fnv1a_decimal(v: u32) -> u32 {
     h
 }
 
+/// FNV states after the decimal digits of q, for q in 0..=42949 (u32::MAX / 100000).
+fn high_digit_table() -> &'static [u32] {
+    static T: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    T.get_or_init(|| (0..=(u32::MAX / 100_000)).map(fnv1a_decimal).collect())
+}
+
+/// `fnv1a_decimal` via a table for the leading digits: v = q * 100000 + r hashes as the
+/// digits of q followed by r zero-padded to five digits.
+#[inline]
+pub fn fnv1a_decimal_fast(table: &[u32], v: u32) -> u32 {
+    if v < 100_000 {
+        return fnv1a_decimal(v);
+    }
+    let (q, r) = (v / 100_000, v % 100_000);
+    let mut h = table[q as usize];
+    for d in [r / 10_000, r / 1_000 % 10, r / 100 % 10, r / 10 % 10, r % 10] {
+        h = (h ^ (b'0' as u32 + d)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
 /// v2 bucket from the FNV state after `seed + key`.
 #[inline]
 pub fn bucket_v2_from_state(state: u32) -> f64 {
     (fnv1a_decimal(state) % 10000) as f64 / 10000.0
+}
+
+/// v2 buckets for many inner states (the FNV states after `seed + key`), in parallel when large.
+pub fn buckets_v2_from_states(states: &[u32], out: &mut [f64], threads: usize) {
+    let table = high_digit_table();
+    let work = |st: &[u32], o: &mut [f64]| {
+        for (d, &s) in o.iter_mut().zip(st) {
+            *d = (fnv1a_decimal_fast(table, s) % 10000) as f64 / 10000.0;
+        }
+    };
+    if threads < 2 || states.len() < 200_000 {
+        work(states, out);
+        return;
+    }
+    let half = states.len() / 2;
+    let (s1, s2) = states.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    std::thread::scope(|sc| {
+        sc.spawn(|| work(s2, o2));
+        work(s1, o1);
+    });
+}
+
+/// FNV-1a states of four keys at once (independent chains interleave in the CPU).
+#[inline]
+pub fn fnv1a_ascii4(seed_state: u32, keys: [&[u8]; 4]) -> [u32; 4] {
+    let mut h = [seed_state; 4];
+    let common = keys.iter().map(|k| k.len()).min().unwrap_or(0);
+    for i in 0..common {
+        for j in 0..4 {
+            h[j] = (h[j] ^ keys[j][i] as u32).wrapping_mul(FNV_PRIME);
+        }
+    }
+    for j in 0..4 {
+        for &b in &keys[j][common..] {
+            h[j] = (h[j] ^ b as u32).wrapping_mul(FNV_PRIME);
+        }
+    }
+    h
 }
 
 pub fn bucket_v2(seed: &str, key: &str) -> f64 {
@@ -121,6 +181,25 @@ mod tests {
                   ("()**(%$##$%#$#", "___)((*\":&", 0.0128)];
         for (seed, key, want) in v2 {
             assert_eq!(bucket_v2(seed, key), want, "v2 {seed:?} {key:?}");
+        }
+    }
+
+    #[test]
+    fn table_decimal_hash_is_exact() {
+        let t = high_digit_table();
+        for v in [0u32, 9, 99_999, 100_000, 100_001, 1_234_567_890, 4_294_967_295, 4_294_900_000, 3_000_000_007] {
+            assert_eq!(fnv1a_decimal_fast(t, v), fnv1a_decimal(v), "{v}");
+        }
+        let states: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+        let mut out = vec![0.0; states.len()];
+        buckets_v2_from_states(&states, &mut out, 2);
+        for (s, o) in states.iter().zip(&out) {
+            assert_eq!(*o, bucket_v2_from_state(*s));
+        }
+        let keys: [&[u8]; 4] = [b"abc", b"user-1", b"", b"zz"];
+        let got = fnv1a_ascii4(FNV_OFFSET, keys);
+        for j in 0..4 {
+            assert_eq!(got[j], fnv1a_utf16(FNV_OFFSET, std::str::from_utf8(keys[j]).unwrap()));
         }
     }
 

@@ -78,10 +78,8 @@ pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py,
                 // SAFETY: freshly created, not shared; fully written below or dropped on error
                 let dst = unsafe { out.as_slice_mut()? };
                 if version == 2 {
-                    for (i, item) in list.iter().enumerate() {
-                        let s = key_str(&item, "every key")?;
-                        dst[i] = h::bucket_v2_from_state(fnv_str(seed_state, s)?);
-                    }
+                    let states = list_states(list, seed_state)?;
+                    py.detach(|| h::buckets_v2_from_states(&states, dst, 2));
                 } else {
                     for (i, item) in list.iter().enumerate() {
                         dst[i] = bucket_from(seed_state, seed, key_str(&item, "every key")?, version)?;
@@ -121,6 +119,64 @@ pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py,
     })
 }
 
+/// UTF-8 bytes of a str item, or None when it holds lone surrogates (no UTF-8 form).
+///
+/// # Safety
+/// `item` must be a live str object; the slice lives as long as the object (GIL held).
+unsafe fn utf8_of<'a>(item: *mut pyo3::ffi::PyObject) -> Option<&'a [u8]> {
+    let mut len: pyo3::ffi::Py_ssize_t = 0;
+    let p = pyo3::ffi::PyUnicode_AsUTF8AndSize(item, &mut len);
+    if p.is_null() {
+        pyo3::ffi::PyErr_Clear();
+        return None;
+    }
+    Some(std::slice::from_raw_parts(p as *const u8, len as usize))
+}
+
+/// FNV states after `seed + key` for every key of a list, read in place under the GIL (no
+/// per-item Python objects), four keys at a time so their hash chains overlap in the CPU.
+fn list_states(list: &Bound<'_, PyList>, seed_state: u32) -> PyResult<Vec<u32>> {
+    use pyo3::ffi;
+    let n = list.len();
+    let mut states = vec![0u32; n];
+    let lp = list.as_ptr();
+    let slow = |i: usize| -> PyResult<u32> {
+        let item = list.get_item(i)?;
+        fnv_str(seed_state, key_str(&item, "every key")?)
+    };
+    let mut i = 0usize;
+    while i < n {
+        let m = (n - i).min(4);
+        let mut keys: [&[u8]; 4] = [&[]; 4];
+        let mut fast = m == 4;
+        for (j, key) in keys.iter_mut().enumerate().take(m) {
+            // SAFETY: i + j < len(list) and no Python code runs here (GIL held), so the
+            // borrowed item and its UTF-8 data stay alive.
+            let item = unsafe { ffi::PyList_GetItem(lp, (i + j) as ffi::Py_ssize_t) };
+            if item.is_null() || unsafe { ffi::PyUnicode_Check(item) } == 0 {
+                fast = false;
+                break;
+            }
+            match unsafe { utf8_of(item) } {
+                Some(b) if b.is_ascii() => *key = b,
+                _ => {
+                    fast = false;
+                    break;
+                }
+            }
+        }
+        if fast {
+            states[i..i + 4].copy_from_slice(&h::fnv1a_ascii4(seed_state, keys));
+        } else {
+            for j in 0..m {
+                states[i + j] = slow(i + j)?;
+            }
+        }
+        i += m;
+    }
+    Ok(states)
+}
+
 /// numpy `<U` arrays hold fixed-width UCS-4 code points: hashed without creating str objects.
 fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>, seed_state: u32) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let np = py.import("numpy")?;
@@ -137,22 +193,25 @@ fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>,
         // SAFETY: freshly created, not shared, fully written below
         let dst = unsafe { out.as_slice_mut()? };
         py.detach(|| {
-            for (i, d) in dst.iter_mut().enumerate() {
-                let mut st = seed_state;
-                let row = &cps[i * width..(i + 1) * width];
-                // numpy pads with trailing NULs (and strips them on read), so they are not key text
-                let len = row.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
-                for &cp in &row[..len] {
-                    if cp < 0x10000 {
-                        st = (st ^ cp).wrapping_mul(h::FNV_PRIME);
-                    } else {
-                        let v = cp - 0x10000;
-                        st = (st ^ (0xD800 + (v >> 10))).wrapping_mul(h::FNV_PRIME);
-                        st = (st ^ (0xDC00 + (v & 0x3FF))).wrapping_mul(h::FNV_PRIME);
+            let states: Vec<u32> = (0..n)
+                .map(|i| {
+                    let mut st = seed_state;
+                    let row = &cps[i * width..(i + 1) * width];
+                    // numpy pads with trailing NULs (and strips them on read), so they are not key text
+                    let len = row.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+                    for &cp in &row[..len] {
+                        if cp < 0x10000 {
+                            st = (st ^ cp).wrapping_mul(h::FNV_PRIME);
+                        } else {
+                            let v = cp - 0x10000;
+                            st = (st ^ (0xD800 + (v >> 10))).wrapping_mul(h::FNV_PRIME);
+                            st = (st ^ (0xDC00 + (v & 0x3FF))).wrapping_mul(h::FNV_PRIME);
+                        }
                     }
-                }
-                *d = h::bucket_v2_from_state(st);
-            }
+                    st
+                })
+                .collect();
+            h::buckets_v2_from_states(&states, dst, 2);
         });
     }
     Ok(out)
