@@ -4,6 +4,10 @@
 //! RSI/ATR use Wilder smoothing seeded with a simple average, MACD aligns the fast EMA's seed
 //! window with the slow one's, STDDEV is the population standard deviation.
 //!
+//! Recursions are evaluated in algebraically identical forms that keep divisions off the
+//! loop-carried chain (Wilder: `avg = avg * (p-1)/p + v/p`; EMA: `ema * (1-k) + x * k`), which
+//! agree with TA-Lib to ~1e-14 relative rather than bit for bit.
+//!
 //! Every indicator is a resumable state machine: `run(lo, hi, out)` processes rows lo..hi and can
 //! be called block by block, which is what the fused multi-indicator pass does.
 
@@ -114,9 +118,10 @@ impl Kernel for Ema<'_> {
             }
         }
         let mut prev = self.prev;
-        for i in mid..hi {
-            prev = ((x[i] - prev) * k) + prev;
-            out[i] = prev;
+        let keep = 1.0 - k;
+        for (o, &v) in out[mid..hi].iter_mut().zip(&x[mid..hi]) {
+            prev = prev * keep + v * k;
+            *o = prev;
         }
         self.prev = prev;
     }
@@ -185,20 +190,17 @@ impl Kernel for Rsi<'_> {
             }
         }
         let (mut prev, mut gain, mut loss) = (self.prev_value, self.gain, self.loss);
-        for i in mid..hi {
-            let v = x[i];
+        let (a, b) = (pm1 / pf, 1.0 / pf);
+        for (o, &v) in out[mid..hi].iter_mut().zip(&x[mid..hi]) {
             let d = v - prev;
             prev = v;
-            loss *= pm1;
-            gain *= pm1;
-            if d < 0.0 {
-                loss -= d;
-            } else {
-                gain += d;
-            }
-            loss /= pf;
-            gain /= pf;
-            out[i] = rsi_value(gain, loss);
+            // branch-free split of the move into gain and loss (a NaN move lands in the gain,
+            // as in TA-Lib, whose averages then stay NaN)
+            let up = if d < 0.0 { 0.0 } else { d };
+            let down = if d < 0.0 { -d } else { 0.0 };
+            gain = gain * a + up * b;
+            loss = loss * a + down * b;
+            *o = rsi_value(gain, loss);
         }
         self.prev_value = prev;
         self.gain = gain;
@@ -206,18 +208,19 @@ impl Kernel for Rsi<'_> {
     }
 }
 
-#[inline]
+/// TA-Lib's true range: h - l, replaced by |c' - h| then |c' - l| when strictly greater
+/// (selects, not branches: the comparisons are data-dependent).
+#[inline(always)]
 fn true_range(h: f64, l: f64, prev_close: f64) -> f64 {
-    let mut greatest = h - l;
+    let g = h - l;
     let v2 = (prev_close - h).abs();
-    if v2 > greatest {
-        greatest = v2;
-    }
+    let g = if v2 > g { v2 } else { g };
     let v3 = (prev_close - l).abs();
-    if v3 > greatest {
-        greatest = v3;
+    if v3 > g {
+        v3
+    } else {
+        g
     }
-    greatest
 }
 
 pub struct Atr<'a> {
@@ -267,11 +270,10 @@ impl Kernel for Atr<'_> {
             }
         }
         let mut prev = self.prev;
+        let (a, b) = (pm1 / pf, 1.0 / pf);
         for i in mid..hi {
             let tr = true_range(h[i], l[i], c[i - 1]);
-            prev *= pm1;
-            prev += tr;
-            prev /= pf;
+            prev = prev * a + tr * b;
             out[i] = prev;
         }
         self.prev = prev;
@@ -288,11 +290,12 @@ struct WindowVar {
     since: usize,
     /// A NaN entered the window: like TA-Lib's running sums, every later value is NaN.
     poisoned: bool,
+    inv_p: f64,
 }
 
 impl WindowVar {
     fn new(p: usize) -> Self {
-        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0, poisoned: false }
+        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0, poisoned: false, inv_p: 1.0 / p as f64 }
     }
     #[inline]
     fn add(&mut self, v: f64) {
@@ -312,19 +315,25 @@ impl WindowVar {
         if self.poisoned {
             return f64::NAN;
         }
-        let pf = self.p as f64;
-        let m = self.s1 / pf;
-        self.s2 / pf - m * m
+        let inv = self.inv_p;
+        let m = self.s1 * inv;
+        self.s2 * inv - m * m
     }
-    /// Removes `v` (the oldest value); `window` is what remains, used when re-centring.
+    /// Removes `v` (the oldest value); returns true when the sums should be re-centred.
     #[inline]
-    fn remove(&mut self, v: f64, window: &[f64]) {
+    fn remove(&mut self, v: f64) -> bool {
         let d = v - self.pivot;
         self.s1 -= d;
         self.s2 -= d * d;
         self.since += 1;
-        if self.since >= self.p && !window.is_empty() && !self.poisoned {
-            self.since = 0;
+        self.since >= self.p && !self.poisoned
+    }
+
+    /// Recomputes the sums around the current mean of `window` (the values still inside).
+    #[cold]
+    fn recentre(&mut self, window: &[f64]) {
+        self.since = 0;
+        if !window.is_empty() {
             let nf = window.len() as f64;
             let centre = self.pivot + self.s1 / nf;
             if centre.is_finite() {
@@ -384,7 +393,9 @@ impl Kernel for Stddev<'_> {
             }
             out[i] = std_of(self.w.var());
             let t = i + 1 - p;
-            self.w.remove(x[t], &x[t + 1..=i]);
+            if self.w.remove(x[t]) {
+                self.w.recentre(&x[t + 1..=i]);
+            }
         }
     }
 }
@@ -411,7 +422,7 @@ impl Kernel for Zscore<'_> {
     fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
         let out = &mut *out[0];
         let (x, p, b) = (self.x, self.p, self.b);
-        let pf = p as f64;
+        let inv_p = 1.0 / p as f64;
         for i in lo..hi {
             if i < b {
                 out[i] = f64::NAN;
@@ -423,12 +434,14 @@ impl Kernel for Zscore<'_> {
                 out[i] = f64::NAN;
                 continue;
             }
-            let mean = self.total / pf;
+            let mean = self.total * inv_p;
             let sd = std_of(self.w.var());
             out[i] = if sd > 0.0 { (x[i] - mean) / sd } else { f64::NAN };
             let t = i + 1 - p;
             self.total -= x[t];
-            self.w.remove(x[t], &x[t + 1..=i]);
+            if self.w.remove(x[t]) {
+                self.w.recentre(&x[t + 1..=i]);
+            }
         }
     }
 }
@@ -539,15 +552,18 @@ impl Kernel for Macd<'_> {
             }
         }
         let (mut fe, mut se, mut ge) = (self.fast_ema, self.slow_ema, self.sig_ema);
-        for i in mid..hi {
-            let v = x[i];
-            se = ((v - se) * ks) + se;
-            fe = ((v - fe) * kf) + fe;
+        let (kf1, ks1, kg1) = (1.0 - kf, 1.0 - ks, 1.0 - kg);
+        let (o0, rest) = out.split_at_mut(1);
+        let (o1, o2) = rest.split_at_mut(1);
+        let (o0, o1, o2) = (&mut o0[0][mid..hi], &mut o1[0][mid..hi], &mut o2[0][mid..hi]);
+        for (t, &v) in x[mid..hi].iter().enumerate() {
+            se = se * ks1 + v * ks;
+            fe = fe * kf1 + v * kf;
             let line = fe - se;
-            ge = ((line - ge) * kg) + ge;
-            out[0][i] = line;
-            out[1][i] = ge;
-            out[2][i] = line - ge;
+            ge = ge * kg1 + line * kg;
+            o0[t] = line;
+            o1[t] = ge;
+            o2[t] = line - ge;
         }
         self.fast_ema = fe;
         self.slow_ema = se;

@@ -1,0 +1,120 @@
+"""Drift kernels beside the library a user would otherwise call, one group per comparison.
+
+Run: ``python -m pytest benches/bench_drift.py --benchmark-only --benchmark-columns=min,median``
+
+- ADWIN / Page-Hinkley ``update_many`` vs river's detector fed one value at a time (the only
+  way river consumes a stream), 100k values each side.
+- KS on 1M vs 1M values vs ``scipy.stats.ks_2samp(method="asymp")``: no-drift samples (the
+  common monitoring case) and shifted samples (p-value from the exact Smirnov sum).
+- PSI on 1M vs 1M values vs the NumPy implementation (quantile edges + two histograms).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from river import drift as river_drift
+from scipy import stats
+
+from autoopt.drift import ADWIN, PageHinkley, ks_2samp, psi
+
+N_STREAM = 100_000
+N_SAMPLE = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def stream() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    third = N_STREAM // 3
+    return np.concatenate(
+        [rng.normal(0, 1, third), rng.normal(1.0, 1, third), rng.normal(0, 2, N_STREAM - 2 * third)]
+    )
+
+
+@pytest.fixture(scope="module")
+def samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=N_SAMPLE)
+    same = rng.normal(size=N_SAMPLE)
+    shifted = rng.normal(0.01, 1.0, size=N_SAMPLE)
+    return ref, same, shifted
+
+
+def _river_loop(detector: object, xs: list[float]) -> list[int]:
+    hits = []
+    for i, x in enumerate(xs):
+        detector.update(x)  # type: ignore[attr-defined]
+        if detector.drift_detected:  # type: ignore[attr-defined]
+            hits.append(i)
+    return hits
+
+
+def test_adwin_native(benchmark, stream: np.ndarray) -> None:
+    benchmark.group = "ADWIN, 100k values"
+    hits = benchmark(lambda: ADWIN().update_many(stream))
+    assert len(hits) > 0
+
+
+def test_adwin_river(benchmark, stream: np.ndarray) -> None:
+    benchmark.group = "ADWIN, 100k values"
+    xs = stream.tolist()
+    hits = benchmark.pedantic(lambda: _river_loop(river_drift.ADWIN(), xs), rounds=3, iterations=1)
+    assert hits == ADWIN().update_many(stream).tolist()
+
+
+def test_page_hinkley_native(benchmark, stream: np.ndarray) -> None:
+    benchmark.group = "PageHinkley, 100k values"
+    benchmark(lambda: PageHinkley().update_many(stream))
+
+
+def test_page_hinkley_river(benchmark, stream: np.ndarray) -> None:
+    benchmark.group = "PageHinkley, 100k values"
+    xs = stream.tolist()
+    hits = benchmark.pedantic(lambda: _river_loop(river_drift.PageHinkley(), xs), rounds=3, iterations=1)
+    assert hits == PageHinkley().update_many(stream).tolist()
+
+
+def test_ks_native(benchmark, samples) -> None:
+    ref, same, _ = samples
+    benchmark.group = "KS 1M vs 1M, no drift"
+    r = benchmark(lambda: ks_2samp(ref, same))
+    assert r.statistic == stats.ks_2samp(ref, same, method="asymp").statistic
+
+
+def test_ks_scipy(benchmark, samples) -> None:
+    ref, same, _ = samples
+    benchmark.group = "KS 1M vs 1M, no drift"
+    benchmark.pedantic(lambda: stats.ks_2samp(ref, same, method="asymp"), rounds=3, iterations=1)
+
+
+def test_ks_native_shifted(benchmark, samples) -> None:
+    ref, _, shifted = samples
+    benchmark.group = "KS 1M vs 1M, shifted (Smirnov p-value)"
+    benchmark(lambda: ks_2samp(ref, shifted))
+
+
+def test_ks_scipy_shifted(benchmark, samples) -> None:
+    ref, _, shifted = samples
+    benchmark.group = "KS 1M vs 1M, shifted (Smirnov p-value)"
+    benchmark.pedantic(lambda: stats.ks_2samp(ref, shifted, method="asymp"), rounds=3, iterations=1)
+
+
+def _numpy_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    edges = np.quantile(reference, np.linspace(0, 1, bins + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    p = np.clip(np.histogram(reference, edges)[0] / len(reference), 1e-4, None)
+    q = np.clip(np.histogram(current, edges)[0] / len(current), 1e-4, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def test_psi_native(benchmark, samples) -> None:
+    ref, _, shifted = samples
+    benchmark.group = "PSI 1M vs 1M"
+    v = benchmark(lambda: psi(ref, shifted))
+    assert v == pytest.approx(_numpy_psi(ref, shifted), rel=1e-12)
+
+
+def test_psi_numpy(benchmark, samples) -> None:
+    ref, _, shifted = samples
+    benchmark.group = "PSI 1M vs 1M"
+    benchmark.pedantic(lambda: _numpy_psi(ref, shifted), rounds=5, iterations=1)

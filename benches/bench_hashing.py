@@ -1,0 +1,47 @@
+"""Variant bucketing of 1M unit keys vs a Python loop over mmh3.hash.
+
+Run: ``python -m pytest benches/bench_hashing.py --benchmark-only --benchmark-columns=min,median``
+
+The peer computes the same thing a user would write without us: a bucket in [0, 1) per key
+from a fast C hash called in a Python loop. Both take the same Python list of str; the numpy
+fixed-width unicode input (no str objects) is measured too.
+"""
+
+from __future__ import annotations
+
+import mmh3
+import numpy as np
+import pytest
+
+from autoopt.hashing import buckets
+
+N_KEYS = 1_000_000
+SEED = "exp-2024-pricing"
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[str]:
+    return [f"user-{i:08d}" for i in range(N_KEYS)]
+
+
+def _mmh3_buckets(seed: str, keys: list[str]) -> np.ndarray:
+    return np.array([(mmh3.hash(seed + k, signed=False) % 10000) / 10000 for k in keys])
+
+
+def test_buckets_native_list(benchmark, keys: list[str]) -> None:
+    benchmark.group = "buckets, 1M keys"
+    out = benchmark(lambda: buckets(SEED, keys))
+    assert out.shape == (N_KEYS,)
+
+
+def test_buckets_native_numpy_unicode(benchmark, keys: list[str]) -> None:
+    benchmark.group = "buckets, 1M keys"
+    arr = np.array(keys)
+    out = benchmark(lambda: buckets(SEED, arr))
+    assert np.array_equal(out, buckets(SEED, keys))
+
+
+def test_buckets_python_mmh3_loop(benchmark, keys: list[str]) -> None:
+    benchmark.group = "buckets, 1M keys"
+    out = benchmark.pedantic(lambda: _mmh3_buckets(SEED, keys), rounds=3, iterations=1)
+    assert out.shape == (N_KEYS,)
