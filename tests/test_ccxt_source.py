@@ -6,6 +6,7 @@ from __future__ import annotations
 import ccxt
 import numpy as np
 import pytest
+
 from autoopt.clock import SimulatedClock
 from autoopt.errors import DataError
 from autoopt.log import EventLog

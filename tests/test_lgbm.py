@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from autoopt_builtins.lgbm import MODEL_FILE, LightGBMTrainer, make_pruner
 
 from autoopt.errors import ArtifactError, ConfigError
 from autoopt.plugins.interfaces import TrainTask, TrialRecord
 from autoopt.registry import ModelRegistry
 from autoopt.validation.cv import PurgedWalkForward
+from autoopt_builtins.lgbm import MODEL_FILE, LightGBMTrainer, make_pruner
 
 NAMES = tuple(f"f{i}" for i in range(5))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+
 from autoopt.config import CVConfig, LabelConfig
 from autoopt.errors import ConfigError, DataError
 from autoopt.pipeline.dataset import (

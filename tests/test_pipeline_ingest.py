@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+
 from autoopt.errors import DataError
 from autoopt.log import EventLog
 from autoopt.pipeline.ingest import bar_batches, ingest_bars, last_stored_ts, stored_bars

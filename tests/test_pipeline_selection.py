@@ -4,6 +4,7 @@ pure noise does not, and the result is deterministic."""
 from __future__ import annotations
 
 import numpy as np
+
 from autoopt.pipeline.selection import select_features
 from autoopt.plugins.interfaces import TrainTask
 from autoopt.validation.cv import PurgedWalkForward

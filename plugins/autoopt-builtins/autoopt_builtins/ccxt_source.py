@@ -31,6 +31,7 @@ from typing import Any
 
 import ccxt
 import polars as pl
+
 from autoopt.config import Config
 from autoopt.errors import DataError
 from autoopt.plugins import hookimpl

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
+
 from autoopt.config import Config, load_config
 from autoopt.errors import DataError
 from autoopt.pipeline.ingest import stored_bars
