@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops
+	$(BIN)/python -m pytest benches/bench_*.py --benchmark-only --benchmark-columns=min,median,mean,ops -s
 
 lint: install
 	$(BIN)/ruff check python plugins tests benches

@@ -113,3 +113,46 @@ def test_data_source_lookup_by_scheme() -> None:
     assert plugins.data_source_for("bundled:GOOG").name == "bundled"
     with pytest.raises(PluginError, match="no data source for scheme 'ftp'"):
         plugins.data_source_for("ftp://example/bars.csv")
+
+
+def test_plugin_cli_commands_load_only_when_asked_for(tmp_path: Path) -> None:
+    """A plugin's `autoopt_cli_commands` adds a verb; built-in verbs never import plugins."""
+    import os
+    import subprocess
+    import sys
+
+    marker = tmp_path / "imported"
+    _write_dist(
+        tmp_path,
+        "autoopt-hello",
+        {"hello": "hello_plugin"},
+        {
+            "hello_plugin": f"""
+                import pathlib
+                import typer
+                from autoopt.plugins import hookimpl
+
+                pathlib.Path({str(marker)!r}).write_text("yes")
+
+                def hello(name: str = typer.Option("world")) -> None:
+                    \"\"\"Say hello.\"\"\"
+                    print(f"hello {{name}}")
+
+                @hookimpl
+                def autoopt_cli_commands():
+                    return [hello]
+            """
+        },
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "AUTOOPT_DATA_DIR": str(tmp_path / "d")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "autoopt.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert cli("version").returncode == 0
+    assert not marker.exists()
+    out = cli("hello", "--name", "plugin")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hello plugin"
+    assert marker.exists()

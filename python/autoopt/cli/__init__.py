@@ -114,13 +114,35 @@ def _register_plugin_commands() -> None:
                 app.command()(item)
 
 
+_GLOBAL_OPTIONS_WITH_VALUE = {"--config", "-c", "--data-dir"}
+
+
+def _may_name_a_plugin_command(args: list[str]) -> bool:
+    """False when the verb is built in: importing every plugin (torch...) just to run
+    `autoopt log info` would cost seconds, so plugins are loaded only for other verbs and help."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            builtin = {
+                c.name or c.callback.__name__.replace("_", "-")
+                for c in app.registered_commands
+                if c.callback is not None
+            } | {g.name for g in app.registered_groups}
+            return arg not in builtin
+    return True  # no verb: top-level help lists plugin commands too
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from autoopt.errors import AutooptError
 
+    args = sys.argv[1:] if argv is None else argv
     try:
-        _register_plugin_commands()
-        app(args=argv, prog_name="autoopt", standalone_mode=True)
+        if _may_name_a_plugin_command(args):
+            _register_plugin_commands()
+        app(args=args, prog_name="autoopt", standalone_mode=True)
     except AutooptError as exc:
         fail(str(exc))
 
