@@ -14,12 +14,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autoopt.config import Config, load_config
 from autoopt.events import (
     DecisionMade,
     Event,
+    FeatureBatch,
     MetricsReported,
     ModelReleased,
     RetrainRequested,
@@ -46,7 +48,10 @@ schedule = "off"
 cooldown_s = 0
 max_concurrent = 2
 [policy.drift]
-enabled = false
+enabled = {drift}
+detectors = ["psi", "ks"]
+streams = []
+min_rows = 100
 [policy.degradation]
 metrics = ["accuracy"]
 window = 2
@@ -62,10 +67,10 @@ checkpoint_every = 5
 class Env:
     """A data dir + config + the fixture server, shared by the test and its serve processes."""
 
-    def __init__(self, tmp: Path, url: str, trials: int) -> None:
+    def __init__(self, tmp: Path, url: str, trials: int, drift: bool = False) -> None:
         self.data = tmp / "data"
         self.config_path = tmp / "autoopt.toml"
-        self.config_path.write_text(CONFIG.format(trials=trials))
+        self.config_path.write_text(CONFIG.format(trials=trials, drift=str(drift).lower()))
         self.env = {
             **os.environ,
             "AUTOOPT_CONFIG": str(self.config_path),
@@ -142,8 +147,8 @@ async def _ingest(env: Env) -> None:
         await log.close()
 
 
-def _make_env(tmp_path: Path, nats_server: str, trials: int) -> Iterator[Env]:
-    env = Env(tmp_path, nats_server, trials)
+def _make_env(tmp_path: Path, nats_server: str, trials: int, drift: bool = False) -> Iterator[Env]:
+    env = Env(tmp_path, nats_server, trials, drift)
     asyncio.run(_ingest(env))
     try:
         yield env
@@ -154,6 +159,11 @@ def _make_env(tmp_path: Path, nats_server: str, trials: int) -> Iterator[Env]:
 @pytest.fixture
 def fast_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
     yield from _make_env(tmp_path, nats_server, trials=2)
+
+
+@pytest.fixture
+def drift_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
+    yield from _make_env(tmp_path, nats_server, trials=2, drift=True)
 
 
 @pytest.fixture
@@ -185,6 +195,32 @@ async def test_manual_and_degradation_triggers_run_gated_retrains(fast_env: Env)
     assert retrains[1].details  # carries the numbers behind the trigger
     assert len(verdicts) == 2
     assert proc.poll() is None
+
+
+async def test_feature_drift_against_the_release_reference_triggers_a_retrain(drift_env: Env) -> None:
+    drift_env.serve("a")
+    await drift_env.append(_manual())
+    [release] = await drift_env.wait_for(ModelReleased)
+    [reference] = [b for b in await drift_env.events(FeatureBatch) if b.release_id == release.release_id]
+    ref = reference.arrays()
+    # live rows drawn evenly from the reference: PSI/KS see nothing; then shifted by 3 sd
+    pick = np.linspace(0, reference.n_rows - 1, 150).astype(int)
+    calm = FeatureBatch.from_arrays(
+        symbol="GOOG", feature_set=reference.feature_set, ts=ref["ts"][pick] + 1,
+        columns={c: ref[c][pick] for c in reference.columns},
+    )
+    shifted = FeatureBatch.from_arrays(
+        symbol="GOOG", feature_set=reference.feature_set, ts=ref["ts"][pick] + 2,
+        columns={c: ref[c][pick] + 3 * np.nanstd(ref[c]) + 1e-3 for c in reference.columns},
+    )
+    await drift_env.append(calm)
+    await asyncio.sleep(2)
+    assert [d.reason for d in await drift_env.events(DecisionMade) if d.kind == "retrain"] == ["manual"]
+    await drift_env.append(shifted)
+    await drift_env.wait_for(ValidationVerdict, n=2)
+    retrains = [d for d in await drift_env.events(DecisionMade) if d.kind == "retrain"]
+    assert [d.reason for d in retrains][0] == "manual"
+    assert retrains[1].reason in ("drift.psi", "drift.ks")
 
 
 async def test_two_instances_share_work_without_duplicates(fast_env: Env) -> None:

@@ -4,7 +4,8 @@ purged-CV validation after costs → gate against the champion on the same folds
 Everything is recorded in the event log, in this order per (symbol, model):
 ``TrainingStarted``, one ``TrialCompleted`` per Optuna trial, ``TrainingFinished`` (metrics,
 best params, the selected features and every candidate's importances), ``ValidationVerdict``
-(always, with the reasons), and when the gate passes ``ModelReleased`` + ``ModelPromoted``.
+(always, with the reasons), and when the gate passes ``ModelReleased``, the release's training
+reference (a ``FeatureBatch`` with its ``release_id``, for drift checks) and ``ModelPromoted``.
 Ingested bars go in first as ``BarBatch`` events.
 
 Event ids are derived from the run id and the step, and with a ``cause`` (e.g. a
@@ -41,6 +42,7 @@ from autoopt.config import Config
 from autoopt.errors import DataError, PluginError
 from autoopt.events import (
     Event,
+    FeatureBatch,
     ModelPromoted,
     ModelReleased,
     TrainingFinished,
@@ -387,6 +389,7 @@ class _Job:
                 features=names, params=dict(tuned.params), parent=manifest.parent_release,
                 run_id=self.run_id,
             )
+            await self._append_reference(ds, manifest.release_id)
             previous = self.registry.current(self.symbol)
             self.registry.set_current(self.symbol, manifest.release_id)
             await self.events.append(
@@ -401,6 +404,19 @@ class _Job:
             deployed=manifest is not None, reasons=reasons, release_id=release_id,
             champion=champion_id, n_trials=tuned.n_trials, study=study,
             feature_importances=importances, duration_s=time.perf_counter() - t0,
+        )
+
+    async def _append_reference(self, ds: Dataset, release_id: str) -> None:
+        """The release's training reference for drift checks: its latest training rows of every
+        feature, as a `FeatureBatch` tagged with the release (what PSI/KS compare live batches to)."""
+        rows = self.config.policy.drift.reference_max_rows
+        part = slice(max(0, ds.n_rows - rows), ds.n_rows)
+        await self.events.append(
+            FeatureBatch, "model.reference", symbol=self.symbol,
+            feature_set=self.config.pipeline.feature_set, columns=list(ds.feature_names),
+            ts=np.ascontiguousarray(ds.ts[part], dtype="<i8").tobytes(),
+            values=np.ascontiguousarray(ds.X[part].T, dtype="<f8").tobytes(),
+            release_id=release_id,
         )
 
     def _champion(self, task: TrainTask) -> tuple[str | None, ValidationResult | None, str]:
