@@ -12,9 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# Builds the Rust extension (maturin) and installs autoopt, its built-in plugins and test tools.
+# Builds the Rust extension (maturin) and installs autoopt, its built-in plugins (incl. the TFT
+# trainer, which brings PyTorch from PyPI) and the test tools.
 install: $(BIN)/python
-	$(PIP) install ".[test]" ./plugins/autoopt-builtins
+	$(PIP) install ".[test,tft]" ./plugins/autoopt-builtins ./plugins/autoopt-tft
 
 ## Run autoopt's main job end to end on the embedded NATS server.
 demo: install
