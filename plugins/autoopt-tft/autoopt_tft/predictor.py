@@ -73,7 +73,9 @@ class TFTPredictor:
                    for k, v in self.model.state_dict().items()}
         tensors["scaler.mean"] = torch.from_numpy(np.ascontiguousarray(self.scaler.mean))
         tensors["scaler.scale"] = torch.from_numpy(np.ascontiguousarray(self.scaler.scale))
-        weights = st_save(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
+        # one metadata key: safetensors writes metadata from a hash map, so several keys would
+        # come out in a different order per process and the artifact bytes (and SHA-256) with it
+        weights = st_save(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
         config = json.dumps(self.config, sort_keys=True, indent=1, allow_nan=False)
         return {WEIGHTS_FILE: weights, CONFIG_FILE: config.encode("utf-8")}
 
