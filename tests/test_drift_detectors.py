@@ -63,6 +63,34 @@ def test_adwin_params_match_river(params: dict[str, float]) -> None:
     assert ADWIN(**params).update_many(xs).tolist() == _river_hits(river_drift.ADWIN(**params), xs)
 
 
+@pytest.mark.parametrize(
+    ("params", "chunks"),
+    [
+        ({}, [1, 31, 32, 33, 1000]),
+        ({"clock": 1, "max_buckets": 3}, [7, 64, 65]),
+        ({"clock": 100, "max_buckets": 9, "min_window_length": 1, "grace_period": 0}, [5, 129]),
+        ({"max_buckets": 40, "delta": 0.01}, [50, 3]),
+    ],
+)
+def test_adwin_state_matches_river_bit_for_bit(params: dict[str, float], chunks: list[int]) -> None:
+    """Batched feeding in uneven chunks leaves river's exact window statistics and detections."""
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.normal(0, 1, 5000), rng.normal(0.4, 1, 5000), rng.normal(0, 3, 4000) + 1e3])
+    ours, theirs = ADWIN(**params), river_drift.ADWIN(**params)
+    got, want, i, k = [], [], 0, 0
+    while i < len(xs):
+        part = xs[i : i + chunks[k % len(chunks)]]
+        got += (ours.update_many(part) + i).tolist()
+        for j, x in enumerate(part.tolist()):
+            theirs.update(x)
+            if theirs.drift_detected:
+                want.append(i + j)
+        assert (ours.width, ours.total, ours.variance) == (theirs.width, theirs.total, theirs.variance)
+        i += len(part)
+        k += 1
+    assert got == want and len(want) >= 2
+
+
 def test_adwin_single_bucket_levels_do_not_crash() -> None:
     """river's ADWIN panics here (max_buckets=1 leaves empty levels); ours keeps detecting."""
     xs = _stream(42, "mean", 4000)

@@ -3,6 +3,15 @@
 //!
 //! River semantics kept here: checks run every `clock` updates once the window is wider than
 //! `grace_period`; after a detection, the *next* update starts from a fresh, empty detector.
+//!
+//! Speed without changing a single bit of river's arithmetic:
+//! - `update_many` feeds the values between two checks as one run: the window statistics
+//!   (whose per-value update holds two divisions) go through a tight loop of their own, so the
+//!   divisions of successive values overlap in the pipeline instead of waiting on the bucket
+//!   bookkeeping, and the bucket compression runs in a separate loop without them.
+//! - Bucket levels live in two flat arrays (one ring of `max_buckets + 1` slots per level), so
+//!   merging and scanning touch no per-level heap objects.
+//! - The periodic scan walks each level's ring as at most two contiguous slices.
 
 use super::codec::{CodecError, Kind, Reader, Writer};
 
@@ -39,59 +48,116 @@ impl AdwinParams {
     }
 }
 
-/// One level of the exponential histogram: entries each summarising 2^level values, oldest
-/// first, held in a fixed ring of `max_buckets + 1` slots (merging drops the two oldest).
+/// The exponential histogram: level `l` holds entries each summarising 2^l values, oldest
+/// first, in a ring of `cap` slots (a power of two with room for `max_buckets` entries plus
+/// one run of pushes) at `l * cap` of the flat arrays. Unoccupied slots of `totals` hold 0.0
+/// (zeroed when created and when their entry leaves), which lets the scan read past a level's
+/// end without a branch.
 #[derive(Clone, Debug)]
-struct Row {
+struct Levels {
+    cap: usize,
+    mask: usize,
     totals: Vec<f64>,
     variances: Vec<f64>,
-    head: usize,
-    len: usize,
+    head: Vec<usize>,
+    len: Vec<usize>,
 }
 
-impl Row {
-    fn new(cap: usize) -> Self {
-        Row { totals: vec![0.0; cap], variances: vec![0.0; cap], head: 0, len: 0 }
+impl Levels {
+    fn new(max_buckets: usize) -> Self {
+        let cap = (max_buckets + 1 + RUN).next_power_of_two();
+        let mut l = Levels { cap, mask: cap - 1, totals: Vec::new(), variances: Vec::new(), head: Vec::new(), len: Vec::new() };
+        l.add_level();
+        l
+    }
+    fn clear(&mut self) {
+        self.totals[..self.cap].fill(0.0);
+        self.totals.truncate(self.cap);
+        self.variances.truncate(self.cap);
+        self.head.truncate(1);
+        self.len.truncate(1);
+        self.head[0] = 0;
+        self.len[0] = 0;
     }
     #[inline]
-    fn slot(&self, k: usize) -> usize {
-        let i = self.head + k;
-        if i >= self.totals.len() {
-            i - self.totals.len()
-        } else {
-            i
-        }
+    fn n_levels(&self) -> usize {
+        self.head.len()
     }
-    #[inline]
-    fn total(&self, k: usize) -> f64 {
-        self.totals[self.slot(k)]
+    fn add_level(&mut self) {
+        self.totals.resize(self.totals.len() + self.cap, 0.0);
+        self.variances.resize(self.variances.len() + self.cap, 0.0);
+        self.head.push(0);
+        self.len.push(0);
     }
-    #[inline]
-    fn variance(&self, k: usize) -> f64 {
-        self.variances[self.slot(k)]
+    fn pop_level(&mut self) {
+        let n = self.n_levels() - 1;
+        self.totals.truncate(n * self.cap);
+        self.variances.truncate(n * self.cap);
+        self.head.pop();
+        self.len.pop();
     }
-    #[inline]
-    fn push(&mut self, t: f64, v: f64) {
-        let i = self.slot(self.len);
+    /// Flat index of the `k`-th oldest entry of `level` (k < cap).
+    #[inline(always)]
+    fn at(&self, level: usize, k: usize) -> usize {
+        level * self.cap + ((self.head[level] + k) & self.mask)
+    }
+    #[inline(always)]
+    fn push(&mut self, level: usize, t: f64, v: f64) {
+        let i = self.at(level, self.len[level]);
         self.totals[i] = t;
         self.variances[i] = v;
-        self.len += 1;
+        self.len[level] += 1;
     }
-    #[inline]
-    fn drop_front(&mut self, n: usize) {
-        self.head = self.slot(n);
-        self.len -= n;
+    #[inline(always)]
+    fn drop_front(&mut self, level: usize, n: usize) {
+        for k in 0..n {
+            let i = self.at(level, k);
+            self.totals[i] = 0.0;
+        }
+        self.head[level] = (self.head[level] + n) & self.mask;
+        self.len[level] -= n;
     }
-    fn logical(&self) -> (Vec<f64>, Vec<f64>) {
-        ((0..self.len).map(|k| self.total(k)).collect(), (0..self.len).map(|k| self.variance(k)).collect())
+    /// Appends raw values (variance 0) to level 0, which has room for them.
+    #[inline(always)]
+    fn push_values(&mut self, xs: &[f64]) {
+        let start = (self.head[0] + self.len[0]) & self.mask;
+        let first = xs.len().min(self.cap - start);
+        let (a, b) = xs.split_at(first);
+        self.totals[start..start + a.len()].copy_from_slice(a);
+        self.variances[start..start + a.len()].fill(0.0);
+        self.totals[..b.len()].copy_from_slice(b);
+        self.variances[..b.len()].fill(0.0);
+        self.len[0] += xs.len();
+    }
+    /// Oldest-first (totals, variances) of one level.
+    fn logical(&self, level: usize) -> (Vec<f64>, Vec<f64>) {
+        let idx: Vec<usize> = (0..self.len[level]).map(|k| self.at(level, k)).collect();
+        (idx.iter().map(|&i| self.totals[i]).collect(), idx.iter().map(|&i| self.variances[i]).collect())
+    }
+    /// Level `level`'s totals, oldest first, as at most two contiguous slices.
+    #[inline(always)]
+    fn total_slices(&self, level: usize) -> (&[f64], &[f64]) {
+        let base = level * self.cap;
+        let ring = &self.totals[base..base + self.cap];
+        let (h, n) = (self.head[level], self.len[level]);
+        if h + n <= self.cap {
+            (&ring[h..h + n], &[])
+        } else {
+            (&ring[h..], &ring[..h + n - self.cap])
+        }
     }
 }
 
-impl PartialEq for Row {
+impl PartialEq for Levels {
     fn eq(&self, other: &Self) -> bool {
-        self.logical() == other.logical()
+        self.n_levels() == other.n_levels() && (0..self.n_levels()).all(|l| self.logical(l) == other.logical(l))
     }
 }
+
+/// Values fed to the window statistics per tight-loop run (a scan never lies inside one).
+const RUN: usize = 64;
+/// Up to this many buckets per level, the scan walks every level with a fixed trip count.
+const FIXED_TRIP_MAX: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adwin {
@@ -102,7 +168,7 @@ pub struct Adwin {
     tick: i64,
     /// tick % clock, kept incrementally (no division per update)
     phase: i64,
-    rows: Vec<Row>,
+    rows: Levels,
     /// The previous update detected drift: the next update resets first (river's behaviour).
     pub drift_detected: bool,
     pub n_detections: u64,
@@ -111,7 +177,7 @@ pub struct Adwin {
 impl Adwin {
     pub fn new(params: AdwinParams) -> Result<Self, String> {
         params.validate()?;
-        let params_cap = params.max_buckets + 1;
+        let rows = Levels::new(params.max_buckets);
         Ok(Adwin {
             params,
             total: 0.0,
@@ -119,7 +185,7 @@ impl Adwin {
             width: 0.0,
             tick: 0,
             phase: 0,
-            rows: vec![Row::new(params_cap)],
+            rows,
             drift_detected: false,
             n_detections: 0,
         })
@@ -132,7 +198,6 @@ impl Adwin {
         self.tick = 0;
         self.phase = 0;
         self.rows.clear();
-        self.rows.push(Row::new(self.params.max_buckets + 1));
     }
 
     pub fn width(&self) -> f64 {
@@ -159,8 +224,20 @@ impl Adwin {
         if self.drift_detected {
             self.reset_window();
         }
-        self.insert(x);
-        let d = self.detect();
+        self.stats(std::slice::from_ref(&x));
+        self.buckets(std::slice::from_ref(&x));
+        self.tick += 1;
+        self.phase += 1;
+        if self.phase == self.params.clock {
+            self.phase = 0;
+        }
+        self.finish_update()
+    }
+
+    /// The check that closes an update: a scan when the clock says so.
+    #[inline(always)]
+    fn finish_update(&mut self) -> bool {
+        let d = self.phase == 0 && self.width > self.params.grace_period as f64 && self.scan();
         self.drift_detected = d;
         if d {
             self.n_detections += 1;
@@ -168,55 +245,124 @@ impl Adwin {
         d
     }
 
-    /// Indices (0-based within `xs`) at which drift was detected.
+    /// Indices (0-based within `xs`) at which drift was detected; identical to calling
+    /// `update` on each value in turn.
     pub fn update_many(&mut self, xs: &[f64]) -> Vec<i64> {
         let mut out = Vec::new();
-        for (i, &x) in xs.iter().enumerate() {
-            if self.update(x) {
-                out.push(i as i64);
+        let clock = self.params.clock;
+        let mut i = 0usize;
+        while i < xs.len() {
+            if self.drift_detected {
+                self.reset_window();
+            }
+            // values up to and including the next clock tick: no scan happens inside them
+            let to_tick = (clock - self.phase) as u64;
+            let m = (xs.len() - i).min(to_tick.min(usize::MAX as u64) as usize);
+            let run = &xs[i..i + m];
+            for part in run.chunks(RUN) {
+                self.stats(part);
+                self.buckets(part);
+            }
+            self.tick += m as i64;
+            self.phase += m as i64;
+            if self.phase == clock {
+                self.phase = 0;
+            }
+            i += m;
+            if self.finish_update() {
+                out.push((i - 1) as i64);
             }
         }
         out
     }
 
+    /// River's window statistics for each value of `xs` in turn (`xs.len() <= RUN`): width,
+    /// then the variance increment from the previous mean, then the total.
     #[inline(always)]
-    fn insert(&mut self, x: f64) {
-        self.rows[0].push(x, 0.0);
-        self.width += 1.0;
-        let mut inc = 0.0;
-        if self.width > 1.0 {
-            let d = x - self.total / (self.width - 1.0);
-            inc = (self.width - 1.0) * d * d / self.width;
+    fn stats(&mut self, xs: &[f64]) {
+        debug_assert!(xs.len() <= RUN);
+        // The running totals before each value: a chain of additions, cheap; the increments
+        // (two divisions each) then depend only on these and run side by side.
+        let mut before = [0.0f64; RUN];
+        let mut total = self.total;
+        for (b, &x) in before.iter_mut().zip(xs) {
+            *b = total;
+            total += x;
         }
-        self.variance += inc;
-        self.total += x;
-        self.compress();
+        let mut incs = [0.0f64; RUN];
+        let w0 = self.width;
+        for (j, ((inc, &x), &t)) in incs.iter_mut().zip(xs).zip(&before).enumerate() {
+            let width = w0 + (j + 1) as f64;
+            let wm1 = width - 1.0;
+            let d = x - t / wm1;
+            let v = wm1 * d * d / width;
+            *inc = if width > 1.0 { v } else { 0.0 };
+        }
+        let mut variance = self.variance;
+        for &inc in &incs[..xs.len()] {
+            variance += inc;
+        }
+        self.variance = variance;
+        self.total = total;
+        self.width = w0 + xs.len() as f64;
     }
 
+    /// Pushes the values of `xs` (at most `RUN`) into level 0, then compresses.
+    ///
+    /// River merges the two oldest entries of a level as soon as it holds `max_buckets + 1`.
+    /// Deferring the merges to the end of a run (no scan happens inside one) merges the same
+    /// pairs, in the same per-level order, into the same final state: a level's entries form a
+    /// queue, the k-th merge always takes its entries 2k-1 and 2k, and the number of merges a
+    /// level makes, ceil((len - max_buckets) / 2), depends only on how many entries reach it.
     #[inline(always)]
+    fn buckets(&mut self, xs: &[f64]) {
+        debug_assert!(xs.len() <= RUN);
+        self.rows.push_values(xs);
+        if self.rows.len[0] > self.params.max_buckets {
+            self.compress();
+        }
+    }
+
+    /// Merges the oldest pairs of each over-full level into the next one, lowest level first.
     fn compress(&mut self) {
-        let cap = self.params.max_buckets + 1;
+        let max_buckets = self.params.max_buckets;
         let mut level = 0usize;
-        while self.rows[level].len == cap {
+        while self.rows.len[level] > max_buckets {
+            let merges = (self.rows.len[level] - max_buckets + 1) / 2;
             // 2^level is a power of two: multiplying by its reciprocal is the exact division
             let inv = 1.0 / (1u64 << level) as f64;
             let n1 = (1u64 << level) as f64;
-            let row = &self.rows[level];
-            let (t0, t1) = (row.total(0), row.total(1));
-            let (v0, v1) = (row.variance(0), row.variance(1));
-            let mu1 = t0 * inv;
-            let mu2 = t1 * inv;
-            let merged_total = t0 + t1;
-            let merged_var = v0 + v1 + n1 * 0.5 * (mu1 - mu2) * (mu1 - mu2);
-            if level + 1 == self.rows.len() {
-                self.rows.push(Row::new(cap));
+            if level + 1 == self.rows.n_levels() {
+                self.rows.add_level();
             }
-            self.rows[level + 1].push(merged_total, merged_var);
-            self.rows[level].drop_front(2);
-            if self.rows[level + 1].len <= self.params.max_buckets {
-                break;
+            let cap = self.rows.cap;
+            let mask = self.rows.mask;
+            let (h, tail) = (self.rows.head[level], self.rows.head[level + 1] + self.rows.len[level + 1]);
+            let (lo_t, hi_t) = self.rows.totals[level * cap..].split_at_mut(cap);
+            let (lo_v, hi_v) = self.rows.variances[level * cap..].split_at_mut(cap);
+            let (src_t, src_v) = (&lo_t[..mask + 1], &lo_v[..mask + 1]);
+            let (dst_t, dst_v) = (&mut hi_t[..mask + 1], &mut hi_v[..mask + 1]);
+            for j in 0..merges {
+                let (i0, i1) = ((h + 2 * j) & mask, (h + 2 * j + 1) & mask);
+                let (t0, t1) = (src_t[i0], src_t[i1]);
+                let (v0, v1) = (src_v[i0], src_v[i1]);
+                let mu1 = t0 * inv;
+                let mu2 = t1 * inv;
+                let merged_total = t0 + t1;
+                let merged_var = v0 + v1 + n1 * 0.5 * (mu1 - mu2) * (mu1 - mu2);
+                let o = (tail + j) & mask;
+                dst_t[o] = merged_total;
+                dst_v[o] = merged_var;
             }
+            self.rows.len[level + 1] += merges;
+            self.rows.drop_front(level, 2 * merges);
             level += 1;
+        }
+    }
+
+    fn pop_empty_top_levels(&mut self) {
+        while self.rows.n_levels() > 1 && self.rows.len[self.rows.n_levels() - 1] == 0 {
+            self.rows.pop_level();
         }
     }
 
@@ -224,26 +370,23 @@ impl Adwin {
     fn drop_oldest(&mut self) {
         // With max_buckets == 1 merges can leave inner levels empty; river indexes such a level
         // and panics. Empty top levels hold no data, so they are skipped here.
-        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].len == 0 {
-            self.rows.pop();
-        }
-        let last = self.rows.len() - 1;
-        if self.rows[last].len == 0 {
+        self.pop_empty_top_levels();
+        let last = self.rows.n_levels() - 1;
+        if self.rows.len[last] == 0 {
             return;
         }
         let n = (1u64 << last) as f64;
-        let u = self.rows[last].total(0);
-        let v = self.rows[last].variance(0);
+        let i = self.rows.at(last, 0);
+        let u = self.rows.totals[i];
+        let v = self.rows.variances[i];
         let mu = u / n;
         self.width -= n;
         self.total -= u;
         let mu_window = self.total / self.width;
         let inc = v + n * self.width * (mu - mu_window) * (mu - mu_window) / (n + self.width);
         self.variance -= inc;
-        self.rows[last].drop_front(1);
-        while self.rows.len() > 1 && self.rows[self.rows.len() - 1].len == 0 {
-            self.rows.pop();
-        }
+        self.rows.drop_front(last, 1);
+        self.pop_empty_top_levels();
     }
 
     /// River's cut test. `delta_prime` and `var_w` (variance / width) depend only on the window,
@@ -256,73 +399,60 @@ impl Adwin {
         delta_mean.abs() > epsilon
     }
 
-    #[inline(always)]
-    fn detect(&mut self) -> bool {
-        self.tick += 1;
-        self.phase += 1;
-        if self.phase == self.params.clock {
-            self.phase = 0;
-        }
-        if self.phase != 0 || self.width <= self.params.grace_period as f64 {
-            return false;
-        }
-        self.scan()
-    }
-
-    /// The periodic check: every split of the window into old/new parts, oldest first.
+    /// The periodic check: every split of the window into old/new parts, oldest first; the
+    /// first split that river's test cuts drops the oldest entry, and the check repeats.
     #[inline(never)]
     fn scan(&mut self) -> bool {
         let mut detected = false;
         let mwl = self.params.min_window_length as f64;
         loop {
-            let mut shrink = false;
-            let mut n0 = 0.0f64;
-            let mut n1 = self.width;
-            let mut u0 = 0.0f64;
-            let mut u1 = self.total;
             let delta_prime = (2.0 * self.width.ln() / self.params.delta).ln();
             let var_w = self.variance / self.width;
-            // Cheap exact-safe filter: epsilon is smallest when n0 == n1, so a candidate whose
-            // mean gap is clearly below that floor cannot cut; only the others get the exact
-            // (division and sqrt) test, so decisions are identical to the unfiltered scan.
-            let m_min = 4.0 / (self.width - 2.0 * mwl + 2.0);
-            let eps_floor = if m_min > 0.0 && m_min.is_finite() && delta_prime > 0.0 {
-                0.999 * ((2.0 * m_min * var_w * delta_prime).sqrt() + 2.0 / 3.0 * delta_prime * m_min)
-            } else {
-                0.0
+            let f = Filter::new(mwl, var_w, delta_prime, self.width);
+            let test = |n0: f64, n1: f64, u0: f64, u1: f64| {
+                let delta_mean = (u0 / n0) - (u1 / n1);
+                self.cut(n0, n1, delta_mean, delta_prime, var_w)
             };
-            'scan: for level in (0..self.rows.len()).rev() {
-                let size = (1u64 << level) as f64;
-                let len = self.rows[level].len;
-                for k in 0..len {
-                    n0 += size;
-                    n1 -= size;
-                    let t = self.rows[level].total(k);
-                    u0 += t;
-                    u1 -= t;
-                    if level == 0 && k == len - 1 {
-                        break 'scan;
+            let rows = &self.rows;
+            let mut st = [0.0, self.width, 0.0, self.total];
+            let mut cut = false;
+            if self.params.max_buckets <= FIXED_TRIP_MAX {
+                // At scan time every level holds at most max_buckets entries: a fixed trip count
+                // per level (predictable loop exits); a slot past a level's length adds nothing,
+                // so its split repeats the previous one, whose outcome (no cut) it repeats too.
+                for level in (0..rows.n_levels()).rev() {
+                    let ring = &rows.totals[level * rows.cap..][..rows.mask + 1];
+                    let size = (1u64 << level) as f64;
+                    let (h, len) = (rows.head[level], rows.len[level]);
+                    if walk_fixed(ring, h, len, self.params.max_buckets, size, &mut st, &f, &test) {
+                        cut = true;
+                        break;
                     }
-                    if n1 < mwl || n0 < mwl {
-                        continue;
-                    }
-                    let cross = u0 * n1 - u1 * n0;
-                    let slack = 1e-9 * ((u0 * n1).abs() + (u1 * n0).abs());
-                    if cross.abs() + slack < eps_floor * (n0 * n1) {
-                        continue;
-                    }
-                    let delta_mean = (u0 / n0) - (u1 / n1);
-                    if self.cut(n0, n1, delta_mean, delta_prime, var_w) {
-                        shrink = true;
-                        detected = true;
-                        if self.width > 0.0 {
-                            self.drop_oldest();
-                            break 'scan;
+                }
+            } else {
+                'levels: for level in (0..rows.n_levels()).rev() {
+                    let size = (1u64 << level) as f64;
+                    let (a, b) = rows.total_slices(level);
+                    for &t in a.iter().chain(b) {
+                        st[0] += size;
+                        st[1] -= size;
+                        st[2] += t;
+                        st[3] -= t;
+                        let [n0, n1, u0, u1] = st;
+                        if f.may_cut(n0, n1, u0, u1) && test(n0, n1, u0, u1) {
+                            cut = true;
+                            break 'levels;
                         }
                     }
                 }
             }
-            if !shrink {
+            if !cut {
+                break;
+            }
+            detected = true;
+            if self.width > 0.0 {
+                self.drop_oldest();
+            } else {
                 break;
             }
         }
@@ -339,9 +469,9 @@ impl Adwin {
             .i64(p.grace_period);
         w.f64(self.total).f64(self.variance).f64(self.width).i64(self.tick);
         w.bool(self.drift_detected).u64(self.n_detections);
-        w.u64(self.rows.len() as u64);
-        for row in &self.rows {
-            let (t, v) = row.logical();
+        w.u64(self.rows.n_levels() as u64);
+        for level in 0..self.rows.n_levels() {
+            let (t, v) = self.rows.logical(level);
             w.f64s(&t).f64s(&v);
         }
         w.finish()
@@ -367,7 +497,7 @@ impl Adwin {
         if n_rows == 0 || n_rows > 64 {
             return Err(r.err(&format!("invalid number of bucket levels {n_rows}")));
         }
-        let mut rows = Vec::with_capacity(n_rows as usize);
+        let mut rows = Levels::new(params.max_buckets);
         let mut counted = 0.0f64;
         for level in 0..n_rows as usize {
             let totals = r.f64s()?;
@@ -381,11 +511,12 @@ impl Adwin {
                 return Err(r.err("top bucket level is empty"));
             }
             counted += totals.len() as f64 * (1u64 << level) as f64;
-            let mut row = Row::new(params.max_buckets + 1);
-            for (t, v) in totals.iter().zip(&variances) {
-                row.push(*t, *v);
+            if level > 0 {
+                rows.add_level();
             }
-            rows.push(row);
+            for (t, v) in totals.iter().zip(&variances) {
+                rows.push(level, *t, *v);
+            }
         }
         if counted != width || tick < 0 {
             return Err(r.err("window width does not match its buckets"));
@@ -393,6 +524,90 @@ impl Adwin {
         r.finish()?;
         let phase = tick % params.clock;
         Ok(Adwin { params, total, variance, width, tick, phase, rows, drift_detected, n_detections })
+    }
+}
+
+/// One level of the scan with a fixed trip count: running sizes and sums in `st`
+/// ([n0, n1, u0, u1], river's order of additions: the exact test needs these very values);
+/// a slot past `len` adds nothing (size 0, total 0.0). True at the first split that cuts.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn walk_fixed(
+    ring: &[f64],
+    h: usize,
+    len: usize,
+    trip: usize,
+    size: f64,
+    st: &mut [f64; 4],
+    f: &Filter,
+    test: &impl Fn(f64, f64, f64, f64) -> bool,
+) -> bool {
+    let mask = ring.len() - 1;
+    let [n0, n1, mut u0, mut u1] = *st;
+    let mut hit = false;
+    for k in 0..trip {
+        let t = ring[(h + k) & mask]; // 0.0 past the level's end (see `Levels`)
+        u0 += t;
+        u1 -= t;
+        // sizes are integers below 2^53: river's running sums of them, exactly, without a
+        // branch where the level ends
+        let moved = (k + 1).min(len) as f64 * size;
+        let (m0, m1) = (n0 + moved, n1 - moved);
+        if f.may_cut(m0, m1, u0, u1) && test(m0, m1, u0, u1) {
+            hit = true;
+            break;
+        }
+    }
+    let moved = len.min(trip) as f64 * size;
+    *st = [n0 + moved, n1 - moved, u0, u1];
+    hit
+}
+
+/// Exact-safe pre-test of a split: false only where river's test provably cannot cut.
+///
+/// River cuts when |u0/n0 - u1/n1| > eps = sqrt(k_sqrt * m) + 2/3 * delta_prime * m with
+/// k_sqrt = 2 var_w delta_prime, m = 1/a + 1/b = (a + b) / (a b), a = n0 - mwl + 1,
+/// b = n1 - mwl + 1 (so a + b = width - 2 (mwl - 1) is fixed for a scan). As both terms are
+/// non-negative, eps^2 >= k_sqrt m + k_lin m^2 with k_lin = (2/3 delta_prime)^2, so with
+/// gap = |u0 n1 - u1 n0| (the mean difference times n0 n1) a split cannot cut when
+///     (gap + slack)^2 (a b)^2 < 0.999 (n0 n1)^2 (k_sqrt (a + b) a b + k_lin (a + b)^2),
+/// `slack` bounding the rounding of both `gap` and river's own difference of means by a wide
+/// margin. No division, no square root. A NaN or an overflowing left side passes a split on to
+/// the exact test; where the right side could overflow, every split is passed on.
+struct Filter {
+    mwl: f64,
+    c: f64,
+    /// 0.999 k_sqrt (a + b)
+    k1: f64,
+    /// 0.999 k_lin (a + b)^2
+    k2: f64,
+}
+
+impl Filter {
+    fn new(mwl: f64, var_w: f64, delta_prime: f64, width: f64) -> Self {
+        let c = mwl - 1.0;
+        let s = width - 2.0 * c;
+        let (mut k1, mut k2) = (0.999 * 2.0 * var_w * delta_prime * s, 0.999 * 4.0 / 9.0 * delta_prime * delta_prime * s * s);
+        // n0 n1 and a b are at most width^2: this bounds the right-hand side
+        let w2 = width * width;
+        let bound = 16.0 * w2 * w2 * (k1.abs() * w2 + k2.abs());
+        if !bound.is_finite() {
+            (k1, k2) = (f64::NAN, f64::NAN);
+        }
+        Filter { mwl, c, k1, k2 }
+    }
+
+    #[inline(always)]
+    fn may_cut(&self, n0: f64, n1: f64, u0: f64, u1: f64) -> bool {
+        if n1 < self.mwl || n0 < self.mwl {
+            return false;
+        }
+        let (p0, p1) = (u0 * n1, u1 * n0);
+        let gap = (p0 - p1).abs() + 1e-9 * (p0.abs() + p1.abs());
+        let ab = (n0 - self.c) * (n1 - self.c);
+        let nn = n0 * n1;
+        let g = gap * ab;
+        !(g * g < (nn * nn) * (self.k1 * ab + self.k2))
     }
 }
 
