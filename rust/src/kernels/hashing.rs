@@ -118,6 +118,103 @@ pub fn fnv1a_ascii4(seed_state: u32, keys: [&[u8]; 4]) -> [u32; 4] {
     h
 }
 
+/// Tables the v2 bucket stage reads (built once per process).
+#[derive(Clone, Copy)]
+pub struct V2Tables {
+    high: &'static [u32],
+}
+
+impl V2Tables {
+    pub fn get() -> Self {
+        V2Tables { high: high_digit_table() }
+    }
+
+    /// `bucket_v2_from_state`, exactly: the leading digits from a table, the last five
+    /// (zero-padded) peeled off a 32.32 fixed-point fraction by multiplying by 10 (exact for
+    /// every r < 100000, see the tests) instead of a division per digit.
+    #[inline(always)]
+    pub fn bucket(&self, state: u32) -> f64 {
+        let h = if state < 100_000 {
+            fnv1a_decimal(state)
+        } else {
+            let (q, r) = (state / 100_000, state % 100_000);
+            let mut h = self.high[q as usize];
+            // r / 10^4 as 32.32 fixed point, rounded up: each step yields the next digit
+            let mut y = r as u64 * 429_497;
+            for _ in 0..5 {
+                h = (h ^ (b'0' as u32 + (y >> 32) as u32)).wrapping_mul(FNV_PRIME);
+                y = (y & 0xFFFF_FFFF) * 10;
+            }
+            h
+        };
+        (h % 10_000) as f64 / 10000.0
+    }
+}
+
+/// A key for `buckets_v2_keys`: ASCII text (its bytes are its UTF-16 code units), or an FNV
+/// state already computed (non-ASCII keys hashed by the caller).
+#[derive(Clone, Copy, Debug)]
+pub enum Key<'a> {
+    Ascii(&'a [u8]),
+    State(u32),
+}
+
+/// Length of the common prefix of `a` and `b`, eight bytes at a time.
+#[inline(always)]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = word(a, i) ^ word(b, i);
+        if x != 0 {
+            return i + (x.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    if i < n && n >= 8 {
+        // the last eight bytes overlap the equal part already seen
+        let x = word(a, n - 8) ^ word(b, n - 8);
+        return if x == 0 { n } else { n - 8 + (x.trailing_zeros() / 8) as usize };
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Prefix states kept from the previous key (FNV-1a is a left fold: keys that share a prefix
+/// share the state after it, so only the differing tail is hashed).
+const PREFIX_STATES: usize = 64;
+
+/// v2 buckets of `keys` (each continuing `seed_state`) into `out` (same length).
+///
+/// Consecutive keys often share a prefix (`user-00012345`, `user-00012346`): the FNV state
+/// after the common prefix with the previous ASCII key is reused, so the result is the same
+/// fold, computed over the differing tail only.
+pub fn buckets_v2_keys(tables: &V2Tables, seed_state: u32, keys: &[Key<'_>], out: &mut [f64]) {
+    let mut states = [seed_state; PREFIX_STATES + 1];
+    let mut prev: &[u8] = &[];
+    for (key, o) in keys.iter().zip(out.iter_mut()) {
+        let s = match *key {
+            Key::Ascii(b) => {
+                let start = common_prefix(prev, b).min(PREFIX_STATES);
+                let mut h = states[start];
+                for (i, &c) in b.iter().enumerate().skip(start) {
+                    h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
+                    if i < PREFIX_STATES {
+                        states[i + 1] = h;
+                    }
+                }
+                prev = b;
+                h
+            }
+            Key::State(s) => s,
+        };
+        *o = tables.bucket(s);
+    }
+}
+
 pub fn bucket_v2(seed: &str, key: &str) -> f64 {
     bucket_v2_from_state(fnv1a_utf16(fnv1a_utf16(FNV_OFFSET, seed), key))
 }
@@ -200,6 +297,47 @@ mod tests {
         let got = fnv1a_ascii4(FNV_OFFSET, keys);
         for j in 0..4 {
             assert_eq!(got[j], fnv1a_utf16(FNV_OFFSET, std::str::from_utf8(keys[j]).unwrap()));
+        }
+    }
+
+    #[test]
+    fn fixed_point_digits_are_exact() {
+        let t = V2Tables::get();
+        // every five-digit tail, with several leading parts
+        for r in 0..100_000u32 {
+            for q in [1u32, 7, 42_949] {
+                let v = q * 100_000 + r;
+                assert_eq!(t.bucket(v), bucket_v2_from_state(v), "{v}");
+            }
+        }
+        for v in (0..u32::MAX).step_by(9_973).chain([0, 99_999, 100_000, u32::MAX]) {
+            assert_eq!(t.bucket(v), bucket_v2_from_state(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn keyed_buckets_equal_one_by_one() {
+        // shared prefixes of every length (beyond the kept prefix states too), repeats,
+        // keys that are prefixes of their neighbours, empty keys
+        let mut words: Vec<String> = (0..101).map(|i| "k".repeat(i % 23) + &format!("user-{i}")).collect();
+        let long = "x".repeat(70);
+        for i in 0..40 {
+            words.push(format!("{long}{}", i % 7));
+            words.push(format!("user-{:08}", i * 37));
+            words.push(long[..i].to_string());
+            words.push(String::new());
+            words.push(format!("{}{}", &long[..65], "ab".repeat(i % 5)));
+        }
+        let seed_state = fnv1a_utf16(FNV_OFFSET, "seed");
+        let keys: Vec<Key> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i % 9 == 4 { Key::State(fnv1a_utf16(seed_state, w)) } else { Key::Ascii(w.as_bytes()) })
+            .collect();
+        let mut out = vec![0.0; keys.len()];
+        buckets_v2_keys(&V2Tables::get(), seed_state, &keys, &mut out);
+        for (w, o) in words.iter().zip(&out) {
+            assert_eq!(*o, bucket_v2("seed", w), "{w}");
         }
     }
 

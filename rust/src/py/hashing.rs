@@ -78,8 +78,7 @@ pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py,
                 // SAFETY: freshly created, not shared; fully written below or dropped on error
                 let dst = unsafe { out.as_slice_mut()? };
                 if version == 2 {
-                    let states = list_states(list, seed_state)?;
-                    py.detach(|| h::buckets_v2_from_states(&states, dst, 2));
+                    list_buckets(list, seed_state, dst)?;
                 } else {
                     for (i, item) in list.iter().enumerate() {
                         dst[i] = bucket_from(seed_state, seed, key_str(&item, "every key")?, version)?;
@@ -133,48 +132,102 @@ unsafe fn utf8_of<'a>(item: *mut pyo3::ffi::PyObject) -> Option<&'a [u8]> {
     Some(std::slice::from_raw_parts(p as *const u8, len as usize))
 }
 
-/// FNV states after `seed + key` for every key of a list, read in place under the GIL (no
-/// per-item Python objects), four keys at a time so their hash chains overlap in the CPU.
-fn list_states(list: &Bound<'_, PyList>, seed_state: u32) -> PyResult<Vec<u32>> {
+/// Raw pointer shared between the gathering thread and the hashing worker (disjoint use,
+/// ordered by the `ready` counter).
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: the pointees are only read after the writer published them (Release/Acquire on
+// `ready`), and each output chunk is written by exactly one thread.
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+const CHUNK: usize = 8192;
+
+/// v2 buckets of every key of a list into `dst`, two stages overlapped: this thread reads the
+/// keys in place under the GIL (the str's own UTF-8 buffer, which for ASCII text is its UTF-16
+/// code units byte for byte; other keys are hashed here), chunk by chunk; a worker thread
+/// hashes each chunk as soon as it is read, and this thread joins it when reading is done.
+/// The GIL stays held throughout, so no Python code can free a key while it is being hashed.
+fn list_buckets(list: &Bound<'_, PyList>, seed_state: u32, dst: &mut [f64]) -> PyResult<()> {
     use pyo3::ffi;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let n = list.len();
-    let mut states = vec![0u32; n];
-    let lp = list.as_ptr();
-    let slow = |i: usize| -> PyResult<u32> {
-        let item = list.get_item(i)?;
-        fnv_str(seed_state, key_str(&item, "every key")?)
-    };
-    let mut i = 0usize;
-    while i < n {
-        let m = (n - i).min(4);
-        let mut keys: [&[u8]; 4] = [&[]; 4];
-        let mut fast = m == 4;
-        for (j, key) in keys.iter_mut().enumerate().take(m) {
-            // SAFETY: i + j < len(list) and no Python code runs here (GIL held), so the
-            // borrowed item and its UTF-8 data stay alive.
-            let item = unsafe { ffi::PyList_GetItem(lp, (i + j) as ffi::Py_ssize_t) };
-            if item.is_null() || unsafe { ffi::PyUnicode_Check(item) } == 0 {
-                fast = false;
-                break;
+    let tables = h::V2Tables::get();
+    let mut keys: Vec<h::Key<'static>> = vec![h::Key::State(0); n];
+    let (kp, op) = (Shared(keys.as_mut_ptr()), Shared(dst.as_mut_ptr()));
+    let n_chunks = n.div_ceil(CHUNK);
+    let (ready, next, abort) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let hash_chunks = |wait: bool| {
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                return;
             }
-            match unsafe { utf8_of(item) } {
-                Some(b) if b.is_ascii() => *key = b,
-                _ => {
-                    fast = false;
-                    break;
+            let mut spins = 0u32;
+            while ready.load(Ordering::Acquire) <= c {
+                if abort.load(Ordering::Relaxed) || !wait {
+                    return;
+                }
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
                 }
             }
+            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            // SAFETY: chunk c was fully written before `ready` passed c; its output range is
+            // claimed by this thread alone (fetch_add), and both buffers outlive the scope.
+            let (k, o) = unsafe {
+                let (kp, op) = (kp, op);
+                (std::slice::from_raw_parts(kp.0.add(lo), hi - lo), std::slice::from_raw_parts_mut(op.0.add(lo), hi - lo))
+            };
+            h::buckets_v2_keys(&tables, seed_state, k, o);
         }
-        if fast {
-            states[i..i + 4].copy_from_slice(&h::fnv1a_ascii4(seed_state, keys));
-        } else {
-            for j in 0..m {
-                states[i + j] = slow(i + j)?;
+    };
+    let lp = list.as_ptr();
+    let gather = || -> PyResult<()> {
+        for c in 0..n_chunks {
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                // SAFETY: i < len(list); the GIL is held and no Python code runs while the
+                // borrowed items (kept alive by the list) are read.
+                let item = unsafe { ffi::PyList_GetItem(lp, i as ffi::Py_ssize_t) };
+                let exact_str = !item.is_null() && unsafe { ffi::Py_TYPE(item) == std::ptr::addr_of_mut!(ffi::PyUnicode_Type) };
+                let key = match exact_str.then(|| unsafe { utf8_of(item) }).flatten() {
+                    Some(b) if b.is_ascii() => h::Key::Ascii(b),
+                    _ => {
+                        let item = list.get_item(i)?;
+                        h::Key::State(fnv_str(seed_state, key_str(&item, "every key")?)?)
+                    }
+                };
+                // SAFETY: slot i belongs to chunk c, not yet published
+                unsafe { kp.0.add(i).write(key) };
             }
+            ready.store(c + 1, Ordering::Release);
         }
-        i += m;
-    }
-    Ok(states)
+        Ok(())
+    };
+    let two = n >= 4 * CHUNK && std::thread::available_parallelism().map_or(1, |p| p.get()) >= 2;
+    let result = if two {
+        std::thread::scope(|sc| {
+            sc.spawn(|| hash_chunks(true));
+            let r = gather();
+            if r.is_err() {
+                abort.store(true, Ordering::Relaxed);
+            } else {
+                hash_chunks(true);
+            }
+            r
+        })
+    } else {
+        let r = gather();
+        if r.is_ok() {
+            hash_chunks(false);
+        }
+        r
+    };
+    drop(keys);
+    result
 }
 
 /// numpy `<U` arrays hold fixed-width UCS-4 code points: hashed without creating str objects.
