@@ -96,6 +96,22 @@ def test_stddev_is_accurate_far_from_zero() -> None:
         _same_std(F.stddev(x, p), talib.STDDEV(x, p, 1), x)
 
 
+def test_stddev_and_zscore_stay_accurate_after_level_jumps() -> None:
+    """A jump of the level (and back) must not leave the running sums cancelling."""
+    rng = np.random.default_rng(5)
+    level = np.repeat([100.0, 1e6, 3.0, -2e5, 100.0], 1500)
+    x = level + rng.normal(0, 1e-2, level.size)
+    for p in (2, 20, 30):
+        _same(F.stddev(x, p), _window_std(x, p), rtol=1e-9)
+        # x - mean carries the rounding of a running sum at the level's magnitude
+        sd = _window_std(x, p)
+        want = (x - talib.SMA(x, p)) / sd
+        got = F.zscore(x, p)
+        ok = ~np.isnan(want)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.all(np.abs(got[ok] - want[ok]) <= 1e-9 * np.abs(want[ok]) + 1e-12 * np.abs(x[ok]) / sd[ok])
+
+
 def test_nan_inside_series_propagates_like_talib() -> None:
     _, _, x = _ohlc(4, 300)
     x[150] = np.nan

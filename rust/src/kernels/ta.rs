@@ -280,11 +280,17 @@ impl Kernel for Atr<'_> {
     }
 }
 
-/// Sliding window variance from pivot-shifted sums, re-centred every `p` steps so the
-/// subtraction never cancels badly (matches TA-Lib 0.8's accurate VAR/STDDEV to ~1e-12).
+/// Sliding window variance from pivot-shifted sums (d = v - pivot).
+///
+/// The sums carry the p - 1 newest values; a step forms the full window's sums off the
+/// loop-carried chain, and advances the chain by one addition of (d_new - d_old). They are
+/// recomputed exactly around the window's mean (cold path) when the pivot has drifted so far
+/// from the mean that `s2 / p - mean^2` would cancel (mean^2 > 64 var: at most ~130 ulps lost),
+/// and every 1024 steps so rounding cannot accumulate: TA-Lib 0.8's accurate VAR/STDDEV to
+/// ~1e-12 relative.
 struct WindowVar {
-    p: usize,
     pivot: f64,
+    /// sums over the p - 1 newest values
     s1: f64,
     s2: f64,
     since: usize,
@@ -293,12 +299,15 @@ struct WindowVar {
     inv_p: f64,
 }
 
+const RECENTRE_EVERY: usize = 1024;
+
 impl WindowVar {
     fn new(p: usize) -> Self {
-        WindowVar { p, pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0, poisoned: false, inv_p: 1.0 / p as f64 }
+        WindowVar { pivot: f64::NAN, s1: 0.0, s2: 0.0, since: 0, poisoned: false, inv_p: 1.0 / p as f64 }
     }
+    /// Adds one of the first p - 1 values of the series.
     #[inline]
-    fn add(&mut self, v: f64) {
+    fn warm(&mut self, v: f64) {
         if v.is_nan() {
             self.poisoned = true;
         }
@@ -309,45 +318,55 @@ impl WindowVar {
         self.s1 += d;
         self.s2 += d * d;
     }
-    /// Population variance of the current (full) window.
-    #[inline]
-    fn var(&self) -> f64 {
+    /// Population variance of the window `win` (p values, newest last), then drops its oldest.
+    #[inline(always)]
+    fn step(&mut self, win: &[f64]) -> f64 {
+        let (newest, oldest) = (win[win.len() - 1], win[0]);
+        if self.pivot.is_nan() {
+            self.pivot = newest; // p == 1 never happens (period >= 2), kept for safety
+        }
+        if newest.is_nan() {
+            self.poisoned = true;
+        }
+        let (dn, dold) = (newest - self.pivot, oldest - self.pivot);
+        let (w1, w2) = (self.s1 + dn, self.s2 + dn * dn);
+        let m = w1 * self.inv_p;
+        let mut var = w2 * self.inv_p - m * m;
+        self.s1 += dn - dold;
+        self.s2 += dn * dn - dold * dold;
+        self.since += 1;
         if self.poisoned {
             return f64::NAN;
         }
-        let inv = self.inv_p;
-        let m = self.s1 * inv;
-        self.s2 * inv - m * m
-    }
-    /// Removes `v` (the oldest value); returns true when the sums should be re-centred.
-    #[inline]
-    fn remove(&mut self, v: f64) -> bool {
-        let d = v - self.pivot;
-        self.s1 -= d;
-        self.s2 -= d * d;
-        self.since += 1;
-        self.since >= self.p && !self.poisoned
+        if m * m > 64.0 * var || self.since >= RECENTRE_EVERY {
+            var = self.recentre(win);
+        }
+        var
     }
 
-    /// Recomputes the sums around the current mean of `window` (the values still inside).
+    /// Recomputes the sums exactly around the mean of `win`; returns its variance.
     #[cold]
-    fn recentre(&mut self, window: &[f64]) {
+    #[inline(never)]
+    fn recentre(&mut self, win: &[f64]) -> f64 {
         self.since = 0;
-        if !window.is_empty() {
-            let nf = window.len() as f64;
-            let centre = self.pivot + self.s1 / nf;
-            if centre.is_finite() {
-                self.pivot = centre;
-            }
-            let (mut s1, mut s2) = (0.0, 0.0);
-            for &w in window {
-                let d = w - self.pivot;
-                s1 += d;
-                s2 += d * d;
-            }
-            self.s1 = s1;
-            self.s2 = s2;
+        let inv = self.inv_p;
+        let mean = win.iter().fold(0.0, |a, &v| a + v) * inv;
+        if mean.is_finite() {
+            self.pivot = mean;
         }
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &w in win {
+            let d = w - self.pivot;
+            s1 += d;
+            s2 += d * d;
+        }
+        let m = s1 * inv;
+        let var = s2 * inv - m * m;
+        // keep the sums over the p - 1 newest values
+        let d0 = win[0] - self.pivot;
+        self.s1 = s1 - d0;
+        self.s2 = s2 - d0 * d0;
+        var
     }
 }
 
@@ -381,21 +400,16 @@ impl Kernel for Stddev<'_> {
     fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
         let out = &mut *out[0];
         let (x, p, b) = (self.x, self.p, self.b);
-        for i in lo..hi {
-            if i < b {
-                out[i] = f64::NAN;
-                continue;
+        let first = b + p - 1;
+        let (lo, mid, hi) = split(lo, hi, first);
+        for i in lo..mid {
+            if i >= b {
+                self.w.warm(x[i]);
             }
-            self.w.add(x[i]);
-            if i + 1 < b + p {
-                out[i] = f64::NAN;
-                continue;
-            }
-            out[i] = std_of(self.w.var());
-            let t = i + 1 - p;
-            if self.w.remove(x[t]) {
-                self.w.recentre(&x[t + 1..=i]);
-            }
+            out[i] = f64::NAN;
+        }
+        for i in mid..hi {
+            out[i] = std_of(self.w.step(&x[i + 1 - p..=i]));
         }
     }
 }
@@ -423,26 +437,25 @@ impl Kernel for Zscore<'_> {
         let out = &mut *out[0];
         let (x, p, b) = (self.x, self.p, self.b);
         let inv_p = 1.0 / p as f64;
-        for i in lo..hi {
-            if i < b {
-                out[i] = f64::NAN;
-                continue;
+        let first = b + p - 1;
+        let (lo, mid, hi) = split(lo, hi, first);
+        for i in lo..mid {
+            if i >= b {
+                self.total += x[i];
+                self.w.warm(x[i]);
             }
-            self.total += x[i];
-            self.w.add(x[i]);
-            if i + 1 < b + p {
-                out[i] = f64::NAN;
-                continue;
-            }
-            let mean = self.total * inv_p;
-            let sd = std_of(self.w.var());
-            out[i] = if sd > 0.0 { (x[i] - mean) / sd } else { f64::NAN };
-            let t = i + 1 - p;
-            self.total -= x[t];
-            if self.w.remove(x[t]) {
-                self.w.recentre(&x[t + 1..=i]);
-            }
+            out[i] = f64::NAN;
         }
+        let mut total = self.total;
+        for i in mid..hi {
+            // the mean exactly as TA-Lib's SMA computes it (x - mean must agree closely)
+            total += x[i];
+            let mean = total * inv_p;
+            total -= x[i + 1 - p];
+            let sd = std_of(self.w.step(&x[i + 1 - p..=i]));
+            out[i] = if sd > 0.0 { (x[i] - mean) / sd } else { f64::NAN };
+        }
+        self.total = total;
     }
 }
 
