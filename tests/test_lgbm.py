@@ -27,7 +27,7 @@ def _task(n: int = 1500, **kw) -> TrainTask:  # noqa: ANN003
     folds = tuple(PurgedWalkForward(n_splits=3, test_size=0.15, embargo=5,
                                     min_train_size=300).split(n))
     base = dict(symbol="SYN", X=X, y=y, feature_names=NAMES, folds=folds, forward_returns=fwd,
-                periods_per_year=252.0, n_trials=3, seed=3, threads=1)
+                periods_per_year=252.0, n_trials=3, seed=3, threads=1, pruning=False)
     return TrainTask(**(base | kw))
 
 

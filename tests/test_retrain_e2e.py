@@ -37,7 +37,7 @@ def _config_file(tmp_path: Path, url: str) -> Path:
     path.write_text(
         f'data_dir = "{tmp_path / "data"}"\n'
         f'[nats]\nurls = ["{url}"]\n'
-        "[pipeline]\ntrials = 3\n"
+        "[pipeline]\ntrials = 3\npruning = false\n"
         # first run: a permissive gate, so both symbols get a first release
         "[pipeline.gate]\nmargin = 0.0\ndsr_threshold = 0.0\nmin_trades = 0\n"
     )

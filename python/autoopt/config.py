@@ -75,7 +75,7 @@ class PipelineConfig(_Section):
     threads: PositiveInt = 2
     optuna_storage: str | None = None
     """SQLAlchemy URL of Optuna's study storage; None: ``sqlite:///<data_dir>/optuna.db``."""
-    pruner: Literal["median", "successive_halving", "hyperband"] = "median"
+    pruner: Literal["median", "successive_halving", "hyperband"] = "successive_halving"
     feature_selection: bool = True
     """Keep only features with positive permutation importance under purged CV."""
     min_features: PositiveInt = 3

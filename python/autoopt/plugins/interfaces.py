@@ -133,8 +133,8 @@ class TrainTask:
     seed: int = 42
     threads: int = 1
     pruning: bool = True
-    pruner: str = "median"
-    """Which pruner when pruning: ``median``, ``successive_halving`` or ``hyperband``."""
+    pruner: str = "successive_halving"
+    """Which pruner when pruning: ``successive_halving``, ``median`` or ``hyperband``."""
     storage: str | None = None
     """SQLAlchemy URL of the Optuna storage (None: in memory, nothing resumes)."""
     study_name: str = ""
