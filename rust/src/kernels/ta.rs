@@ -482,15 +482,21 @@ impl Kernel for Roc<'_> {
         let (x, p) = (self.x, self.p);
         let (lo, mid, hi) = split(lo, hi, self.b + p);
         nan_fill(out, lo, mid);
+        if mid >= hi {
+            return;
+        }
+        let (cur, prev) = (&x[mid..hi], &x[mid - p..hi - p]);
+        let out = &mut out[mid..hi];
+        // element-wise selects (vectorised): the division of a 0 divisor is computed and dropped
         if self.percent {
-            for i in mid..hi {
-                let prev = x[i - p];
-                out[i] = if prev != 0.0 { ((x[i] / prev) - 1.0) * 100.0 } else { 0.0 };
+            for ((o, &c), &q) in out.iter_mut().zip(cur).zip(prev) {
+                let r = ((c / q) - 1.0) * 100.0;
+                *o = if q != 0.0 { r } else { 0.0 };
             }
         } else {
-            for i in mid..hi {
-                let prev = x[i - p];
-                out[i] = if prev != 0.0 { (x[i] - prev) / prev } else { 0.0 };
+            for ((o, &c), &q) in out.iter_mut().zip(cur).zip(prev) {
+                let r = (c - q) / q;
+                *o = if q != 0.0 { r } else { 0.0 };
             }
         }
     }
