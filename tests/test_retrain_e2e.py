@@ -160,3 +160,19 @@ def test_retrain_end_to_end(tmp_path: Path, nats_server: str) -> None:
     rolled = _of(asyncio.run(_events(nats_server)), ModelRolledBack)
     assert [(e.symbol, e.release_id, e.from_release_id, e.reason) for e in rolled] == [
         ("GOOG", first, second.release_id, "bad live fills")]
+
+
+async def test_an_unavailable_trainer_fails_only_its_own_jobs(tmp_path: Path, nats_server: str) -> None:
+    config = load_config(_config_file(tmp_path, nats_server), environ={})
+    log = await EventLog.connect(config.nats)
+    try:
+        summary = await run_retrain(
+            config, source="bundled:GOOG", event_log=log, models=["lgbm", "no-such-model"], trials=2
+        )
+    finally:
+        await log.close()
+    by_model = {r.model: r for r in summary.results}
+    assert by_model["lgbm"].error is None and by_model["lgbm"].deployed
+    assert "no trainer named 'no-such-model'" in (by_model["no-such-model"].error or "")
+    failed = [e for e in _of(await _events(nats_server), TrainingFinished) if not e.succeeded]
+    assert [e.trainer for e in failed] == ["no-such-model"]

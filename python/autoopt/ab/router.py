@@ -243,6 +243,7 @@ class SignalRouter:
             subject_filter_for_type(SignalEmitted),
             deliver="new" if deliver == "new" else "all",
             max_ack_pending=max(10_000, batch * 4),
+            ack_all=True,
         )
         self.ready.set()
         try:
@@ -257,8 +258,7 @@ class SignalRouter:
                     for d in items:
                         await consumer.reject(d, exc)
                     continue
-                for d in items:
-                    await d.ack()
+                await items[-1].ack()  # ack-all consumer: acks the whole batch
         finally:
             await consumer.close()
 

@@ -797,8 +797,12 @@ class EventLog:
         max_ack_pending: int = 1000,
         deliver: Literal["all", "new"] = "all",
         retry_delay_s: float = 1.0,
+        ack_all: bool = False,
     ) -> DurableConsumer:
         """Create (or update) and bind a durable pull consumer with explicit ack.
+
+        ``ack_all``: acking a message also acks every earlier one (one ack per processed batch,
+        for consumers that handle a fetched batch in order and as a whole, like the A/B router).
 
         Instances sharing ``name`` share the work. A message is offered at most ``max_deliver``
         times to handlers; the server allows one more delivery, which only dead-letters it.
@@ -811,7 +815,7 @@ class EventLog:
         cfg = ConsumerConfig(
             name=name,
             durable_name=name,
-            ack_policy=AckPolicy.EXPLICIT,
+            ack_policy=AckPolicy.ALL if ack_all else AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             max_deliver=max_deliver + 1,
             max_ack_pending=max_ack_pending,

@@ -488,7 +488,17 @@ async def run_retrain(
     started = clock.now_ns()
     t_start = time.perf_counter()
     storage = default_storage(config)
-    trainers = {m: plugins.trainer(m) for m in models}
+    # A trainer that cannot load (e.g. a broken torch for "tft") fails only its own jobs; the
+    # other models still run. Only when no requested trainer loads is the run refused up front.
+    trainers: dict[str, Trainer | PluginError] = {}
+    for m in models:
+        try:
+            trainers[m] = plugins.trainer(m)
+        except PluginError as exc:
+            log.error("retrain: trainer %r unavailable: %s", m, exc)
+            trainers[m] = exc
+    if all(isinstance(t, PluginError) for t in trainers.values()):
+        raise next(iter(trainers.values()))  # type: ignore[misc]
     validator = plugins.component("validator", p.validator)
     feature_set = plugins.component("feature_set", p.feature_set)
     policy = validation_policy(p.data_policy)
@@ -517,9 +527,12 @@ async def run_retrain(
             if budget is not None:
                 share = max(1.0, (budget - (time.perf_counter() - t_start)) / max(jobs_left, 1))
             events = _Events(event_log, run_id, cause, clock, f"{symbol}/{model}")
-            job = _Job(config, symbol, model, trainers[model], validator, ds, plugins, registry,
-                       events, run_id, storage, share, n_trials, clock, progress)
             try:
+                trainer = trainers[model]
+                if isinstance(trainer, PluginError):
+                    raise trainer
+                job = _Job(config, symbol, model, trainer, validator, ds, plugins, registry,
+                           events, run_id, storage, share, n_trials, clock, progress)
                 results.append(await job.run())
             except Exception as exc:  # one job's failure must not stop the nightly run
                 log.error("retrain %s/%s failed: %s\n%s", symbol, model, exc,
