@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from autoopt import events as ev
 from autoopt.log import EventLog
 from autoopt.subjects import subject_for

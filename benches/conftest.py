@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+
 from autoopt.log import EmbeddedServer, EventLog, NatsSettings
 
 

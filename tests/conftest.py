@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from autoopt import events as ev
 from autoopt.log import EmbeddedServer, EventLog, NatsSettings
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autoopt.errors import ConfigError
 from autoopt.labels import drop_unlabeled, triple_barrier_labels
 from autoopt.validation.cv import Fold, PurgedWalkForward

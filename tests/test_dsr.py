@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from autoopt.errors import DataError
 from autoopt.validation.dsr import (
     deannualise,
@@ -15,7 +17,6 @@ from autoopt.validation.dsr import (
     probabilistic_sharpe_ratio,
     sharpe_moments,
 )
-from scipy import stats
 
 
 def test_paper_worked_example() -> None:

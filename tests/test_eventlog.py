@@ -6,6 +6,7 @@ import datetime as dt
 
 import msgspec
 import pytest
+
 from autoopt import events as ev
 from autoopt.errors import DataError, DuplicateEventError, EventLogError, SequenceConflictError
 from autoopt.log import EventLog, NatsSettings

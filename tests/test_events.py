@@ -7,6 +7,7 @@ import hashlib
 import msgspec
 import numpy as np
 import pytest
+
 from autoopt import events as ev
 from autoopt.clock import SimulatedClock
 from autoopt.errors import DataError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autoopt.errors import ConfigError, ValidationRejected
 from autoopt.validation.cv import PurgedWalkForward
 from autoopt.validation.dsr import probabilistic_sharpe_ratio, sharpe_moments

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from autoopt.errors import DataError
 from autoopt.labels import (
     drop_unlabeled,

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from autoopt.errors import DataError
 from autoopt.validation.metrics import (
     accuracy,
@@ -22,7 +24,6 @@ from autoopt.validation.metrics import (
     strategy_returns,
     trades,
 )
-from scipy import stats
 
 
 def test_accuracy_precision_recall_hand() -> None:

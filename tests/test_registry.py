@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from autoopt.errors import ArtifactError
 from autoopt.registry import ModelRegistry, artifact_set_sha256, sha256_bytes
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from autoopt import events as ev
 from autoopt.errors import ConfigError, EventLogError, ServerError
 from autoopt.log import (

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from autoopt import events as ev
 from autoopt import subjects as sj
 from autoopt.errors import DataError
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def test_subject_for_uses_tag_and_scope_field(sample_events: list[ev.Event]) -> None:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+
 from autoopt.data import ValidationPolicy, validate_bars
 from autoopt.errors import DataError
 
