@@ -76,7 +76,21 @@ impl Kernel for Sma<'_> {
         }
         let pf = p as f64;
         let mut total = self.total;
-        for i in mid..hi {
+        // bars in pairs: one division instruction for two
+        let mut i = mid;
+        while i + 1 < hi {
+            total += x[i];
+            let t0 = total;
+            total -= x[i + 1 - p];
+            total += x[i + 1];
+            let t1 = total;
+            total -= x[i + 2 - p];
+            let [a, b] = div2([t0, t1], [pf, pf]);
+            out[i] = a;
+            out[i + 1] = b;
+            i += 2;
+        }
+        if i < hi {
             total += x[i];
             let t = total;
             total -= x[i + 1 - p];
@@ -191,11 +205,31 @@ impl Kernel for Rsi<'_> {
         }
         let (mut prev, mut gain, mut loss) = (self.prev_value, self.gain, self.loss);
         let (a, b) = (pm1 / pf, 1.0 / pf);
-        for (o, &v) in out[mid..hi].iter_mut().zip(&x[mid..hi]) {
+        // bars in pairs: one division instruction for two
+        let mut pairs = out[mid..hi].chunks_exact_mut(2);
+        let mut xs = x[mid..hi].chunks_exact(2);
+        for (o, v) in (&mut pairs).zip(&mut xs) {
+            let mut g = [0.0; 2];
+            let mut s = [0.0; 2];
+            for j in 0..2 {
+                let d = v[j] - prev;
+                prev = v[j];
+                // branch-free split of the move into gain and loss (a NaN move lands in the
+                // gain, as in TA-Lib, whose averages then stay NaN)
+                let up = if d < 0.0 { 0.0 } else { d };
+                let down = if d < 0.0 { -d } else { 0.0 };
+                gain = gain * a + up * b;
+                loss = loss * a + down * b;
+                g[j] = gain;
+                s[j] = gain + loss;
+            }
+            let q = div2(g, s);
+            o[0] = if s[0] > 0.0 { 100.0 * q[0] } else { 0.0 };
+            o[1] = if s[1] > 0.0 { 100.0 * q[1] } else { 0.0 };
+        }
+        for (o, &v) in pairs.into_remainder().iter_mut().zip(xs.remainder()) {
             let d = v - prev;
             prev = v;
-            // branch-free split of the move into gain and loss (a NaN move lands in the gain,
-            // as in TA-Lib, whose averages then stay NaN)
             let up = if d < 0.0 { 0.0 } else { d };
             let down = if d < 0.0 { -d } else { 0.0 };
             gain = gain * a + up * b;
@@ -288,6 +322,7 @@ impl Kernel for Atr<'_> {
 /// from the mean that `s2 / p - mean^2` would cancel (mean^2 > 64 var: at most ~130 ulps lost),
 /// and every 1024 steps so rounding cannot accumulate: TA-Lib 0.8's accurate VAR/STDDEV to
 /// ~1e-12 relative.
+#[derive(Clone, Copy)]
 struct WindowVar {
     pivot: f64,
     /// sums over the p - 1 newest values
@@ -345,29 +380,31 @@ impl WindowVar {
     }
 
     /// Recomputes the sums exactly around the mean of `win`; returns its variance.
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn recentre(&mut self, win: &[f64]) -> f64 {
-        self.since = 0;
-        let inv = self.inv_p;
-        let mean = win.iter().fold(0.0, |a, &v| a + v) * inv;
-        if mean.is_finite() {
-            self.pivot = mean;
-        }
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &w in win {
-            let d = w - self.pivot;
-            s1 += d;
-            s2 += d * d;
-        }
-        let m = s1 * inv;
-        let var = s2 * inv - m * m;
-        // keep the sums over the p - 1 newest values
-        let d0 = win[0] - self.pivot;
-        self.s1 = s1 - d0;
-        self.s2 = s2 - d0 * d0;
+        let (pivot, s1, s2, var) = recentred(self.pivot, self.inv_p, win);
+        (self.pivot, self.s1, self.s2, self.since) = (pivot, s1, s2, 0);
         var
     }
+}
+
+/// `WindowVar::recentre`'s work, out of line and by value (the hot loop keeps its state in
+/// registers): (pivot, sums over the p - 1 newest values, variance of `win`).
+#[cold]
+#[inline(never)]
+fn recentred(pivot: f64, inv: f64, win: &[f64]) -> (f64, f64, f64, f64) {
+    let mean = win.iter().fold(0.0, |a, &v| a + v) * inv;
+    let pivot = if mean.is_finite() { mean } else { pivot };
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &w in win {
+        let d = w - pivot;
+        s1 += d;
+        s2 += d * d;
+    }
+    let m = s1 * inv;
+    let var = s2 * inv - m * m;
+    let d0 = win[0] - pivot;
+    (pivot, s1 - d0, s2 - d0 * d0, var)
 }
 
 /// TA-Lib 0.8: negative (rounding) variance gives 0; NaN stays NaN.
@@ -378,6 +415,48 @@ fn std_of(var: f64) -> f64 {
     } else {
         var.sqrt()
     }
+}
+
+/// Two correctly rounded square roots in one SSE2 instruction (part of every x86_64), so two
+/// bars share the square-root unit's slot; the same bits as `f64::sqrt` on each lane.
+#[inline(always)]
+fn sqrt2(v: [f64; 2]) -> [f64; 2] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_setr_pd, _mm_sqrt_pd, _mm_storeu_pd};
+        let mut out = [0.0; 2];
+        // SAFETY: SSE2 is part of the x86_64 baseline; `out` holds two f64
+        unsafe { _mm_storeu_pd(out.as_mut_ptr(), _mm_sqrt_pd(_mm_setr_pd(v[0], v[1]))) };
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        [v[0].sqrt(), v[1].sqrt()]
+    }
+}
+
+/// Two correctly rounded divisions in one SSE2 instruction (as `sqrt2`).
+#[inline(always)]
+fn div2(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_div_pd, _mm_setr_pd, _mm_storeu_pd};
+        let mut out = [0.0; 2];
+        // SAFETY: as in `sqrt2`
+        unsafe { _mm_storeu_pd(out.as_mut_ptr(), _mm_div_pd(_mm_setr_pd(a[0], a[1]), _mm_setr_pd(b[0], b[1]))) };
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        [a[0] / b[0], a[1] / b[1]]
+    }
+}
+
+/// `std_of` of two variances with one square-root instruction.
+#[inline(always)]
+fn std_of2(v: [f64; 2]) -> [f64; 2] {
+    let r = sqrt2(v);
+    [if v[0] < 0.0 { 0.0 } else { r[0] }, if v[1] < 0.0 { 0.0 } else { r[1] }]
 }
 
 pub struct Stddev<'a> {
@@ -408,9 +487,22 @@ impl Kernel for Stddev<'_> {
             }
             out[i] = f64::NAN;
         }
-        for i in mid..hi {
-            out[i] = std_of(self.w.step(&x[i + 1 - p..=i]));
+        // a local copy: the running sums stay in registers
+        let mut w = self.w;
+        // bars in pairs: one square-root instruction for two
+        let mut i = mid;
+        while i + 1 < hi {
+            let v0 = w.step(&x[i + 1 - p..=i]);
+            let v1 = w.step(&x[i + 2 - p..=i + 1]);
+            let [s0, s1] = std_of2([v0, v1]);
+            out[i] = s0;
+            out[i + 1] = s1;
+            i += 2;
         }
+        if i < hi {
+            out[i] = std_of(w.step(&x[i + 1 - p..=i]));
+        }
+        self.w = w;
     }
 }
 
@@ -447,14 +539,34 @@ impl Kernel for Zscore<'_> {
             out[i] = f64::NAN;
         }
         let mut total = self.total;
-        for i in mid..hi {
-            // the mean exactly as TA-Lib's SMA computes it (x - mean must agree closely)
+        // a local copy: the running sums stay in registers
+        let mut w = self.w;
+        // bars in pairs: one square root and one division instruction for two
+        let mut i = mid;
+        while i + 1 < hi {
+            let mut dev = [0.0; 2];
+            let mut var = [0.0; 2];
+            for j in 0..2 {
+                // the mean exactly as TA-Lib's SMA computes it (x - mean must agree closely)
+                total += x[i + j];
+                dev[j] = x[i + j] - total * inv_p;
+                total -= x[i + j + 1 - p];
+                var[j] = w.step(&x[i + j + 1 - p..=i + j]);
+            }
+            let sd = std_of2(var);
+            let z = div2(dev, sd);
+            out[i] = if sd[0] > 0.0 { z[0] } else { f64::NAN };
+            out[i + 1] = if sd[1] > 0.0 { z[1] } else { f64::NAN };
+            i += 2;
+        }
+        if i < hi {
             total += x[i];
             let mean = total * inv_p;
             total -= x[i + 1 - p];
-            let sd = std_of(self.w.step(&x[i + 1 - p..=i]));
+            let sd = std_of(w.step(&x[i + 1 - p..=i]));
             out[i] = if sd > 0.0 { (x[i] - mean) / sd } else { f64::NAN };
         }
+        self.w = w;
         self.total = total;
     }
 }
