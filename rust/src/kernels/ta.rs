@@ -22,6 +22,16 @@ fn per_to_k(p: usize) -> f64 {
     2.0 / ((p + 1) as f64)
 }
 
+/// Two steps of the smoothing `e = e * a + c` at once from `prev`: (e1, e2) with
+/// e2 = prev * a^2 + (c1 * a + c2), so the loop-carried chain advances once per two bars
+/// (the same average, rounded differently: ~1e-16 relative per step). Kernels pair bars from
+/// their first smoothed bar on and, when a block ends between the two bars of a pair, finish
+/// that pair at the next call from the saved start, so any block split gives the same bits.
+#[inline(always)]
+fn pair(prev: f64, a: f64, a2: f64, c1: f64, c2: f64) -> (f64, f64) {
+    (prev * a + c1, prev * a2 + (c1 * a + c2))
+}
+
 /// A resumable indicator writing into full-length output slices (absolute indices).
 pub trait Kernel: Send {
     fn n_outputs(&self) -> usize {
@@ -106,11 +116,13 @@ pub struct Ema<'a> {
     k: f64,
     b: usize,
     prev: f64,
+    /// the previous call ended after the first bar of a pair; `prev` is the pair's start
+    mid_pair: bool,
 }
 
 impl<'a> Ema<'a> {
     pub fn new(x: &'a [f64], p: usize) -> Self {
-        Ema { x, p, k: per_to_k(p), b: begin_index(&[x]), prev: 0.0 }
+        Ema { x, p, k: per_to_k(p), b: begin_index(&[x]), prev: 0.0, mid_pair: false }
     }
 }
 
@@ -133,9 +145,25 @@ impl Kernel for Ema<'_> {
         }
         let mut prev = self.prev;
         let keep = 1.0 - k;
-        for (o, &v) in out[mid..hi].iter_mut().zip(&x[mid..hi]) {
-            prev = prev * keep + v * k;
-            *o = prev;
+        let keep2 = keep * keep;
+        let mut i = mid;
+        if self.mid_pair && i < hi {
+            let (_, e2) = pair(prev, keep, keep2, x[i - 1] * k, x[i] * k);
+            out[i] = e2;
+            prev = e2;
+            self.mid_pair = false;
+            i += 1;
+        }
+        while i + 1 < hi {
+            let (e1, e2) = pair(prev, keep, keep2, x[i] * k, x[i + 1] * k);
+            out[i] = e1;
+            out[i + 1] = e2;
+            prev = e2;
+            i += 2;
+        }
+        if i < hi {
+            out[i] = prev * keep + x[i] * k;
+            self.mid_pair = true;
         }
         self.prev = prev;
     }
@@ -264,11 +292,13 @@ pub struct Atr<'a> {
     p: usize,
     b: usize,
     prev: f64,
+    /// the previous call ended after the first bar of a pair; `prev` is the pair's start
+    mid_pair: bool,
 }
 
 impl<'a> Atr<'a> {
     pub fn new(h: &'a [f64], l: &'a [f64], c: &'a [f64], p: usize) -> Self {
-        Atr { h, l, c, p, b: begin_index(&[h, l, c]), prev: 0.0 }
+        Atr { h, l, c, p, b: begin_index(&[h, l, c]), prev: 0.0, mid_pair: false }
     }
 }
 
@@ -305,10 +335,26 @@ impl Kernel for Atr<'_> {
         }
         let mut prev = self.prev;
         let (a, b) = (pm1 / pf, 1.0 / pf);
-        for i in mid..hi {
-            let tr = true_range(h[i], l[i], c[i - 1]);
-            prev = prev * a + tr * b;
-            out[i] = prev;
+        let a2 = a * a;
+        let tr = |i: usize| true_range(h[i], l[i], c[i - 1]) * b;
+        let mut i = mid;
+        if self.mid_pair && i < hi {
+            let (_, e2) = pair(prev, a, a2, tr(i - 1), tr(i));
+            out[i] = e2;
+            prev = e2;
+            self.mid_pair = false;
+            i += 1;
+        }
+        while i + 1 < hi {
+            let (e1, e2) = pair(prev, a, a2, tr(i), tr(i + 1));
+            out[i] = e1;
+            out[i + 1] = e2;
+            prev = e2;
+            i += 2;
+        }
+        if i < hi {
+            out[i] = prev * a + tr(i);
+            self.mid_pair = true;
         }
         self.prev = prev;
     }
@@ -624,12 +670,14 @@ pub struct Macd<'a> {
     fast_ema: f64,
     slow_ema: f64,
     sig_ema: f64,
+    /// the previous call ended after the first bar of a pair; the EMAs hold the pair's start
+    mid_pair: bool,
 }
 
 impl<'a> Macd<'a> {
     pub fn new(x: &'a [f64], fast: usize, slow: usize, signal: usize) -> Self {
         let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
-        Macd { x, fast, slow, signal, b: begin_index(&[x]), fast_ema: 0.0, slow_ema: 0.0, sig_ema: 0.0 }
+        Macd { x, fast, slow, signal, b: begin_index(&[x]), fast_ema: 0.0, slow_ema: 0.0, sig_ema: 0.0, mid_pair: false }
     }
     pub fn lookback(fast: usize, slow: usize, signal: usize) -> usize {
         fast.max(slow) - 1 + signal - 1
@@ -684,17 +732,40 @@ impl Kernel for Macd<'_> {
         }
         let (mut fe, mut se, mut ge) = (self.fast_ema, self.slow_ema, self.sig_ema);
         let (kf1, ks1, kg1) = (1.0 - kf, 1.0 - ks, 1.0 - kg);
+        let (kf2, ks2, kg2) = (kf1 * kf1, ks1 * ks1, kg1 * kg1);
         let (o0, rest) = out.split_at_mut(1);
         let (o1, o2) = rest.split_at_mut(1);
-        let (o0, o1, o2) = (&mut o0[0][mid..hi], &mut o1[0][mid..hi], &mut o2[0][mid..hi]);
-        for (t, &v) in x[mid..hi].iter().enumerate() {
-            se = se * ks1 + v * ks;
-            fe = fe * kf1 + v * kf;
-            let line = fe - se;
-            ge = ge * kg1 + line * kg;
-            o0[t] = line;
-            o1[t] = ge;
-            o2[t] = line - ge;
+        let (o0, o1, o2) = (&mut *o0[0], &mut *o1[0], &mut *o2[0]);
+        // one pair of bars from (fe, se, ge) at its start: both bars' values
+        let step2 = |fe: f64, se: f64, ge: f64, v1: f64, v2: f64| {
+            let (f1, f2) = pair(fe, kf1, kf2, v1 * kf, v2 * kf);
+            let (s1, s2) = pair(se, ks1, ks2, v1 * ks, v2 * ks);
+            let (l1, l2) = (f1 - s1, f2 - s2);
+            let (g1, g2) = pair(ge, kg1, kg2, l1 * kg, l2 * kg);
+            ((f1, s1, l1, g1), (f2, s2, l2, g2))
+        };
+        let mut i = mid;
+        if self.mid_pair && i < hi {
+            let (_, (f2, s2, l2, g2)) = step2(fe, se, ge, x[i - 1], x[i]);
+            (o0[i], o1[i], o2[i]) = (l2, g2, l2 - g2);
+            (fe, se, ge) = (f2, s2, g2);
+            self.mid_pair = false;
+            i += 1;
+        }
+        while i + 1 < hi {
+            let ((_, _, l1, g1), (f2, s2, l2, g2)) = step2(fe, se, ge, x[i], x[i + 1]);
+            (o0[i], o1[i], o2[i]) = (l1, g1, l1 - g1);
+            (o0[i + 1], o1[i + 1], o2[i + 1]) = (l2, g2, l2 - g2);
+            (fe, se, ge) = (f2, s2, g2);
+            i += 2;
+        }
+        if i < hi {
+            let v = x[i];
+            let (f1, s1) = (fe * kf1 + v * kf, se * ks1 + v * ks);
+            let l1 = f1 - s1;
+            let g1 = ge * kg1 + l1 * kg;
+            (o0[i], o1[i], o2[i]) = (l1, g1, l1 - g1);
+            self.mid_pair = true;
         }
         self.fast_ema = fe;
         self.slow_ema = se;
@@ -753,14 +824,33 @@ mod tests {
             let whole = run_alone(a.as_mut(), xs.len());
             let mut outs: Vec<Vec<f64>> = (0..b.n_outputs()).map(|_| vec![0.0; xs.len()]).collect();
             let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-            for lo in (0..xs.len()).step_by(7) {
-                b.run(lo, (lo + 7).min(xs.len()), &mut views);
+            // uneven blocks: pairs of bars split every way
+            let (mut lo, mut k) = (0, 0);
+            while lo < xs.len() {
+                let hi = (lo + [7, 2, 1, 3][k % 4]).min(xs.len());
+                b.run(lo, hi, &mut views);
+                lo = hi;
+                k += 1;
             }
             for (w, o) in whole.iter().zip(&outs) {
                 for (p, q) in w.iter().zip(o) {
                     assert!(p.to_bits() == q.to_bits(), "{p} != {q}");
                 }
             }
+        }
+        for p in [1, 2, 14] {
+            let whole = run_alone(&mut Atr::new(&h, &l, &x, p), x.len());
+            let mut b = Atr::new(&h, &l, &x, p);
+            let mut out = vec![0.0; x.len()];
+            let mut lo = 0;
+            let mut k = 0;
+            while lo < x.len() {
+                let hi = (lo + [7, 2, 1, 3][k % 4]).min(x.len());
+                b.run(lo, hi, &mut [out.as_mut_slice()]);
+                lo = hi;
+                k += 1;
+            }
+            assert!(whole[0].iter().zip(&out).all(|(p, q)| p.to_bits() == q.to_bits()), "atr {p}");
         }
         let mut a = Atr::new(&h, &l, &x, 14);
         let whole = run_alone(&mut a, x.len());
