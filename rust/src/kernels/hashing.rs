@@ -306,7 +306,10 @@ mod tests {
         // every five-digit tail, with several leading parts
         for r in 0..100_000u32 {
             for q in [1u32, 7, 42_949] {
-                let v = q * 100_000 + r;
+                // the top tail of q = 42_949 passes u32::MAX: those values do not exist
+                let Some(v) = q.checked_mul(100_000).and_then(|x| x.checked_add(r)) else {
+                    continue;
+                };
                 assert_eq!(t.bucket(v), bucket_v2_from_state(v), "{v}");
             }
         }
