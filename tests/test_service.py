@@ -39,6 +39,7 @@ symbols = ["GOOG"]
 models = ["lgbm"]
 trials = {trials}
 threads = 1
+pruning = false
 [pipeline.gate]
 margin = 0.0
 dsr_threshold = 0.0
@@ -158,12 +159,12 @@ def _make_env(tmp_path: Path, nats_server: str, trials: int, drift: bool = False
 
 @pytest.fixture
 def fast_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
-    yield from _make_env(tmp_path, nats_server, trials=2)
+    yield from _make_env(tmp_path, nats_server, trials=3)
 
 
 @pytest.fixture
 def drift_env(tmp_path: Path, nats_server: str) -> Iterator[Env]:
-    yield from _make_env(tmp_path, nats_server, trials=2, drift=True)
+    yield from _make_env(tmp_path, nats_server, trials=3, drift=True)
 
 
 @pytest.fixture
