@@ -27,18 +27,15 @@ import lightgbm as lgb
 import numpy as np
 import optuna
 
+from autoopt import tuning
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins import hookimpl
-from autoopt.plugins.interfaces import TrainTask, TrialRecord, TuneResult
+from autoopt.plugins.interfaces import TrainTask, TuneResult
 from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
 
 MODEL_FILE = "model.txt"
 OBJECTIVE = "log_loss"
 _METRIC = "binary_logloss"
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-             optuna.trial.TrialState.FAIL)
-
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
 SMALL_DATA_ROWS = 50_000
 """Below this many rows LightGBM runs single-threaded: thread start-up and OpenMP barriers cost
 more than they save on small data, and on a busy machine spinning threads can make a small fit
@@ -128,20 +125,11 @@ class FoldSets:
 
 
 def make_pruner(kind: str, *, enabled: bool, report_every: int) -> optuna.pruners.BasePruner:
-    """The pruner for a study; ``NopPruner`` when pruning is off."""
-    if not enabled or kind == "none":
-        return optuna.pruners.NopPruner()
-    if kind == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=4, n_warmup_steps=2 * report_every, interval_steps=report_every
-        )
-    if kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=2 * report_every, reduction_factor=3, min_early_stopping_rate=0
-        )
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=2 * report_every, reduction_factor=3)
-    raise ConfigError(f"unknown pruner {kind!r}; known: {list(PRUNERS)}")
+    """The pruner for a study, in boosting rounds (reports every ``report_every`` rounds)."""
+    return tuning.make_pruner(
+        kind, enabled=enabled, warmup_steps=2 * report_every, interval_steps=report_every,
+        min_resource=2 * report_every,
+    )
 
 
 def suggest(trial: optuna.Trial, n_train_min: int) -> dict[str, Any]:
@@ -206,18 +194,6 @@ class LGBMPredictor:
             raise ArtifactError(f"not a LightGBM text model: {exc}") from exc
 
 
-def _trial_record(t: optuna.trial.FrozenTrial) -> TrialRecord:
-    start, end = t.datetime_start, t.datetime_complete
-    duration = (end - start).total_seconds() if start and end else 0.0
-    value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
-    return TrialRecord(
-        number=t.number,
-        state=t.state.name,
-        params=dict(t.params),
-        value=float(value) if value is not None else None,
-        duration_s=float(duration),
-        user_attrs=dict(t.user_attrs),
-    )
 
 
 def _fold_sharpe(
@@ -258,17 +234,8 @@ class LightGBMTrainer:
 
     def study(self, task: TrainTask) -> optuna.Study:
         """Create or resume the task's study (TPE seeded with the task's seed)."""
-        if task.storage is not None and not task.study_name:
-            raise ConfigError("LightGBMTrainer: a persistent study needs a study_name")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.create_study(
-            study_name=task.study_name or None,
-            storage=task.storage,
-            load_if_exists=True,
-            direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=task.seed, n_startup_trials=8),
-            pruner=make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every),
-        )
+        pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every)
+        return tuning.open_study(task, pruner, "LightGBMTrainer")
 
     def tune(self, task: TrainTask) -> TuneResult:
         y = np.asarray(task.y)
@@ -281,7 +248,7 @@ class LightGBMTrainer:
         n_train_min = min(len(tr) for tr, _ in task.folds)
         threads = effective_threads(task.threads, task.X.shape[0])
         study = self.study(task)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
         if not done:
             study.enqueue_trial(_default_trial(n_train_min))
         remaining = task.n_trials - len(done)
@@ -306,7 +273,7 @@ class LightGBMTrainer:
         def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
             del study
             if task.on_trial is not None:
-                task.on_trial(_trial_record(frozen))
+                task.on_trial(tuning.trial_record(frozen))
 
         if remaining > 0:
             study.optimize(
@@ -317,7 +284,7 @@ class LightGBMTrainer:
                 catch=(lgb.basic.LightGBMError,),
                 gc_after_trial=False,
             )
-        trials = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise DataError(
@@ -332,7 +299,7 @@ class LightGBMTrainer:
             params=params,
             best_value=float(best.value),  # type: ignore[arg-type]
             best_trial=best.number,
-            trials=tuple(_trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
+            trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
             objective=OBJECTIVE,
         )
 

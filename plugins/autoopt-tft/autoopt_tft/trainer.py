@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from autoopt import tuning
 from autoopt.errors import ConfigError, DataError
-from autoopt.plugins.interfaces import TrainTask, TrialRecord, TuneResult
+from autoopt.plugins.interfaces import TrainTask, TuneResult
 from autoopt.validation.metrics import (
     log_loss,
     positions_from_proba,
@@ -47,9 +48,7 @@ from autoopt_tft.training import (
 from autoopt_tft.windows import check_matrix
 
 OBJECTIVE = "log_loss"
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-             optuna.trial.TrialState.FAIL)
+PRUNERS = tuning.PRUNERS
 
 
 class TrainingDiverged(DataError):
@@ -109,31 +108,12 @@ class SearchSpace:
 
 def make_pruner(kind: str, *, enabled: bool, max_epochs: int) -> optuna.pruners.BasePruner:
     """The pruner for a study (steps are epochs); ``NopPruner`` when pruning is off."""
-    if not enabled or kind == "none":
-        return optuna.pruners.NopPruner()
-    if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1, interval_steps=1)
-    if kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=2, reduction_factor=3, min_early_stopping_rate=0)
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=2, max_resource=max_epochs, reduction_factor=3)
-    raise ConfigError(f"unknown pruner {kind!r}; known: {list(PRUNERS)}")
-
-
-def _trial_record(t: optuna.trial.FrozenTrial) -> TrialRecord:
-    start, end = t.datetime_start, t.datetime_complete
-    duration = (end - start).total_seconds() if start and end else 0.0
-    value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
-    return TrialRecord(
-        number=t.number,
-        state=t.state.name,
-        params=dict(t.params),
-        value=float(value) if value is not None else None,
-        duration_s=float(duration),
-        user_attrs=dict(t.user_attrs),
+    return tuning.make_pruner(
+        kind, enabled=enabled, warmup_steps=1, interval_steps=1, min_resource=2,
+        max_resource=max_epochs,
     )
+
+
 
 
 class TFTTrainer:
@@ -166,17 +146,8 @@ class TFTTrainer:
 
     def study(self, task: TrainTask) -> optuna.Study:
         """Create or resume the task's study (TPE seeded with the task's seed)."""
-        if task.storage is not None and not task.study_name:
-            raise ConfigError("TFTTrainer: a persistent study needs a study_name")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.create_study(
-            study_name=task.study_name or None,
-            storage=task.storage,
-            load_if_exists=True,
-            direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=task.seed, n_startup_trials=8),
-            pruner=make_pruner(task.pruner, enabled=task.pruning, max_epochs=self.max_epochs),
-        )
+        pruner = make_pruner(task.pruner, enabled=task.pruning, max_epochs=self.max_epochs)
+        return tuning.open_study(task, pruner, "TFTTrainer")
 
     def tune(self, task: TrainTask) -> TuneResult:
         X = check_matrix(task.X, len(task.feature_names), f"{task.symbol}: TFT tuning")
@@ -185,7 +156,7 @@ class TFTTrainer:
             check_labels(y[train], len(train), f"{task.symbol}: fold {k}")
         device = resolve_device(self.device)
         study = self.study(task)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
         if not done:
             study.enqueue_trial(self.search.default())
         remaining = task.n_trials - len(done)
@@ -201,7 +172,7 @@ class TFTTrainer:
         def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
             del study
             if task.on_trial is not None:
-                task.on_trial(_trial_record(frozen))
+                task.on_trial(tuning.trial_record(frozen))
 
         if remaining > 0:
             study.optimize(
@@ -212,7 +183,7 @@ class TFTTrainer:
                 catch=(TrainingDiverged,),
                 gc_after_trial=False,
             )
-        trials = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise DataError(
@@ -227,7 +198,7 @@ class TFTTrainer:
             params=params,
             best_value=float(best.value),  # type: ignore[arg-type]
             best_trial=best.number,
-            trials=tuple(_trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
+            trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
             objective=OBJECTIVE,
         )
 
