@@ -248,7 +248,7 @@ class LightGBMTrainer:
         n_train_min = min(len(tr) for tr, _ in task.folds)
         threads = effective_threads(task.threads, task.X.shape[0])
         study = self.study(task)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
+        done = tuning.finished_trials(study)
         if not done:
             study.enqueue_trial(_default_trial(n_train_min))
         remaining = task.n_trials - len(done)
@@ -284,7 +284,7 @@ class LightGBMTrainer:
                 catch=(lgb.basic.LightGBMError,),
                 gc_after_trial=False,
             )
-        trials = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
+        trials = tuning.finished_trials(study)
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise DataError(

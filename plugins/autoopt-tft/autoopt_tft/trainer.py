@@ -156,7 +156,7 @@ class TFTTrainer:
             check_labels(y[train], len(train), f"{task.symbol}: fold {k}")
         device = resolve_device(self.device)
         study = self.study(task)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
+        done = tuning.finished_trials(study)
         if not done:
             study.enqueue_trial(self.search.default())
         remaining = task.n_trials - len(done)
@@ -183,7 +183,7 @@ class TFTTrainer:
                 catch=(TrainingDiverged,),
                 gc_after_trial=False,
             )
-        trials = [t for t in study.get_trials(deepcopy=False) if t.state in tuning.FINISHED]
+        trials = tuning.finished_trials(study)
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise DataError(
