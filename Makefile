@@ -21,8 +21,9 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/autoopt demo
 
-## Run the whole test suite: Rust unit tests, then pytest (real nats-server, real models).
+## Run the whole test suite: lint, Rust unit tests, then pytest (real nats-server, real models).
 test: install
+	$(BIN)/ruff check python plugins tests benches
 	cargo test --manifest-path rust/Cargo.toml --no-default-features
 	$(BIN)/python -m pytest
 
