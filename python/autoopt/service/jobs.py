@@ -10,8 +10,10 @@ already appended dedups, and a decision whose verdict is already in the log is n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from autoopt.config import Config
 from autoopt.events import DecisionMade, Event
@@ -36,7 +38,7 @@ class JobRunner:
         plugins: Plugins,
         metrics: ServiceMetrics,
         *,
-        now_ns: callable = time.time_ns,  # type: ignore[valid-type]
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._log = event_log
         self._config = config
@@ -49,7 +51,7 @@ class JobRunner:
         """Decisions whose last allowed attempt failed (they are dead-lettered with the error)."""
         self.in_flight = 0
 
-    async def run(self, stop) -> None:  # noqa: ANN001 - asyncio.Event
+    async def run(self, stop: asyncio.Event) -> None:
         svc = self._config.service
         await self._log.consume(
             svc.durable,
