@@ -185,7 +185,7 @@ def _ns(value: TimeArg, name: str) -> int | None:
     raise DataError(f"{name} must be int nanoseconds or an aware datetime, got {value!r}")
 
 
-def _ack_fields(reply: str) -> tuple[str, str, int, int, int, int, int]:
+def delivery_fields(reply: str) -> tuple[str, str, int, int, int, int, int]:
     """(stream, consumer, delivered, stream seq, consumer seq, time ns, pending) of a JS ack
     subject, in both the v1 (9 tokens) and v2 (domain + account hash) layouts."""
     t = reply.split(".")
@@ -266,7 +266,7 @@ class DurableConsumer:
             return []
         out: list[Delivered] = []
         for msg in msgs:
-            stream, consumer, delivered, sseq, cseq, ts, pending = _ack_fields(msg.reply)
+            stream, consumer, delivered, sseq, cseq, ts, pending = delivery_fields(msg.reply)
             info = Delivery(
                 stream=stream,
                 consumer=consumer,
@@ -717,7 +717,7 @@ class EventLog:
                             if status == "100":
                                 continue
                             raise EventLogError(f"replay of {stream} failed: {status} {desc}")
-                        _, _, _, sseq, cseq, ts, pending = _ack_fields(msg.reply)
+                        _, _, _, sseq, cseq, ts, pending = delivery_fields(msg.reply)
                         if cseq != last_cseq + 1:
                             raise EventLogError(
                                 f"replay of {stream} lost messages: consumer sequence jumped "

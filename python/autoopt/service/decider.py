@@ -22,7 +22,7 @@ from autoopt.core import State, decide, decision_event
 from autoopt.events import ErrorRaised, Event, decode
 from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
-from autoopt.log.eventlog import _ack_fields
+from autoopt.log.eventlog import delivery_fields
 from autoopt.plugins import Plugins
 from autoopt.service.checkpoint import Checkpoints
 from autoopt.service.core_stream import CORE_STREAM, core_last_seq
@@ -91,7 +91,7 @@ class Decider:
             await self.checkpoint()
 
     async def _handle(self, msg: Any) -> None:
-        _, _, _, seq, _, ts_ns, pending = _ack_fields(msg.reply)
+        _, _, _, seq, _, ts_ns, pending = delivery_fields(msg.reply)
         try:
             event = decode(msg.data)
         except Exception as exc:
