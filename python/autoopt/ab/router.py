@@ -211,8 +211,10 @@ class SignalRouter:
         except Exception as exc:  # a lifecycle event the projection refuses: log, keep routing
             log.error("router: experiment event %s not applied: %s", ev.event_id, exc)
 
-    async def handle_batch(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> int:
-        """Route, deliver and record a batch; returns the number of deliveries."""
+    async def deliver(
+        self, signals: Sequence[tuple[SignalEmitted, bytes | None]]
+    ) -> tuple[int, list[Event]]:
+        """Route and publish a batch; returns (deliveries, the records still to append)."""
         publish = self.log.nc.publish
         records: list[Event] = []
         sent = 0
@@ -222,6 +224,11 @@ class SignalRouter:
                 await publish(subject, payload)
                 sent += 1
             records.extend(plan.records)
+        return sent, records
+
+    async def handle_batch(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> int:
+        """Route, deliver and record a batch; returns the number of deliveries."""
+        sent, records = await self.deliver(signals)
         if records:
             await self.log.append_many(records)
         return sent
@@ -235,7 +242,14 @@ class SignalRouter:
         poll_s: float = 0.25,
         deliver: str = "new",
     ) -> None:
-        """Consume `SignalEmitted` until ``stop`` is set."""
+        """Consume `SignalEmitted` until ``stop`` is set.
+
+        Deliveries go out as soon as a batch is routed; the batch's records are appended (and
+        the batch acked) in the background while the next batch is routed, one batch at a time,
+        so persisting never delays routing. If a batch's records fail to append, the error ends
+        `run` before any later batch is acked (acks are cumulative), so the unacked signals are
+        redelivered on restart: routing is at least once, records are stored once (derived ids).
+        """
         if self._book_sub is None:
             await self.follow_experiments()
         consumer = await self.log.durable(
@@ -246,6 +260,13 @@ class SignalRouter:
             ack_all=True,
         )
         self.ready.set()
+        persisting: asyncio.Task[None] | None = None
+
+        async def persist(records: list[Event], last: Any) -> None:
+            if records:
+                await self.log.append_many(records)
+            await last.ack()  # ack-all consumer: acks the whole batch
+
         try:
             while not stop.is_set():
                 items = await consumer.fetch(batch, timeout=poll_s)
@@ -253,12 +274,16 @@ class SignalRouter:
                     continue
                 sigs = [(d.event, d.msg.data) for d in items if isinstance(d.event, SignalEmitted)]
                 try:
-                    await self.handle_batch(sigs)  # type: ignore[arg-type]
+                    _, records = await self.deliver(sigs)  # type: ignore[arg-type]
                 except Exception as exc:
                     for d in items:
                         await consumer.reject(d, exc)
                     continue
-                await items[-1].ack()  # ack-all consumer: acks the whole batch
+                if persisting is not None:
+                    await persisting
+                persisting = asyncio.create_task(persist(records, items[-1]))
+            if persisting is not None:
+                await persisting
         finally:
             await consumer.close()
 
