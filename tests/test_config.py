@@ -94,3 +94,11 @@ def test_example_config_is_complete_and_current() -> None:
     loaded = load_config(example, environ={})
     assert loaded == Config(data_dir="/data")
     assert to_toml(loaded) in example.read_text()
+
+
+def test_schedules_can_be_turned_off_globally_and_per_symbol(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[policy]\nschedule = "off"\n[policy.symbols.BTCUSDT]\nschedule = "never"\n')
+    config = load_config(file, environ={})
+    assert config.policy.schedule is None
+    assert config.policy.symbols["BTCUSDT"].schedule == "never"

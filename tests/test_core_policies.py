@@ -151,6 +151,20 @@ def test_schedule_fires_when_the_clock_crosses_the_cron_instant() -> None:
     assert feed.at(4).bar("BTC") == []  # same day: no new instant crossed
 
 
+def test_a_symbol_can_turn_the_global_schedule_off() -> None:
+    from autoopt.config import SymbolPolicy
+
+    policy = PolicyConfig(
+        schedule="0 3 * * *", cooldown_s=0.0, max_concurrent=5,
+        symbols={"BTC": SymbolPolicy(schedule="off")},
+    )
+    feed = Feed(policy)
+    feed.at(0).bar("BTC")
+    feed.at(0).bar("ETH")
+    out = feed.at(3.5).bar("ETH")
+    assert [(c.symbol, c.reason) for c in out] == [("ETH", "schedule")]
+
+
 def test_schedule_fires_once_after_a_quiet_gap() -> None:
     feed = Feed(PolicyConfig(schedule="0 3 * * *", cooldown_s=0.0))
     feed.at(1).bar("BTC")

@@ -344,7 +344,12 @@ def load_config(
 
 
 _OFF = {"", "off", "none", "never"}
-"""``policy.schedule`` values that turn the nightly schedule off (TOML has no null)."""
+"""Schedule values that turn a schedule off (TOML has no null); per symbol too."""
+
+
+def schedule_off(expr: str | None) -> bool:
+    """True for a schedule value that means "no schedule" (None, "", "off", "none", "never")."""
+    return expr is None or expr.strip().lower() in _OFF
 
 
 def _check_schedules(config: Config) -> None:
@@ -353,7 +358,7 @@ def _check_schedules(config: Config) -> None:
     entries = [("policy.schedule", config.policy.schedule)]
     entries += [(f"policy.symbols.{s}.schedule", p.schedule) for s, p in config.policy.symbols.items()]
     for key, expr in entries:
-        if expr is not None and not croniter.is_valid(expr):
+        if not schedule_off(expr) and not croniter.is_valid(expr):
             raise ConfigError(f"config key {key!r}: {expr!r} is not a valid cron expression")
 
 

@@ -11,7 +11,7 @@ import json
 from typing import Any, NamedTuple
 
 from autoopt.clock import NS_PER_S
-from autoopt.config import Config, DegradationPolicy, DriftPolicy, PolicyConfig
+from autoopt.config import Config, DegradationPolicy, DriftPolicy, PolicyConfig, schedule_off
 from autoopt.core.commands import Command, CommandBase
 from autoopt.core.state import State, StateData, SymbolState
 from autoopt.errors import ConfigError
@@ -62,8 +62,9 @@ def resolve(config: Config | PolicyConfig) -> Resolved:
     )
     per_symbol: dict[str, Effective] = {}
     for name, over in policy.symbols.items():
+        schedule = over.schedule if over.schedule is not None else default.schedule
         per_symbol[name] = Effective(
-            over.schedule if over.schedule is not None else default.schedule,
+            None if schedule_off(schedule) else schedule,
             _seconds_to_ns(over.cooldown_s) if over.cooldown_s is not None else default.cooldown_ns,
             over.degradation if over.degradation is not None else default.degradation,
             over.drift if over.drift is not None else default.drift,
