@@ -26,6 +26,23 @@ fn indices<'py>(py: Python<'py>, v: Vec<i64>) -> Bound<'py, PyArray1<i64>> {
     PyArray1::from_vec(py, v)
 }
 
+/// The `update_many` of every detector: validate `values`, run `detect` without the GIL,
+/// return the 0-based indices where drift was detected.
+fn detect_many<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    who: &str,
+    detect: impl FnOnce(&[f64]) -> Vec<i64> + Send,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    guard(who, || {
+        let a = as_f64(values, "values")?;
+        let a = a.as_slice()?;
+        reject_nan(py, a, "values")?;
+        let hits = py.detach(|| detect(a));
+        Ok(indices(py, hits))
+    })
+}
+
 /// Two-sample KS: (statistic, pvalue, statistic_location, statistic_sign); scipy's asymp method.
 #[pyfunction]
 pub fn ks_2samp(py: Python<'_>, reference: &Bound<'_, PyAny>, current: &Bound<'_, PyAny>) -> PyResult<(f64, f64, f64, i8)> {
@@ -208,14 +225,8 @@ impl PyAdwin {
 
     /// Feeds many values; returns the 0-based indices (into `values`) where drift was detected.
     fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        guard("ADWIN.update_many", || {
-            let a = as_f64(values, "values")?;
-            let a = a.as_slice()?;
-            reject_nan(py, a, "values")?;
-            let inner = &mut self.inner;
-            let hits = py.detach(|| inner.update_many(a));
-            Ok(indices(py, hits))
-        })
+        let inner = &mut self.inner;
+        detect_many(py, values, "ADWIN.update_many", |a| inner.update_many(a))
     }
 
     #[getter]
@@ -308,14 +319,8 @@ impl PyPageHinkley {
     }
 
     fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        guard("PageHinkley.update_many", || {
-            let a = as_f64(values, "values")?;
-            let a = a.as_slice()?;
-            reject_nan(py, a, "values")?;
-            let inner = &mut self.inner;
-            let hits = py.detach(|| inner.update_many(a));
-            Ok(indices(py, hits))
-        })
+        let inner = &mut self.inner;
+        detect_many(py, values, "PageHinkley.update_many", |a| inner.update_many(a))
     }
 
     #[getter]
@@ -389,14 +394,8 @@ impl PyCusum {
     }
 
     fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        guard("CUSUM.update_many", || {
-            let a = as_f64(values, "values")?;
-            let a = a.as_slice()?;
-            reject_nan(py, a, "values")?;
-            let inner = &mut self.inner;
-            let hits = py.detach(|| inner.update_many(a));
-            Ok(indices(py, hits))
-        })
+        let inner = &mut self.inner;
+        detect_many(py, values, "CUSUM.update_many", |a| inner.update_many(a))
     }
 
     #[getter]
