@@ -127,7 +127,9 @@ async def _round(
     await router.follow_experiments()
     durable = f"bench-{tag}-{'naive' if naive else 'router'}-{time.time_ns()}"
     if mode == "drain":  # the signals wait in the log before the router starts
-        consumer = await log.durable(durable, subject_filter_for_type(SignalEmitted), deliver="new")
+        consumer = await log.durable(
+            durable, subject_filter_for_type(SignalEmitted), deliver="new", ack_all=not naive
+        )
         await consumer.close()
         await log.append_many([_signal(i) for i in range(n_or_rate)])
     stop = asyncio.Event()
@@ -138,7 +140,14 @@ async def _round(
     await router.ready.wait()
     peer.stdin.write(b"go\n")
     await peer.stdin.drain()
-    out, _ = await peer.communicate()
+    talk = asyncio.ensure_future(peer.communicate())
+    await asyncio.wait([talk, task], return_when=asyncio.FIRST_COMPLETED)
+    if task.done() and not talk.done():  # the router died: report it, not a peer timeout
+        peer.kill()
+        await talk
+        task.result()
+        raise RuntimeError("the router stopped before the peer finished")
+    out, _ = await talk
     stop.set()
     await task
     await router.close()

@@ -83,6 +83,16 @@ def sample_events() -> list[ev.Event]:
             release_id="r2",
             unit_key="acct-9",
         ),
+        ev.SignalsRouted.new(
+            router="ab-router",
+            routes=[
+                ev.SignalRouted.new(
+                    cause=cause, step="route-batch", symbol="BTCUSDT", signal_id="sig-1",
+                    experiment="exp-1", variant="a", release_id="r1", paper=True,
+                    config={"leverage": 2},
+                )
+            ],
+        ),
         ev.Fill.new(
             symbol="BTCUSDT",
             trade_id="t1",

@@ -23,6 +23,7 @@ from autoopt.events import (
     ExperimentStarted,
     SignalEmitted,
     SignalRouted,
+    SignalsRouted,
     TradeOutcome,
     VariantAssigned,
     VariantSpec,
@@ -199,7 +200,10 @@ async def test_guardrail_rollback_end_to_end(event_log: EventLog) -> None:
         await _wait_for(lambda: len(live) >= before + 20)
         assert all(isinstance(ev, SignalEmitted) for ev in live[before:])
         assert paper == []
-        routed = [e async for e in event_log.replay("autoopt.signal.routed.*")]
+        batches = [e async for e in event_log.replay("autoopt.signal.routed_batch.*")]
+        assert all(isinstance(b, SignalsRouted) and b.router == "router-test" for b in batches)
+        routed = [r for b in batches for r in b.routes]
+        assert len({r.event_id for r in routed}) == 40  # every routed signal stored, once
         assert {r.variant for r in routed} == {"control", "chal"}
         assert all(int(r.signal_id[1:]) < 100 for r in routed)
     finally:

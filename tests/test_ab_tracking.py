@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from autoopt.ab.tracking import OutcomeTracker, VariantStats
-from autoopt.events import ErrorRaised, Event, Fill, SignalEmitted, SignalRouted, TradeOutcome
+from autoopt.events import (
+    ErrorRaised,
+    Event,
+    Fill,
+    SignalEmitted,
+    SignalRouted,
+    SignalsRouted,
+    TradeOutcome,
+)
 from autoopt.log import EventLog
 
 
@@ -103,3 +111,25 @@ async def test_incremental_equals_rebuilt(event_log: EventLog) -> None:
     assert live.stats[("e1", "paper-chal")].n == 30
     assert live.pending == {}
     assert rebuilt.unjoined == live.unjoined == 1
+
+
+async def test_batched_routes_join_like_single_ones_and_count_once(event_log: EventLog) -> None:
+    """The router stores routes in `SignalsRouted` batches; a route stored twice (a redelivered
+    batch cut differently) counts once, live and rebuilt from the log."""
+    routes = [_route(f"s{i}", "a" if i % 2 else "b") for i in range(6)]
+    first = SignalsRouted.new(router="r", routes=routes[:4])
+    second = SignalsRouted.new(router="r", routes=routes[2:])  # overlaps the first by two
+    trades = [_trade(f"s{i}", 0.01 * (i + 1)) for i in range(6)]
+    live = OutcomeTracker()
+    for e in [first, second, *trades]:
+        assert live.apply(e)
+    single = OutcomeTracker()
+    for e in [*routes, *trades]:
+        single.apply(e)
+    await event_log.append_many([first, second, *trades])
+    rebuilt = await OutcomeTracker.rebuild(event_log)
+    for t in (live, rebuilt):
+        assert {k: (s.routed, s.n, s.pnl) for k, s in t.stats.items()} == {
+            k: (s.routed, s.n, s.pnl) for k, s in single.stats.items()
+        }
+    assert live.stats[("e1", "a")].routed == 3 and live.stats[("e1", "b")].n == 3

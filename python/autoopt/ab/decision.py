@@ -44,6 +44,7 @@ from autoopt.events import (
     Fill,
     ModelPromoted,
     SignalRouted,
+    SignalsRouted,
     TradeOutcome,
     decode,
 )
@@ -342,6 +343,7 @@ class ExperimentSupervisor:
         for filt in (
             subject_filter("experiment"),
             subject_filter_for_type(SignalRouted),
+            subject_filter_for_type(SignalsRouted),
             subject_filter("trade"),
             subject_filter("system"),
         ):
@@ -367,8 +369,14 @@ class ExperimentSupervisor:
             return None
         if not self.tracker.apply(ev):
             return None
-        name = self._experiment_of(ev)
-        if name is None or name not in book.experiments:
+        decided = None
+        for name in self._experiments_of(ev):
+            decided = await self._maybe_decide(name, ev) or decided
+        return decided
+
+    async def _maybe_decide(self, name: str, ev: Event) -> Decision | None:
+        book = self.service.book
+        if name not in book.experiments:
             return None
         exp = book.experiments[name]
         if exp.status != "running":
@@ -382,16 +390,17 @@ class ExperimentSupervisor:
             return None
         return await self.evaluate(name, cause=ev)
 
-    def _experiment_of(self, ev: Event) -> str | None:
+    def _experiments_of(self, ev: Event) -> list[str]:
+        if isinstance(ev, SignalsRouted):
+            return list(dict.fromkeys(r.experiment for r in ev.routes))
         if isinstance(ev, SignalRouted):
-            return ev.experiment
+            return [ev.experiment]
+        key = None
         if isinstance(ev, TradeOutcome | Fill):
             key = self.tracker._key(ev)
-            return key[0] if key else None
-        if isinstance(ev, ErrorRaised):
+        elif isinstance(ev, ErrorRaised):
             key = self.tracker._error_key(ev)
-            return key[0] if key else None
-        return None
+        return [key[0]] if key else []
 
     async def evaluate(self, name: str, *, cause: Event | None = None) -> Decision:
         """Decide ``name`` now and write the decision."""

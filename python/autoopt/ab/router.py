@@ -10,8 +10,7 @@ Per `SignalEmitted` (from a durable JetStream consumer):
 * Split experiment: the unit's variant (`Experiment.assign`) gets a `SignalRouted` delivered
   to ``autoopt.route.live.<experiment>.<variant>``. A ``symbol`` or ``account`` unit's first
   assignment is recorded as `VariantAssigned`; for ``signal_id`` units every signal is a new
-  unit and its `SignalRouted` (unit key, variant, bucket-determined) is the assignment record,
-  which halves the log writes on the hot path.
+  unit and its `SignalRouted` (unit key, variant, bucket-determined) is the assignment record.
 * Shadow experiment: the champion's routed signal goes live; each challenger's goes to
   ``autoopt.route.paper.<experiment>.<variant>`` with ``paper=True`` for the paper trader, so only
   the champion's signals reach the engine.
@@ -20,9 +19,10 @@ Config applied: ``release_id`` from the variant; ``confidence_threshold`` turns 
 into ``side="flat"``; ``size_multiplier`` is carried for the engine's sizing; every other
 (plugin-declared) key is carried in ``config``.
 
-Delivery is core NATS (lowest latency); the routes and assignments are then appended to the log
-pipelined, and only after that are the signals acknowledged: a crash redelivers them and the
-same routes (derived ids) are produced again, so the log dedups and consumers can too. The
+Delivery is core NATS (lowest latency); the routes of a batch are then appended to the log as one
+`SignalsRouted` event (one write per batch, not per signal), the assignments beside it, and only
+after that are the signals acknowledged: a crash redelivers them and the same routes (derived
+ids) are produced again, so the log dedups them and readers count each route once. The
 experiments are followed live: subscribe to ``autoopt.experiment.>`` first, then replay, so no
 lifecycle change is missed; a concluded or paused experiment stops receiving traffic at once.
 """
@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -41,7 +42,15 @@ import msgspec
 from autoopt.ab.experiments import BUILTIN_CONFIG_KEYS, Experiment, ExperimentBook, assignment_event
 from autoopt.clock import Clock
 from autoopt.errors import DataError
-from autoopt.events import Event, SignalEmitted, SignalRouted, VariantSpec, decode, encode
+from autoopt.events import (
+    Event,
+    SignalEmitted,
+    SignalRouted,
+    SignalsRouted,
+    VariantSpec,
+    decode,
+    encode,
+)
 from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
 from autoopt.subjects import PREFIX, escape_token, subject_filter, subject_filter_for_type
@@ -52,12 +61,23 @@ ROUTE_PREFIX = f"{PREFIX}.route"
 PASSTHROUGH_SUBJECT = f"{ROUTE_PREFIX}.live"
 LIVE_FILTER = f"{ROUTE_PREFIX}.live.>"
 PAPER_FILTER = f"{ROUTE_PREFIX}.paper.>"
+PERSISTS_IN_FLIGHT = 8  # routed batches whose records may be in the middle of being stored
 
 
 def route_subject(experiment: str, variant: str, *, paper: bool) -> str:
     """Where a variant's routed signals are delivered."""
     mode = "paper" if paper else "live"
     return f"{ROUTE_PREFIX}.{mode}.{escape_token(experiment)}.{escape_token(variant)}"
+
+
+class _VariantPlan(msgspec.Struct, frozen=True):
+    """A variant's routing constants: its subject, id step and applied config."""
+
+    subject: str
+    step: str
+    threshold: float | None
+    size_multiplier: float
+    extra: dict[str, Any]
 
 
 class RoutePlan(msgspec.Struct):
@@ -82,9 +102,10 @@ class SignalRouter:
         self.book = book
         self.clock = clock
         self.declared_keys = frozenset(declared_keys)
+        self.name = "ab-router"  # the durable consumer's name once `run` starts
         self._cache_version = -1
         self._by_symbol: dict[str, Experiment | None] = {}
-        self._subjects: dict[tuple[str, str, bool], str] = {}
+        self._plans: dict[tuple[str, str, bool], _VariantPlan] = {}
         self.routed = 0
         self.passed = 0
         self.unroutable = 0
@@ -96,6 +117,7 @@ class SignalRouter:
     def _experiment_for(self, symbol: str) -> Experiment | None:
         if self._cache_version != self.book.version:
             self._by_symbol.clear()
+            self._plans.clear()
             self._cache_version = self.book.version
         try:
             return self._by_symbol[symbol]
@@ -103,28 +125,34 @@ class SignalRouter:
             exp = self._by_symbol[symbol] = self.book.running_for(symbol)
             return exp
 
-    def _subject(self, exp: str, variant: str, paper: bool) -> str:
-        key = (exp, variant, paper)
-        sub = self._subjects.get(key)
-        if sub is None:
-            sub = self._subjects[key] = route_subject(exp, variant, paper=paper)
-        return sub
+    def _plan(self, exp: Experiment, v: VariantSpec, paper: bool) -> _VariantPlan:
+        """What routing to ``v`` needs, worked out once per variant (and book version)."""
+        key = (exp.name, v.name, paper)
+        plan = self._plans.get(key)
+        if plan is None:
+            cfg = v.config
+            plan = self._plans[key] = _VariantPlan(
+                subject=route_subject(exp.name, v.name, paper=paper),
+                step=f"route/{exp.name}/{v.name}",
+                threshold=cfg.get("confidence_threshold"),
+                size_multiplier=float(cfg.get("size_multiplier", 1.0)),
+                extra={k: val for k, val in cfg.items() if k not in BUILTIN_CONFIG_KEYS},
+            )
+        return plan
 
     def _routed(
         self, sig: SignalEmitted, exp: Experiment, v: VariantSpec, unit_key: str, paper: bool
-    ) -> SignalRouted:
-        """The routed signal; built field by field (not `Event.new`) because this is the hot
-        path. Its id is derived from the signal and the variant, so a redelivered signal yields
-        the same route."""
-        cfg = v.config
+    ) -> tuple[str, SignalRouted]:
+        """The routed signal and its subject; built field by field (not `Event.new`) because
+        this is the hot path. Its id is derived from the signal and the variant, so a
+        redelivered signal yields the same route."""
+        plan = self._plan(exp, v, paper)
         side = sig.side
-        threshold = cfg.get("confidence_threshold")
-        if threshold is not None and sig.confidence < threshold:
+        if plan.threshold is not None and sig.confidence < plan.threshold:
             side = "flat"
-        extra = {k: val for k, val in cfg.items() if k not in BUILTIN_CONFIG_KEYS} if cfg else {}
         now = self.clock.now_ns() if self.clock is not None else time.time_ns()
-        return SignalRouted(
-            event_id=derived_event_id(sig.event_id, f"route/{exp.name}/{v.name}"),
+        return plan.subject, SignalRouted(
+            event_id=derived_event_id(sig.event_id, plan.step),
             ts_event=sig.ts_event,
             ts_init=now,
             causation_id=sig.event_id,
@@ -137,10 +165,10 @@ class SignalRouter:
             unit_key=unit_key,
             side=side,
             confidence=sig.confidence,
-            size_multiplier=float(cfg.get("size_multiplier", 1.0)),
+            size_multiplier=plan.size_multiplier,
             paper=paper,
             price=sig.price,
-            config=extra,
+            config=plan.extra,
         )
 
     def unit_key(self, exp: Experiment, sig: SignalEmitted) -> str | None:
@@ -165,18 +193,17 @@ class SignalRouter:
         if exp.shadow:
             plan = RoutePlan([], [])
             for v in exp.variants:
-                paper = v.name != exp.champion
-                routed = self._routed(sig, exp, v, key, paper)
-                plan.deliveries.append((self._subject(exp.name, v.name, paper), encode(routed)))
+                subject, routed = self._routed(sig, exp, v, key, v.name != exp.champion)
+                plan.deliveries.append((subject, encode(routed)))
                 plan.records.append(routed)
             return plan
         v = exp.variants[idx]
-        routed = self._routed(sig, exp, v, key, False)
+        subject, routed = self._routed(sig, exp, v, key, False)
         records: list[Event] = [routed]
         if exp.unit != "signal_id" and key not in exp.assigned:
             exp.assigned[key] = v.name
             records.append(assignment_event(exp.assignment(key, idx), clock=self.clock))
-        return RoutePlan([(self._subject(exp.name, v.name, False), encode(routed))], records)
+        return RoutePlan([(subject, encode(routed))], records)
 
     # ------------------------------------------------------------------------ I/O
 
@@ -226,11 +253,35 @@ class SignalRouter:
             records.extend(plan.records)
         return sent, records
 
+    def log_records(self, records: Sequence[Event]) -> list[Event]:
+        """What a batch stores: its routes folded into one `SignalsRouted` (id derived from the
+        first and last route, so re-storing the same batch dedups), then the other records."""
+        routes = [r for r in records if isinstance(r, SignalRouted)]
+        out: list[Event] = [r for r in records if not isinstance(r, SignalRouted)]
+        if routes:
+            now = self.clock.now_ns() if self.clock is not None else time.time_ns()
+            first, last = routes[0], routes[-1]
+            out.insert(
+                0,
+                SignalsRouted(
+                    event_id=derived_event_id(
+                        first.event_id, f"batch/{len(routes)}/{last.event_id}"
+                    ),
+                    ts_event=last.ts_init,
+                    ts_init=now,
+                    causation_id=first.causation_id,
+                    correlation_id=first.correlation_id,
+                    router=self.name,
+                    routes=routes,
+                ),
+            )
+        return out
+
     async def handle_batch(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> int:
         """Route, deliver and record a batch; returns the number of deliveries."""
         sent, records = await self.deliver(signals)
         if records:
-            await self.log.append_many(records)
+            await self.log.append_many(self.log_records(records))
         return sent
 
     async def run(
@@ -245,13 +296,16 @@ class SignalRouter:
         """Consume `SignalEmitted` until ``stop`` is set.
 
         Deliveries go out as soon as a batch is routed; the batch's records are appended (and
-        the batch acked) in the background while the next batch is routed, one batch at a time,
-        so persisting never delays routing. If a batch's records fail to append, the error ends
-        `run` before any later batch is acked (acks are cumulative), so the unacked signals are
-        redelivered on restart: routing is at least once, records are stored once (derived ids).
+        the batch acked) in the background while later batches are routed, up to
+        ``PERSISTS_IN_FLIGHT`` batches at once, so persisting never delays routing. Appends
+        overlap, acks go out in batch order: a batch is acked only after every earlier batch
+        was, because acks are cumulative. If a batch's records fail to append, the error ends
+        `run` and no later batch is acked, so the unacked signals are redelivered on restart:
+        routing is at least once, records are stored once (derived ids).
         """
         if self._book_sub is None:
             await self.follow_experiments()
+        self.name = durable
         consumer = await self.log.durable(
             durable,
             subject_filter_for_type(SignalEmitted),
@@ -260,16 +314,20 @@ class SignalRouter:
             ack_all=True,
         )
         self.ready.set()
-        persisting: asyncio.Task[None] | None = None
+        in_flight: deque[asyncio.Task[None]] = deque()
 
-        async def persist(records: list[Event], last: Any) -> None:
+        async def persist(
+            records: list[Event], last: Any, before: asyncio.Task[None] | None
+        ) -> None:
             if records:
-                await self.log.append_many(records)
+                await self.log.append_many(self.log_records(records))
+            if before is not None:
+                await before  # never ack past a batch that is not stored yet
             await last.ack()  # ack-all consumer: acks the whole batch
 
         try:
             while not stop.is_set():
-                items = await consumer.fetch(batch, timeout=poll_s)
+                items = await consumer.next_batch(batch, timeout=poll_s)
                 if not items:
                     continue
                 sigs = [(d.event, d.msg.data) for d in items if isinstance(d.event, SignalEmitted)]
@@ -279,11 +337,12 @@ class SignalRouter:
                     for d in items:
                         await consumer.reject(d, exc)
                     continue
-                if persisting is not None:
-                    await persisting
-                persisting = asyncio.create_task(persist(records, items[-1]))
-            if persisting is not None:
-                await persisting
+                while in_flight and (in_flight[0].done() or len(in_flight) >= PERSISTS_IN_FLIGHT):
+                    await in_flight.popleft()  # raises if that batch failed
+                before = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(persist(records, items[-1], before)))
+            while in_flight:
+                await in_flight.popleft()
         finally:
             await consumer.close()
 

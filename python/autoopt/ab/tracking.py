@@ -5,7 +5,7 @@ and the running numbers must be the same whether kept live or rebuilt from the l
 
 Join: a `TradeOutcome` (or `Fill`) carrying ``experiment`` and ``variant`` joins directly (paper
 trades of shadow challengers carry them); otherwise its ``signal_id`` joins the live
-`SignalRouted` of that signal. An `ErrorRaised` joins through ``details["signal_id"]`` or
+`SignalRouted` of that signal (stored alone or inside the router's `SignalsRouted` batches). An `ErrorRaised` joins through ``details["signal_id"]`` or
 ``details["experiment"]`` + ``details["variant"]``. An outcome whose route has not been seen
 yet waits until the route arrives. Duplicates (same event id) count once.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from autoopt.events import ErrorRaised, Event, Fill, SignalRouted, TradeOutcome
+from autoopt.events import ErrorRaised, Event, Fill, SignalRouted, SignalsRouted, TradeOutcome
 from autoopt.log import EventLog
 from autoopt.subjects import subject_filter_for_type
 
@@ -167,6 +167,10 @@ class OutcomeTracker:
 
     def apply(self, ev: Event) -> bool:
         """Fold one event in; False when it is not one the tracker uses."""
+        if isinstance(ev, SignalsRouted):
+            for route in ev.routes:
+                self.apply(route)
+            return True
         if isinstance(ev, SignalRouted):
             if ev.event_id in self._seen:
                 return True
@@ -232,7 +236,8 @@ class OutcomeTracker:
 
     async def replay(self, log: EventLog) -> None:
         """Fold in the log's routes, then trades, then errors."""
-        for target in (subject_filter_for_type(SignalRouted), "TRADES", "SYSTEM"):
+        routes = [subject_filter_for_type(SignalRouted), subject_filter_for_type(SignalsRouted)]
+        for target in (routes, "TRADES", "SYSTEM"):
             async for chunk in log.replay_batches(target):
                 for rec in chunk:
                     self.apply(rec.event)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import polars as pl
+
+if TYPE_CHECKING:  # annotations only: trainers need not import polars
+    import polars as pl
 
 # ------------------------------------------------------------------------------- data sources
 

@@ -1,0 +1,125 @@
+"""A continuous pull on a durable JetStream consumer: messages stream in as they are stored.
+
+Why: nats-py's ``fetch(batch, timeout)`` asks for a batch and then waits for *all* of it (or the
+timeout) once the consumer is caught up, so at a modest rate the first message of a fetch waits
+for the whole timeout, and every fetch costs a request round trip. Latency-sensitive consumers
+(the A/B router) instead keep pull requests outstanding, as nats.go's ``Consume`` does: a
+request for ``batch`` messages goes out whenever fewer than half a batch are still owed, so the
+server pushes each message as soon as it is stored, while the consumer keeps pull semantics
+(``max_ack_pending``, several instances sharing one durable consumer).
+
+Requests expire after ``expires_s``; the server then reports how many messages the request still
+owed (status 408) and a new request replaces it. Idle heartbeats show the requests are alive: when
+neither messages nor heartbeats arrived for two heartbeat periods (the server restarted, the
+client reconnected), the owed count is reset and requests are sent afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+class PullFeed:
+    """Keeps pull requests outstanding on ``next_subject`` and collects what arrives."""
+
+    def __init__(
+        self,
+        nc: Client,
+        next_subject: str,
+        *,
+        batch: int = 512,
+        expires_s: float = 30.0,
+        heartbeat_s: float = 5.0,
+    ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        if not 0 < heartbeat_s < expires_s:
+            raise ValueError(f"need 0 < heartbeat_s < expires_s, got {heartbeat_s}, {expires_s}")
+        self._nc = nc
+        self._next_subject = next_subject
+        self.batch = batch
+        self._request = json.dumps(
+            {
+                "batch": batch,
+                "expires": int(expires_s * 1e9),
+                "idle_heartbeat": int(heartbeat_s * 1e9),
+            }
+        ).encode()
+        self._heartbeat_s = heartbeat_s
+        self._owed = 0  # messages requested and not yet received
+        self._items: list[Msg] = []
+        self._ready = asyncio.Event()
+        self._last_heard = time.monotonic()
+        self._inbox = ""
+        self._sub: Any = None
+        self.requests_sent = 0
+        self.errors: list[str] = []  # status 409 descriptions (consumer deleted, ...), newest last
+
+    async def start(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+        await self._top_up()
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _top_up(self) -> None:
+        while self._owed <= self.batch // 2:
+            self._owed += self.batch
+            self.requests_sent += 1
+            await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._last_heard = time.monotonic()
+        headers = msg.headers
+        if headers and not msg.data and (status := headers.get("Status")):
+            if status == "100":  # idle heartbeat
+                return
+            if status in ("408", "409"):  # a request expired or was cut short
+                owed = headers.get(PENDING_MESSAGES)
+                self._owed = max(0, self._owed - int(owed)) if owed else 0
+                if status == "409":
+                    self.errors = [*self.errors[-9:], headers.get("Description", "") or status]
+            await self._top_up()
+            return
+        self._owed = max(0, self._owed - 1)
+        self._items.append(msg)
+        self._ready.set()
+        if self._owed <= self.batch // 2:
+            await self._top_up()
+
+    async def take(self, max_n: int, timeout: float) -> list[Msg]:
+        """Up to ``max_n`` collected messages, in delivery order; waits at most ``timeout``
+        seconds for the first one (an empty list if none came)."""
+        if not self._items:
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
+            if not self._items:
+                if time.monotonic() - self._last_heard > 2 * self._heartbeat_s:
+                    # our requests are gone (server restart, reconnect): ask again
+                    self._last_heard = time.monotonic()
+                    self._owed = 0
+                    await self._top_up()
+                return []
+        if len(self._items) <= max_n:
+            out, self._items = self._items, []
+        else:
+            out, self._items = self._items[:max_n], self._items[max_n:]
+        return out
+
+
+__all__ = ["PullFeed"]
