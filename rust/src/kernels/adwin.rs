@@ -61,16 +61,36 @@ struct Levels {
     variances: Vec<f64>,
     head: Vec<usize>,
     len: Vec<usize>,
+    /// 1 + the highest level changed since the scan last laid out the splits (0: none; `ALL`:
+    /// the layout itself moved); levels above it still hold what that layout read. Not state.
+    dirty: usize,
 }
+
+const ALL: usize = usize::MAX;
 
 impl Levels {
     fn new(max_buckets: usize) -> Self {
         let cap = (max_buckets + 1 + RUN).next_power_of_two();
-        let mut l = Levels { cap, mask: cap - 1, totals: Vec::new(), variances: Vec::new(), head: Vec::new(), len: Vec::new() };
+        let mut l = Levels {
+            cap,
+            mask: cap - 1,
+            totals: Vec::new(),
+            variances: Vec::new(),
+            head: Vec::new(),
+            len: Vec::new(),
+            dirty: ALL,
+        };
         l.add_level();
         l
     }
+    #[inline(always)]
+    fn touch(&mut self, level: usize) {
+        if self.dirty != ALL && level + 1 > self.dirty {
+            self.dirty = level + 1;
+        }
+    }
     fn clear(&mut self) {
+        self.dirty = ALL;
         self.totals[..self.cap].fill(0.0);
         self.totals.truncate(self.cap);
         self.variances.truncate(self.cap);
@@ -84,12 +104,14 @@ impl Levels {
         self.head.len()
     }
     fn add_level(&mut self) {
+        self.dirty = ALL;
         self.totals.resize(self.totals.len() + self.cap, 0.0);
         self.variances.resize(self.variances.len() + self.cap, 0.0);
         self.head.push(0);
         self.len.push(0);
     }
     fn pop_level(&mut self) {
+        self.dirty = ALL;
         let n = self.n_levels() - 1;
         self.totals.truncate(n * self.cap);
         self.variances.truncate(n * self.cap);
@@ -103,6 +125,7 @@ impl Levels {
     }
     #[inline(always)]
     fn push(&mut self, level: usize, t: f64, v: f64) {
+        self.touch(level);
         let i = self.at(level, self.len[level]);
         self.totals[i] = t;
         self.variances[i] = v;
@@ -110,6 +133,11 @@ impl Levels {
     }
     #[inline(always)]
     fn drop_front(&mut self, level: usize, n: usize) {
+        // the oldest entries of a level: everything after them in the walk moves
+        if level + 1 == self.n_levels() {
+            self.dirty = ALL;
+        }
+        self.touch(level);
         for k in 0..n {
             let i = self.at(level, k);
             self.totals[i] = 0.0;
@@ -120,6 +148,7 @@ impl Levels {
     /// Appends raw values (variance 0) to level 0, which has room for them.
     #[inline(always)]
     fn push_values(&mut self, xs: &[f64]) {
+        self.touch(0);
         let start = (self.head[0] + self.len[0]) & self.mask;
         let first = xs.len().min(self.cap - start);
         let (a, b) = xs.split_at(first);
@@ -156,8 +185,6 @@ impl PartialEq for Levels {
 
 /// Values fed to the window statistics per tight-loop run (a scan never lies inside one).
 const RUN: usize = 64;
-/// Up to this many buckets per level, the scan walks every level with a fixed trip count.
-const FIXED_TRIP_MAX: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adwin {
@@ -169,6 +196,7 @@ pub struct Adwin {
     /// tick % clock, kept incrementally (no division per update)
     phase: i64,
     rows: Levels,
+    splits: Splits,
     /// The previous update detected drift: the next update resets first (river's behaviour).
     pub drift_detected: bool,
     pub n_detections: u64,
@@ -186,6 +214,7 @@ impl Adwin {
             tick: 0,
             phase: 0,
             rows,
+            splits: Splits::default(),
             drift_detected: false,
             n_detections: 0,
         })
@@ -383,6 +412,7 @@ impl Adwin {
                 }
             }
             self.rows.len[level + 1] += merges;
+            self.rows.touch(level + 1);
             self.rows.drop_front(level, 2 * merges);
             level += 1;
         }
@@ -429,50 +459,43 @@ impl Adwin {
 
     /// The periodic check: every split of the window into old/new parts, oldest first; the
     /// first split that river's test cuts drops the oldest entry, and the check repeats.
+    ///
+    /// Done in two passes: the running sizes and sums of every split are laid out first (the
+    /// same additions, in the same order, as river's walk: the exact test needs these very
+    /// values), then `Filter` screens all splits side by side (vectorised: no branch, no
+    /// division), and only the splits it passes, in order, get river's exact test.
     #[inline(always)]
     fn scan(&mut self) -> bool {
         let mut detected = false;
         let mwl = self.params.min_window_length as f64;
         loop {
-            let delta_prime = (2.0 * self.width.ln() / self.params.delta).ln();
             let var_w = self.variance / self.width;
-            let f = Filter::new(mwl, var_w, delta_prime, self.width);
-            let test = |n0: f64, n1: f64, u0: f64, u1: f64| {
-                let delta_mean = (u0 / n0) - (u1 / n1);
-                self.cut(n0, n1, delta_mean, delta_prime, var_w)
-            };
-            let rows = &self.rows;
-            let mut st = [0.0, self.width, 0.0, self.total];
+            // the screen may use a lower bound of delta_prime (it only lets more splits
+            // through); river's exact value is computed once a split needs the exact test
+            let dp_low = self.splits.delta_prime_lower(self.width, self.params.delta);
+            self.splits.lay_out(&mut self.rows);
+            let f = Filter::new(mwl, var_w, dp_low, self.width, self.total, self.splits.t.len());
+            let mut delta_prime = None;
+            let sp = &self.splits;
+            let n = sp.n0.len();
             let mut cut = false;
-            if self.params.max_buckets <= FIXED_TRIP_MAX {
-                // At scan time every level holds at most max_buckets entries: a fixed trip count
-                // per level (predictable loop exits); a slot past a level's length adds nothing,
-                // so its split repeats the previous one, whose outcome (no cut) it repeats too.
-                for level in (0..rows.n_levels()).rev() {
-                    let ring = &rows.totals[level * rows.cap..][..rows.mask + 1];
-                    let size = (1u64 << level) as f64;
-                    let (h, len) = (rows.head[level], rows.len[level]);
-                    if walk_fixed(ring, h, len, self.params.max_buckets, size, &mut st, &f, &test) {
-                        cut = true;
-                        break;
-                    }
+            let mut start = 0;
+            // river's u1 (total minus each boundary's t in turn), exactly, as far as needed
+            let (mut u1, mut u1_at) = (self.total, 0usize);
+            while start < n {
+                let Some(k) = f.first_candidate(sp, start) else { break };
+                while u1_at <= k {
+                    u1 -= sp.t[u1_at];
+                    u1_at += 1;
                 }
-            } else {
-                'levels: for level in (0..rows.n_levels()).rev() {
-                    let size = (1u64 << level) as f64;
-                    let (a, b) = rows.total_slices(level);
-                    for &t in a.iter().chain(b) {
-                        st[0] += size;
-                        st[1] -= size;
-                        st[2] += t;
-                        st[3] -= t;
-                        let [n0, n1, u0, u1] = st;
-                        if f.may_cut(n0, n1, u0, u1) && test(n0, n1, u0, u1) {
-                            cut = true;
-                            break 'levels;
-                        }
-                    }
+                let (n0, u0) = (sp.n0[k], sp.u0[k]);
+                let n1 = self.width - n0;
+                let dp = *delta_prime.get_or_insert_with(|| delta_prime_of(self.width, self.params.delta));
+                if self.cut(n0, n1, (u0 / n0) - (u1 / n1), dp, var_w) {
+                    cut = true;
+                    break;
                 }
+                start = k + 1;
             }
             if !cut {
                 break;
@@ -551,44 +574,105 @@ impl Adwin {
         }
         r.finish()?;
         let phase = tick % params.clock;
-        Ok(Adwin { params, total, variance, width, tick, phase, rows, drift_detected, n_detections })
+        Ok(Adwin {
+            params,
+            total,
+            variance,
+            width,
+            tick,
+            phase,
+            rows,
+            splits: Splits::default(),
+            drift_detected,
+            n_detections,
+        })
     }
 }
 
-/// One level of the scan with a fixed trip count: running sizes and sums in `st`
-/// ([n0, n1, u0, u1], river's order of additions: the exact test needs these very values);
-/// a slot past `len` adds nothing (size 0, total 0.0). True at the first split that cuts.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn walk_fixed(
-    ring: &[f64],
-    h: usize,
-    len: usize,
-    trip: usize,
-    size: f64,
-    st: &mut [f64; 4],
-    f: &Filter,
-    test: &impl Fn(f64, f64, f64, f64) -> bool,
-) -> bool {
-    let mask = ring.len() - 1;
-    let [n0, n1, mut u0, mut u1] = *st;
-    let mut hit = false;
-    for k in 0..trip {
-        let t = ring[(h + k) & mask]; // 0.0 past the level's end (see `Levels`)
-        u0 += t;
-        u1 -= t;
-        // sizes are integers below 2^53: river's running sums of them, exactly, without a
-        // branch where the level ends
-        let moved = (k + 1).min(len) as f64 * size;
-        let (m0, m1) = (n0 + moved, n1 - moved);
-        if f.may_cut(m0, m1, u0, u1) && test(m0, m1, u0, u1) {
-            hit = true;
-            break;
-        }
+/// Every split of the window in river's walk order (levels from the highest, oldest data,
+/// down; each level oldest first): the bucket total `t` at each boundary, the old part's size
+/// `n0` and sum `u0` (river's running sum, exactly) and `a0`, the running sum of |t|.
+///
+/// Scratch reused between scans, not state. Between two scans new values only change the
+/// lowest levels, and the walk visits those last: the entries laid out for the levels above
+/// (`Levels::dirty`) are kept, so a scan re-adds only the tail of the walk.
+#[derive(Clone, Debug, Default)]
+struct Splits {
+    t: Vec<f64>,
+    n0: Vec<f64>,
+    u0: Vec<f64>,
+    a0: Vec<f64>,
+    /// number of levels when laid out
+    levels: usize,
+    /// (width, delta_prime at that width) of the last exact computation
+    dp_at: (f64, f64),
+}
+
+/// River's `delta_prime = ln(2 ln(width) / delta)`.
+#[inline]
+fn delta_prime_of(width: f64, delta: f64) -> f64 {
+    (2.0 * width.ln() / delta).ln()
+}
+
+impl PartialEq for Splits {
+    fn eq(&self, _: &Self) -> bool {
+        true // scratch: never part of a detector's state
     }
-    let moved = len.min(trip) as f64 * size;
-    *st = [n0 + moved, n1 - moved, u0, u1];
-    hit
+}
+
+impl Splits {
+    /// A lower bound of `delta_prime_of(width, delta)`: the value at a width up to 1% smaller
+    /// (delta_prime grows with the width), so the two logarithms run about once per 1% of
+    /// growth instead of at every scan. Exact (recomputed) whenever it could be negative.
+    #[inline(always)]
+    fn delta_prime_lower(&mut self, width: f64, delta: f64) -> f64 {
+        let (w, dp) = self.dp_at;
+        if dp > 0.0 && width >= w && width <= w * 1.01 {
+            return dp;
+        }
+        let dp = delta_prime_of(width, delta);
+        self.dp_at = (width, dp);
+        dp
+    }
+
+    /// Brings the layout up to date with `rows`, re-adding only what changed.
+    #[inline(always)]
+    fn lay_out(&mut self, rows: &mut Levels) {
+        let n_levels = rows.n_levels();
+        let from_level = if rows.dirty == ALL || self.levels != n_levels { n_levels } else { rows.dirty };
+        let kept: usize = rows.len[from_level.min(n_levels)..].iter().sum();
+        let m: usize = kept + rows.len[..from_level.min(n_levels)].iter().sum::<usize>();
+        for v in [&mut self.t, &mut self.n0, &mut self.u0, &mut self.a0] {
+            v.resize(m, 0.0);
+        }
+        let (mut n0, mut u0, mut a0) = if kept == 0 {
+            (0.0f64, 0.0f64, 0.0f64)
+        } else {
+            (self.n0[kept - 1], self.u0[kept - 1], self.a0[kept - 1])
+        };
+        let mut k = kept;
+        for level in (0..from_level.min(n_levels)).rev() {
+            let size = (1u64 << level) as f64;
+            let (a, b) = rows.total_slices(level);
+            for part in [a, b] {
+                let end = k + part.len();
+                let out = self.t[k..end]
+                    .iter_mut()
+                    .zip(&mut self.n0[k..end])
+                    .zip(&mut self.u0[k..end])
+                    .zip(&mut self.a0[k..end]);
+                for ((((ot, on), ou), oa), &t) in out.zip(part) {
+                    n0 += size;
+                    u0 += t;
+                    a0 += t.abs();
+                    (*ot, *on, *ou, *oa) = (t, n0, u0, a0);
+                }
+                k = end;
+            }
+        }
+        rows.dirty = 0;
+        self.levels = n_levels;
+    }
 }
 
 /// Exact-safe pre-test of a split: false only where river's test provably cannot cut.
@@ -600,8 +684,14 @@ fn walk_fixed(
 /// gap = |u0 n1 - u1 n0| (the mean difference times n0 n1) a split cannot cut when
 ///     (gap + slack)^2 (a b)^2 < 0.999 (n0 n1)^2 (k_sqrt (a + b) a b + k_lin (a + b)^2),
 /// `slack` bounding the rounding of both `gap` and river's own difference of means by a wide
-/// margin. No division, no square root. A NaN or an overflowing left side passes a split on to
-/// the exact test; where the right side could overflow, every split is passed on.
+/// margin. No division, no square root. `delta_prime` may be any lower bound of river's (a
+/// smaller bound only passes more splits).
+///
+/// The screen reads u1 as `total - u0` instead of river's running difference: by the classic
+/// bound on recursive summation, both are within `4 (m + 2) 2^-53 (|total| + a0)` of the exact
+/// sum (m boundaries, a0 = the running sum of |t|), and that bound, times n0, joins the slack.
+/// A NaN or an overflowing left side passes a split on to the exact test; where the right side
+/// could overflow, every split is passed on.
 struct Filter {
     mwl: f64,
     c: f64,
@@ -609,10 +699,14 @@ struct Filter {
     k1: f64,
     /// 0.999 k_lin (a + b)^2
     k2: f64,
+    width: f64,
+    total: f64,
+    /// error bound factor of u1 = total - u0: 4 (m + 2) 2^-53
+    rel: f64,
 }
 
 impl Filter {
-    fn new(mwl: f64, var_w: f64, delta_prime: f64, width: f64) -> Self {
+    fn new(mwl: f64, var_w: f64, delta_prime: f64, width: f64, total: f64, m: usize) -> Self {
         let c = mwl - 1.0;
         let s = width - 2.0 * c;
         let (mut k1, mut k2) = (0.999 * 2.0 * var_w * delta_prime * s, 0.999 * 4.0 / 9.0 * delta_prime * delta_prime * s * s);
@@ -622,20 +716,46 @@ impl Filter {
         if !bound.is_finite() {
             (k1, k2) = (f64::NAN, f64::NAN);
         }
-        Filter { mwl, c, k1, k2 }
+        let rel = 4.0 * (m as f64 + 2.0) * f64::EPSILON / 2.0;
+        Filter { mwl, c, k1, k2, width, total, rel }
     }
 
+    /// Index of the first split at or after `start` that `may_cut`, screening eight at a time.
     #[inline(always)]
-    fn may_cut(&self, n0: f64, n1: f64, u0: f64, u1: f64) -> bool {
-        if n1 < self.mwl || n0 < self.mwl {
-            return false;
+    fn first_candidate(&self, sp: &Splits, start: usize) -> Option<usize> {
+        const LANES: usize = 8;
+        let n = sp.n0.len();
+        let chunks = sp.n0[start..]
+            .chunks_exact(LANES)
+            .zip(sp.u0[start..].chunks_exact(LANES))
+            .zip(sp.a0[start..].chunks_exact(LANES));
+        let mut i = start;
+        for ((n0, u0), a0) in chunks {
+            let mut any = false;
+            for j in 0..LANES {
+                any |= self.may_cut(n0[j], u0[j], a0[j]);
+            }
+            if any {
+                break;
+            }
+            i += LANES;
         }
+        (i..n).find(|&j| self.may_cut(sp.n0[j], sp.u0[j], sp.a0[j]))
+    }
+
+    /// Branch-free (so it vectorises); see the type's documentation.
+    #[inline(always)]
+    fn may_cut(&self, n0: f64, u0: f64, a0: f64) -> bool {
+        let n1 = self.width - n0; // integers below 2^53: exact
+        let u1 = self.total - u0;
+        let long_enough = (n1 >= self.mwl) & (n0 >= self.mwl);
         let (p0, p1) = (u0 * n1, u1 * n0);
-        let gap = (p0 - p1).abs() + 1e-9 * (p0.abs() + p1.abs());
+        let u1_err = self.rel * (self.total.abs() + a0) * n0;
+        let gap = (p0 - p1).abs() + 1e-9 * (p0.abs() + p1.abs()) + 1.001 * u1_err;
         let ab = (n0 - self.c) * (n1 - self.c);
         let nn = n0 * n1;
         let g = gap * ab;
-        !(g * g < (nn * nn) * (self.k1 * ab + self.k2))
+        long_enough & !(g * g < (nn * nn) * (self.k1 * ab + self.k2))
     }
 }
 

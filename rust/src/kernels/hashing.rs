@@ -122,11 +122,19 @@ pub fn fnv1a_ascii4(seed_state: u32, keys: [&[u8]; 4]) -> [u32; 4] {
 #[derive(Clone, Copy)]
 pub struct V2Tables {
     high: &'static [u32],
+    /// `m as f64 / 10000.0` for m < 10000: the final division, looked up (exactly the same
+    /// values) instead of computed per key
+    frac: &'static [f64],
+}
+
+fn fraction_table() -> &'static [f64] {
+    static T: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    T.get_or_init(|| (0..10_000u32).map(|m| m as f64 / 10000.0).collect())
 }
 
 impl V2Tables {
     pub fn get() -> Self {
-        V2Tables { high: high_digit_table() }
+        V2Tables { high: high_digit_table(), frac: fraction_table() }
     }
 
     /// `bucket_v2_from_state`, exactly: the leading digits from a table, the last five
@@ -147,7 +155,7 @@ impl V2Tables {
             }
             h
         };
-        (h % 10_000) as f64 / 10000.0
+        self.frac[(h % 10_000) as usize]
     }
 }
 
