@@ -11,7 +11,11 @@
 //!   bookkeeping, and the bucket compression runs in a separate loop without them.
 //! - Bucket levels live in two flat arrays (one ring of `max_buckets + 1` slots per level), so
 //!   merging and scanning touch no per-level heap objects.
-//! - The periodic scan walks each level's ring as at most two contiguous slices.
+//! - The periodic scan lays every split out in arrays, keeping what it laid out for levels that
+//!   did not change since the last scan (new values reach the lowest levels, which the walk
+//!   visits last), then screens the splits eight at a time with a division-free, exact-safe
+//!   bound (`Filter`); only splits the bound cannot rule out get river's exact test, with
+//!   river's exact running sums.
 
 use super::codec::{CodecError, Kind, Reader, Writer};
 
@@ -50,9 +54,8 @@ impl AdwinParams {
 
 /// The exponential histogram: level `l` holds entries each summarising 2^l values, oldest
 /// first, in a ring of `cap` slots (a power of two with room for `max_buckets` entries plus
-/// one run of pushes) at `l * cap` of the flat arrays. Unoccupied slots of `totals` hold 0.0
-/// (zeroed when created and when their entry leaves), which lets the scan read past a level's
-/// end without a branch.
+/// one run of pushes) at `l * cap` of the flat arrays. Slots outside a level's entries hold
+/// stale values that nothing reads.
 #[derive(Clone, Debug)]
 struct Levels {
     cap: usize,
@@ -91,7 +94,6 @@ impl Levels {
     }
     fn clear(&mut self) {
         self.dirty = ALL;
-        self.totals[..self.cap].fill(0.0);
         self.totals.truncate(self.cap);
         self.variances.truncate(self.cap);
         self.head.truncate(1);
@@ -138,10 +140,6 @@ impl Levels {
             self.dirty = ALL;
         }
         self.touch(level);
-        for k in 0..n {
-            let i = self.at(level, k);
-            self.totals[i] = 0.0;
-        }
         self.head[level] = (self.head[level] + n) & self.mask;
         self.len[level] -= n;
     }
