@@ -154,3 +154,21 @@ def test_buckets_identical_across_processes_and_hash_seeds() -> None:
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == str(here)
+
+
+def test_buckets_of_a_large_list_read_in_place_on_threads() -> None:
+    """Large lists are read in place and split across threads; keys the in-place reader must
+    leave to the C API (non-ASCII text, str subclasses) are found wherever they fall, and a
+    non-str key is still refused by name."""
+
+    class Key(str):
+        pass
+
+    keys = [
+        f"user-{i:08d}" if i % 997 else ("ünï-" + str(i) if i % 2 else Key(f"sub-{i}"))
+        for i in range(150_001)
+    ]
+    keys[75_001] = keys[75_000]  # one object on both sides of the two-thread split
+    assert buckets("exp", keys).tolist() == [bucket("exp", str(k)) for k in keys]
+    with pytest.raises(TypeError, match="NoneType"):
+        buckets("exp", [*keys[:100_000], None])

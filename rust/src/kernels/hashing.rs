@@ -58,64 +58,10 @@ fn high_digit_table() -> &'static [u32] {
     T.get_or_init(|| (0..=(u32::MAX / 100_000)).map(fnv1a_decimal).collect())
 }
 
-/// `fnv1a_decimal` via a table for the leading digits: v = q * 100000 + r hashes as the
-/// digits of q followed by r zero-padded to five digits.
-#[inline]
-pub fn fnv1a_decimal_fast(table: &[u32], v: u32) -> u32 {
-    if v < 100_000 {
-        return fnv1a_decimal(v);
-    }
-    let (q, r) = (v / 100_000, v % 100_000);
-    let mut h = table[q as usize];
-    for d in [r / 10_000, r / 1_000 % 10, r / 100 % 10, r / 10 % 10, r % 10] {
-        h = (h ^ (b'0' as u32 + d)).wrapping_mul(FNV_PRIME);
-    }
-    h
-}
-
 /// v2 bucket from the FNV state after `seed + key`.
 #[inline]
 pub fn bucket_v2_from_state(state: u32) -> f64 {
     (fnv1a_decimal(state) % 10000) as f64 / 10000.0
-}
-
-/// v2 buckets for many inner states (the FNV states after `seed + key`), in parallel when large.
-pub fn buckets_v2_from_states(states: &[u32], out: &mut [f64], threads: usize) {
-    let table = high_digit_table();
-    let work = |st: &[u32], o: &mut [f64]| {
-        for (d, &s) in o.iter_mut().zip(st) {
-            *d = (fnv1a_decimal_fast(table, s) % 10000) as f64 / 10000.0;
-        }
-    };
-    if threads < 2 || states.len() < 200_000 {
-        work(states, out);
-        return;
-    }
-    let half = states.len() / 2;
-    let (s1, s2) = states.split_at(half);
-    let (o1, o2) = out.split_at_mut(half);
-    std::thread::scope(|sc| {
-        sc.spawn(|| work(s2, o2));
-        work(s1, o1);
-    });
-}
-
-/// FNV-1a states of four keys at once (independent chains interleave in the CPU).
-#[inline]
-pub fn fnv1a_ascii4(seed_state: u32, keys: [&[u8]; 4]) -> [u32; 4] {
-    let mut h = [seed_state; 4];
-    let common = keys.iter().map(|k| k.len()).min().unwrap_or(0);
-    for i in 0..common {
-        for j in 0..4 {
-            h[j] = (h[j] ^ keys[j][i] as u32).wrapping_mul(FNV_PRIME);
-        }
-    }
-    for j in 0..4 {
-        for &b in &keys[j][common..] {
-            h[j] = (h[j] ^ b as u32).wrapping_mul(FNV_PRIME);
-        }
-    }
-    h
 }
 
 /// Tables the v2 bucket stage reads (built once per process).
@@ -157,14 +103,105 @@ impl V2Tables {
         };
         self.frac[(h % 10_000) as usize]
     }
+
+    /// `bucket` of every state, eight at a time with AVX2 where the CPU has it.
+    pub fn buckets(&self, states: &[u32], out: &mut [f64]) {
+        let n = states.len().min(out.len());
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above)
+            done = unsafe { self.buckets_avx2(&states[..n], &mut out[..n]) };
+        }
+        for (o, &st) in out[done..n].iter_mut().zip(&states[done..n]) {
+            *o = self.bucket(st);
+        }
+    }
+
+    /// The whole groups of eight: the same integer digits and FNV steps as `bucket`, lane by
+    /// lane, and the same IEEE divisions (the quotients by 10^5 and 10^4 are exact after
+    /// `floor`: below 2^32 they never round onto the next integer). Returns how many states
+    /// were done; a lane below 100000 (no five-digit tail) is redone by `bucket`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn buckets_avx2(&self, states: &[u32], out: &mut [f64]) -> usize {
+        use std::arch::x86_64::*;
+        let groups = states.len() / 8;
+        let sign = _mm256_set1_epi32(i32::MIN);
+        let two31 = _mm256_set1_pd(2_147_483_648.0);
+        // u32 lanes -> two f64x4, exactly
+        let to_f64 = |v: __m256i| {
+            let x = _mm256_xor_si256(v, sign);
+            let lo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(x)), two31);
+            let hi = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1)), two31);
+            (lo, hi)
+        };
+        // floor(v / d) for u32 lanes, as i32 lanes (quotients below 2^31)
+        let quotient = |v: __m256i, d: f64| {
+            let (lo, hi) = to_f64(v);
+            let dd = _mm256_set1_pd(d);
+            let ql = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_div_pd(lo, dd)));
+            let qh = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_div_pd(hi, dd)));
+            _mm256_set_m128i(qh, ql)
+        };
+        let prime = _mm256_set1_epi32(FNV_PRIME as i32);
+        let zero_char = _mm256_set1_epi32(b'0' as i32);
+        let step = |h: __m256i, digit: __m256i| {
+            _mm256_mullo_epi32(_mm256_xor_si256(h, _mm256_add_epi32(digit, zero_char)), prime)
+        };
+        // x / d for x below a bound, as (x * m) >> 28 in 32-bit lanes (exact: checked offline
+        // over every x; the tests compare with `bucket`)
+        let div = |x: __m256i, m: i32| _mm256_srli_epi32(_mm256_mullo_epi32(x, _mm256_set1_epi32(m)), 28);
+        let low_limit = _mm256_set1_epi32((100_000u32 ^ 0x8000_0000) as i32);
+        let ten_k = _mm256_set1_pd(10_000.0);
+        let high = self.high.as_ptr() as *const i32;
+        for g in 0..groups {
+            let s = _mm256_loadu_si256(states.as_ptr().add(8 * g) as *const __m256i);
+            let q = quotient(s, 100_000.0);
+            let r = _mm256_sub_epi32(s, _mm256_mullo_epi32(q, _mm256_set1_epi32(100_000)));
+            let mut h = _mm256_i32gather_epi32::<4>(high, q);
+            // the five digits of r, zero-padded
+            let d0 = div(_mm256_srli_epi32(r, 4), 429_497); // r / 10^4 = (r / 16) / 625
+            let r1 = _mm256_sub_epi32(r, _mm256_mullo_epi32(d0, _mm256_set1_epi32(10_000)));
+            let d1 = div(r1, 268_436);
+            let r2 = _mm256_sub_epi32(r1, _mm256_mullo_epi32(d1, _mm256_set1_epi32(1_000)));
+            let d2 = div(r2, 2_684_355);
+            let r3 = _mm256_sub_epi32(r2, _mm256_mullo_epi32(d2, _mm256_set1_epi32(100)));
+            let d3 = div(r3, 26_843_546);
+            let d4 = _mm256_sub_epi32(r3, _mm256_mullo_epi32(d3, _mm256_set1_epi32(10)));
+            for d in [d0, d1, d2, d3, d4] {
+                h = step(h, d);
+            }
+            // (h % 10000) as f64 / 10000.0
+            let hq = quotient(h, 10_000.0);
+            let m = _mm256_sub_epi32(h, _mm256_mullo_epi32(hq, _mm256_set1_epi32(10_000)));
+            let lo = _mm256_div_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(m)), ten_k);
+            let hi = _mm256_div_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(m, 1)), ten_k);
+            let o = out.as_mut_ptr().add(8 * g);
+            _mm256_storeu_pd(o, lo);
+            _mm256_storeu_pd(o.add(4), hi);
+            let low = _mm256_cmpgt_epi32(low_limit, _mm256_xor_si256(s, sign));
+            if _mm256_movemask_epi8(low) != 0 {
+                for j in 0..8 {
+                    let st = states[8 * g + j];
+                    if st < 100_000 {
+                        out[8 * g + j] = self.bucket(st);
+                    }
+                }
+            }
+        }
+        groups * 8
+    }
 }
 
-/// A key for `buckets_v2_keys`: ASCII text (its bytes are its UTF-16 code units), or an FNV
-/// state already computed (non-ASCII keys hashed by the caller).
+/// A key for `buckets_v2_keys`: ASCII text (its bytes are its UTF-16 code units), an FNV
+/// state already computed (non-ASCII keys hashed by the caller), or one the caller buckets
+/// itself afterwards (its output is left NaN).
 #[derive(Clone, Copy, Debug)]
 pub enum Key<'a> {
     Ascii(&'a [u8]),
     State(u32),
+    Pending,
 }
 
 /// Length of the common prefix of `a` and `b`, eight bytes at a time.
@@ -195,31 +232,64 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 /// share the state after it, so only the differing tail is hashed).
 const PREFIX_STATES: usize = 64;
 
-/// v2 buckets of `keys` (each continuing `seed_state`) into `out` (same length).
-///
-/// Consecutive keys often share a prefix (`user-00012345`, `user-00012346`): the FNV state
-/// after the common prefix with the previous ASCII key is reused, so the result is the same
-/// fold, computed over the differing tail only.
-pub fn buckets_v2_keys(tables: &V2Tables, seed_state: u32, keys: &[Key<'_>], out: &mut [f64]) {
-    let mut states = [seed_state; PREFIX_STATES + 1];
-    let mut prev: &[u8] = &[];
-    for (key, o) in keys.iter().zip(out.iter_mut()) {
-        let s = match *key {
-            Key::Ascii(b) => {
-                let start = common_prefix(prev, b).min(PREFIX_STATES);
-                let mut h = states[start];
-                for (i, &c) in b.iter().enumerate().skip(start) {
-                    h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
-                    if i < PREFIX_STATES {
-                        states[i + 1] = h;
-                    }
-                }
-                prev = b;
-                h
+/// Inner FNV states (`seed + key`) of ASCII keys, one after another, reusing the state after
+/// the prefix a key shares with the previous one. Consecutive keys often share one
+/// (`user-00012345`, `user-00012346`), so mostly only a short tail is hashed; the result is
+/// the same fold.
+pub struct PrefixHasher<'a> {
+    states: [u32; PREFIX_STATES + 1],
+    prev: &'a [u8],
+}
+
+impl<'a> PrefixHasher<'a> {
+    pub fn new(seed_state: u32) -> Self {
+        PrefixHasher { states: [seed_state; PREFIX_STATES + 1], prev: &[] }
+    }
+
+    #[inline(always)]
+    pub fn state(&mut self, key: &'a [u8]) -> u32 {
+        let start = common_prefix(self.prev, key).min(PREFIX_STATES);
+        let mut h = self.states[start];
+        for (i, &c) in key.iter().enumerate().skip(start) {
+            h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
+            if i < PREFIX_STATES {
+                self.states[i + 1] = h;
             }
-            Key::State(s) => s,
-        };
-        *o = tables.bucket(s);
+        }
+        self.prev = key;
+        h
+    }
+}
+
+/// Keys whose inner states are worked out before their buckets are (a block at a time).
+pub const STATE_BLOCK: usize = 512;
+
+/// v2 buckets of `keys` (each continuing `seed_state`) into `out` (same length); a
+/// `Key::Pending` gets NaN. The inner states come first (`PrefixHasher`), a block at a time,
+/// then their buckets in one pass (`V2Tables::buckets`, vectorised).
+pub fn buckets_v2_keys(tables: &V2Tables, seed_state: u32, keys: &[Key<'_>], out: &mut [f64]) {
+    let mut hasher = PrefixHasher::new(seed_state);
+    let mut block = [0u32; STATE_BLOCK];
+    for (kb, ob) in keys.chunks(STATE_BLOCK).zip(out.chunks_mut(STATE_BLOCK)) {
+        let mut any_pending = false;
+        for (key, st) in kb.iter().zip(block.iter_mut()) {
+            *st = match *key {
+                Key::Ascii(b) => hasher.state(b),
+                Key::State(s) => s,
+                Key::Pending => {
+                    any_pending = true;
+                    0
+                }
+            };
+        }
+        tables.buckets(&block[..kb.len()], ob);
+        if any_pending {
+            for (key, o) in kb.iter().zip(ob.iter_mut()) {
+                if matches!(key, Key::Pending) {
+                    *o = f64::NAN;
+                }
+            }
+        }
     }
 }
 
@@ -290,22 +360,21 @@ mod tests {
     }
 
     #[test]
-    fn table_decimal_hash_is_exact() {
-        let t = high_digit_table();
-        for v in [0u32, 9, 99_999, 100_000, 100_001, 1_234_567_890, 4_294_967_295, 4_294_900_000, 3_000_000_007] {
-            assert_eq!(fnv1a_decimal_fast(t, v), fnv1a_decimal(v), "{v}");
-        }
-        let states: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+    fn vectorised_buckets_equal_one_by_one() {
+        let t = V2Tables::get();
+        // every five-digit tail under a few leading parts, values below 100000 (no tail),
+        // the top of the range, and a spread over all of u32; lengths not a multiple of 8
+        let mut states: Vec<u32> = (0..100_000u32).flat_map(|r| [r, 100_000 + r, 4_294_800_000 + r.min(67_295)]).collect();
+        states.extend((0..u32::MAX).step_by(7_919));
+        states.extend([u32::MAX, u32::MAX - 1, 99_999, 100_000, 0, 5]);
         let mut out = vec![0.0; states.len()];
-        buckets_v2_from_states(&states, &mut out, 2);
+        t.buckets(&states, &mut out);
         for (s, o) in states.iter().zip(&out) {
-            assert_eq!(*o, bucket_v2_from_state(*s));
+            assert_eq!(*o, bucket_v2_from_state(*s), "{s}");
         }
-        let keys: [&[u8]; 4] = [b"abc", b"user-1", b"", b"zz"];
-        let got = fnv1a_ascii4(FNV_OFFSET, keys);
-        for j in 0..4 {
-            assert_eq!(got[j], fnv1a_utf16(FNV_OFFSET, std::str::from_utf8(keys[j]).unwrap()));
-        }
+        let mut short = vec![0.0; 13];
+        t.buckets(&states[..13], &mut short);
+        assert_eq!(short, out[..13]);
     }
 
     #[test]

@@ -78,7 +78,10 @@ pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py,
                 // SAFETY: freshly created, not shared; fully written below or dropped on error
                 let dst = unsafe { out.as_slice_mut()? };
                 if version == 2 {
-                    list_buckets(list, seed_state, dst)?;
+                    match super::strlayout::Layout::get(py) {
+                        Some(layout) => list_buckets_in_place(list, layout, seed_state, dst)?,
+                        None => list_buckets(list, seed_state, dst)?,
+                    }
                 } else {
                     for (i, item) in list.iter().enumerate() {
                         dst[i] = bucket_from(seed_state, seed, key_str(&item, "every key")?, version)?;
@@ -230,6 +233,81 @@ fn list_buckets(list: &Bound<'_, PyList>, seed_state: u32, dst: &mut [f64]) -> P
     result
 }
 
+/// Below this many keys one thread does it all (starting threads costs tens of microseconds).
+const IN_PLACE_PARALLEL_MIN: usize = 65_536;
+
+/// v2 buckets of every key of a list, reading compact ASCII keys in place (`strlayout`) on
+/// up to four threads, each hashing its own slice of the list; keys the in-place reader
+/// leaves (non-ASCII text, str subclasses, non-str items) are then done here with the C API,
+/// which also raises for non-str items. The GIL stays held by this thread throughout, so no
+/// Python code runs and every key stays alive and unchanged while the workers read it.
+fn list_buckets_in_place(
+    list: &Bound<'_, PyList>,
+    layout: super::strlayout::Layout,
+    seed_state: u32,
+    dst: &mut [f64],
+) -> PyResult<()> {
+    // SAFETY: the list is alive and unchanged for this call (GIL held, no Python code run);
+    // the item pointers are read as plain addresses so the slice can be shared with workers
+    let items: &[usize] = unsafe {
+        let items = super::strlayout::list_items(list);
+        std::slice::from_raw_parts(items.as_ptr() as *const usize, items.len())
+    };
+    let n = items.len().min(dst.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let tables = h::V2Tables::get();
+    let work = |items: &[usize], out: &mut [f64]| -> Vec<usize> {
+        let mut pending = Vec::new();
+        let mut hasher = h::PrefixHasher::new(seed_state);
+        let mut block = [0u32; h::STATE_BLOCK];
+        for (c, (ci, co)) in items.chunks(h::STATE_BLOCK).zip(out.chunks_mut(h::STATE_BLOCK)).enumerate() {
+            for (j, (&p, st)) in ci.iter().zip(block.iter_mut()).enumerate() {
+                // SAFETY: a live item of the list (see above)
+                *st = match unsafe { layout.ascii(p as *mut pyo3::ffi::PyObject) } {
+                    Some(b) => hasher.state(b),
+                    None => {
+                        pending.push(c * h::STATE_BLOCK + j);
+                        0
+                    }
+                };
+            }
+            tables.buckets(&block[..ci.len()], co);
+        }
+        pending
+    };
+    let threads = if n >= IN_PLACE_PARALLEL_MIN {
+        std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
+    } else {
+        1
+    };
+    let per = n.div_ceil(threads);
+    let mut pending: Vec<usize> = Vec::new();
+    std::thread::scope(|sc| {
+        let mut parts = items[..n].chunks(per).zip(dst[..n].chunks_mut(per));
+        let first = parts.next();
+        let handles: Vec<_> = parts
+            .enumerate()
+            .map(|(t, (it, out))| {
+                let work = &work;
+                sc.spawn(move || work(it, out).into_iter().map(|i| i + (t + 1) * per).collect::<Vec<_>>())
+            })
+            .collect();
+        if let Some((it, out)) = first {
+            pending = work(it, out);
+        }
+        for hd in handles {
+            pending.extend(hd.join().unwrap_or_default());
+        }
+    });
+    for i in pending {
+        let item = list.get_item(i)?;
+        dst[i] = h::bucket_v2_from_state(fnv_str(seed_state, key_str(&item, "every key")?)?);
+    }
+    Ok(())
+}
+
 /// numpy `<U` arrays hold fixed-width UCS-4 code points: hashed without creating str objects.
 fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>, seed_state: u32) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let np = py.import("numpy")?;
@@ -264,7 +342,7 @@ fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>,
                     st
                 })
                 .collect();
-            h::buckets_v2_from_states(&states, dst, 2);
+            h::V2Tables::get().buckets(&states, dst);
         });
     }
     Ok(out)

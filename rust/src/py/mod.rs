@@ -5,6 +5,7 @@ mod drift;
 mod errors;
 mod features;
 mod hashing;
+mod strlayout;
 
 use pyo3::prelude::*;
 
