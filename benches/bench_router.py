@@ -11,11 +11,14 @@ and latency is measured end to end: from the signal's ``ts_event`` to its routed
 Groups (each case beside its peer in the same run):
     router-sustained  signals produced at 10,000/s for 4 s: delivered signals/s, p50/p99 latency.
                       Peer: the naive router at the same offered rate for 1 s (it falls behind
-                      at once; a longer burst only lengthens the run).
+                      at once; a longer burst only lengthens the run); and the forward floor.
     router-drain      30,000 signals already in the log: how fast the router drains them
                       (signals/s). Peer: the naive router on 3,000.
 The naive peer routes with the same `SignalRouter.route` but fetches one message at a time and
-awaits each log append, delivery and ack. Numbers are printed and kept in ``extra_info``.
+awaits each log append, delivery and ack. The ``forward`` case (sustained group) is the floor of
+this setup: the same continuous pull, but each signal is only republished as it came, no routing
+and no records, so what the router adds is the difference. Numbers are printed and kept in
+``extra_info``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import pytest
 
 from autoopt.ab.experiments import ExperimentBook, ExperimentService, ExperimentSpec
-from autoopt.ab.router import SignalRouter
+from autoopt.ab.router import PASSTHROUGH_SUBJECT, SignalRouter
 from autoopt.events import SignalEmitted, VariantSpec, decode
 from autoopt.log import EventLog, NatsSettings
 from autoopt.subjects import subject_filter_for_type
@@ -110,11 +113,30 @@ async def naive_run(router: SignalRouter, stop: asyncio.Event, durable: str) -> 
         await consumer.close()
 
 
+async def forward_run(router: SignalRouter, stop: asyncio.Event, durable: str) -> None:
+    """The floor: the router's continuous pull and acks, each signal republished untouched."""
+    consumer = await router.log.durable(
+        durable, subject_filter_for_type(SignalEmitted), deliver="new", ack_all=True,
+        max_ack_pending=10_000,
+    )  # fmt: skip
+    router.ready.set()
+    publish = router.log.nc.publish
+    try:
+        while not stop.is_set():
+            items = await consumer.next_batch(1024, timeout=0.05)
+            for item in items:
+                await publish(PASSTHROUGH_SUBJECT, item.msg.data)
+            if items:
+                await items[-1].ack()
+    finally:
+        await consumer.close()
+
+
 # --------------------------------------------------------------------- the driver
 
 
 async def _round(
-    log: EventLog, naive: bool, mode: str, n_or_rate: int, tag: str, seconds: float = 0.0
+    log: EventLog, kind: str, mode: str, n_or_rate: int, tag: str, seconds: float = 0.0
 ) -> dict:
     """Start the peer process and a router on a fresh durable consumer; let the peer drive."""
     peer = await asyncio.create_subprocess_exec(
@@ -125,16 +147,18 @@ async def _round(
     assert (await peer.stdout.readline()).strip() == b"ready"  # subscribed to deliveries
     router = SignalRouter(log, ExperimentBook())
     await router.follow_experiments()
-    durable = f"bench-{tag}-{'naive' if naive else 'router'}-{time.time_ns()}"
+    durable = f"bench-{tag}-{kind}-{time.time_ns()}"
     if mode == "drain":  # the signals wait in the log before the router starts
         consumer = await log.durable(
-            durable, subject_filter_for_type(SignalEmitted), deliver="new", ack_all=not naive
+            durable, subject_filter_for_type(SignalEmitted), deliver="new", ack_all=kind != "naive"
         )
         await consumer.close()
         await log.append_many([_signal(i) for i in range(n_or_rate)])
     stop = asyncio.Event()
-    if naive:
+    if kind == "naive":
         task = asyncio.create_task(naive_run(router, stop, durable))
+    elif kind == "forward":
+        task = asyncio.create_task(forward_run(router, stop, durable))
     else:
         task = asyncio.create_task(router.run(stop, durable=durable, batch=1024, poll_s=0.05))
     await router.ready.wait()
@@ -151,6 +175,8 @@ async def _round(
     stop.set()
     await task
     await router.close()
+    # each round gets a fresh durable; removing it keeps later rounds from paying for it
+    await log.js.delete_consumer("SIGNALS", durable)
     if peer.returncode != 0:
         raise RuntimeError(f"peer process failed with {peer.returncode}")
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -172,19 +198,18 @@ def _report(benchmark: Any, result: dict[str, Any]) -> None:
     print(f"\n{benchmark.name}: {json.dumps(result)}")
 
 
-@pytest.mark.parametrize("naive", [False, True], ids=["router", "naive"])
+@pytest.mark.parametrize("kind", ["router", "forward", "naive"])
 def test_router_sustained(
     benchmark: Any,
     loop: asyncio.AbstractEventLoop,
     bench_log: EventLog,
     experiments: None,
-    naive: bool,
+    kind: str,
 ) -> None:
     benchmark.group = "router-sustained"
+    seconds = NAIVE_SECONDS if kind == "naive" else SECONDS
     result = benchmark.pedantic(
-        lambda: loop.run_until_complete(
-            _round(bench_log, naive, "rate", RATE, "rate", NAIVE_SECONDS if naive else SECONDS)
-        ),
+        lambda: loop.run_until_complete(_round(bench_log, kind, "rate", RATE, "rate", seconds)),
         rounds=1,
         iterations=1,
     )
@@ -203,7 +228,9 @@ def test_router_drain(
     benchmark.group = "router-drain"
     n = N_DRAIN_NAIVE if naive else N_DRAIN
     result = benchmark.pedantic(
-        lambda: loop.run_until_complete(_round(bench_log, naive, "drain", n, "drain")),
+        lambda: loop.run_until_complete(
+            _round(bench_log, "naive" if naive else "router", "drain", n, "drain")
+        ),
         rounds=1,
         iterations=1,
     )

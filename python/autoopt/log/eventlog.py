@@ -8,7 +8,8 @@ replays must be fast, and live consumers must never lose or loop on a message.
   `AppendResult.duplicate`, not stored twice.
 * `EventLog.replay` reads a stream or subject filter by sequence and/or time range, through an
   ephemeral pull consumer fetched in large batches; times are the log's storage times (Unix ns).
-* `EventLog.durable` / `consume` are live durable pull consumers with explicit ack. A message
+* `EventLog.durable` / `consume` are live durable pull consumers with explicit ack
+  (`DurableConsumer.next_batch` keeps pull requests outstanding, `PullFeed`, for low latency). A message
   that cannot be decoded, or whose handler fails on its last allowed delivery, or that was never
   acknowledged within ``max_deliver`` deliveries (a crashing or hung consumer), is appended to
   ``autoopt.deadletter.message.<stream>`` as a `DeadLettered` event with its raw bytes and the
