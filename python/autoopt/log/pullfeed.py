@@ -8,8 +8,10 @@ request for ``batch`` messages goes out whenever fewer than half a batch are sti
 server pushes each message as soon as it is stored, while the consumer keeps pull semantics
 (``max_ack_pending``, several instances sharing one durable consumer).
 
-Requests expire after ``expires_s``; the server then reports how many messages the request still
-owed (status 408) and a new request replaces it. Idle heartbeats show the requests are alive: when
+Requests expire after ``expires_s`` (short, so a closed feed's requests do not outlive it by much:
+until they expire the server may still hand them messages, which then wait out ``ack_wait``); the
+server then reports how many messages the request still owed (status 408) and a new request
+replaces it. Idle heartbeats show the requests are alive: when
 neither messages nor heartbeats arrived for two heartbeat periods (the server restarted, the
 client reconnected), the owed count is reset and requests are sent afresh.
 """
@@ -37,8 +39,8 @@ class PullFeed:
         next_subject: str,
         *,
         batch: int = 512,
-        expires_s: float = 30.0,
-        heartbeat_s: float = 5.0,
+        expires_s: float = 5.0,
+        heartbeat_s: float = 1.0,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
