@@ -43,7 +43,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from autoopt_tft.trainer import TFTTrainer  # noqa: E402
 
-from autoopt.plugins.interfaces import Costs, Trainer, TrainTask  # noqa: E402
+from autoopt.plugins.interfaces import (  # noqa: E402
+    Costs,
+    Trainer,
+    TrainTask,
+    lookback_of,
+    predict_rows,
+)
 from autoopt.validation.cv import PurgedWalkForward  # noqa: E402
 from autoopt.validation.metrics import (  # noqa: E402
     classification_metrics,
@@ -165,7 +171,7 @@ def tune_and_validate(trainer: Trainer, task: TrainTask) -> dict[str, float]:
     for train, test in task.folds:
         model = trainer.fit(task.X[train], task.y[train], tuned.params, task.feature_names,
                             seed=task.seed, threads=task.threads)
-        proba = model.predict_proba(task.X[test])
+        proba = predict_rows(model.predict_proba, lookback_of(model), task.X, test)
         probas.append(proba)
         cm = classification_metrics(task.y[test], proba)
         sm = strategy_metrics(positions_from_proba(proba), task.forward_returns[test],

@@ -59,6 +59,7 @@ async def test_watcher_swaps_on_promotion_and_rollback(event_log: EventLog, regi
         _, files = registry.load("GOOG", first)
         expected_first = load_plugins().trainer("lgbm").load(files).predict_proba(X)
         np.testing.assert_array_equal(watcher.predict_proba(X), expected_first)
+        assert watcher.current is not None and watcher.current.lookback == 1  # a row model
 
         await event_log.append(ModelPromoted.new(symbol="GOOG", release_id=second, previous_release_id=first))
         await watcher.wait_for(second, timeout=20)

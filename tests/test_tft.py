@@ -16,7 +16,14 @@ from autoopt_tft.predictor import CONFIG_FILE, WEIGHTS_FILE
 from autoopt_tft.trainer import SearchSpace, TFTTrainer
 
 from autoopt.errors import ArtifactError, ConfigError, DataError
-from autoopt.plugins.interfaces import Predictor, Trainer, TrainTask, TrialRecord
+from autoopt.plugins.interfaces import (
+    Predictor,
+    Trainer,
+    TrainTask,
+    TrialRecord,
+    lookback_of,
+    predict_rows,
+)
 from autoopt.registry import ModelRegistry
 from autoopt.validation.cv import PurgedWalkForward
 from autoopt.validation.gate import GateConfig, evaluate_gate
@@ -132,6 +139,35 @@ def test_prediction_at_row_t_uses_no_row_after_t(trainer: TFTTrainer) -> None:
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_a_test_block_is_predicted_with_the_rows_before_it(trainer: TFTTrainer) -> None:
+    """`predict_rows` (what the validator and the TFT's own tuning use) gives a block's first
+    rows the history before the block: the same predictions as over the whole past, where the
+    block alone would zero-pad the first lookback - 1 windows."""
+    task = _task(300)
+    model = trainer.fit(task.X, task.y, PARAMS, task.feature_names)
+    k = model.lookback - 1
+    assert lookback_of(model) == model.lookback == PARAMS["input_size"]
+    rows = np.arange(200, 260)
+    with_context = predict_rows(model.predict_proba, model.lookback, task.X, rows)
+    past = model.predict_proba(task.X[:260])[200:]
+    np.testing.assert_allclose(with_context, past, rtol=1e-5, atol=1e-6)
+    alone = model.predict_proba(task.X[rows])
+    np.testing.assert_allclose(alone[k:], past[k:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(alone[:k], past[:k], rtol=1e-5, atol=1e-6)
+    # a block at the very start, a scattered set of rows, and a model without history
+    np.testing.assert_allclose(
+        predict_rows(model.predict_proba, model.lookback, task.X, np.arange(0, 3)),
+        model.predict_proba(task.X[:3]), rtol=1e-5, atol=1e-6)
+    scattered = np.array([10, 50, 51])
+    np.testing.assert_allclose(
+        predict_rows(model.predict_proba, model.lookback, task.X, scattered),
+        model.predict_proba(task.X[scattered]), rtol=1e-5, atol=1e-6)
+    lgbm = LightGBMTrainer().fit(task.X, task.y, {"num_iterations": 5}, task.feature_names)
+    assert lookback_of(lgbm) == 1
+    assert np.array_equal(predict_rows(lgbm.predict_proba, 1, task.X, rows),
+                          lgbm.predict_proba(task.X[rows]))
+
+
 def test_fit_is_deterministic_on_cpu_given_the_seed(trainer: TFTTrainer) -> None:
     task = _task(300)
     a = trainer.fit(task.X, task.y, PARAMS, task.feature_names, seed=11).to_files()
@@ -189,7 +225,7 @@ def _fold_scores(
     for train, test in task.folds:
         model = trainer.fit(task.X[train], task.y[train], params, task.feature_names,
                             seed=task.seed, threads=task.threads)
-        proba = model.predict_proba(task.X[test])
+        proba = predict_rows(model.predict_proba, lookback_of(model), task.X, test)
         cm = classification_metrics(task.y[test], proba)
         sm = strategy_metrics(positions_from_proba(proba), task.forward_returns[test],
                               task.periods_per_year, task.costs.fee_bps, task.costs.slippage_bps)

@@ -25,6 +25,7 @@ from autoopt.errors import ArtifactError, AutooptError
 from autoopt.events import ErrorRaised, Event, ModelPromoted, ModelRolledBack, decode
 from autoopt.log import EventLog
 from autoopt.plugins import Plugins
+from autoopt.plugins.interfaces import lookback_of
 from autoopt.registry import Manifest, ModelRegistry
 from autoopt.subjects import subject_filter
 
@@ -47,6 +48,12 @@ class LoadedModel:
     @property
     def feature_names(self) -> list[str]:
         return list(self.manifest.features)
+
+    @property
+    def lookback(self) -> int:
+        """Rows one prediction reads (1 for row models; a sequence model's window): pass at
+        least the last ``lookback`` feature rows so the newest prediction sees its history."""
+        return lookback_of(self.predictor)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.predictor.predict_proba(X)

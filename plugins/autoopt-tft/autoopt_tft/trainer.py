@@ -29,7 +29,7 @@ import optuna
 
 from autoopt import tuning
 from autoopt.errors import ConfigError, DataError
-from autoopt.plugins.interfaces import TrainTask, TuneResult
+from autoopt.plugins.interfaces import TrainTask, TuneResult, predict_rows
 from autoopt.validation.metrics import (
     log_loss,
     positions_from_proba,
@@ -213,13 +213,16 @@ class TFTTrainer:
         deadline: float,
     ) -> float:
         nets = [Network(X[train], y[train], hyper, task.seed, device) for train, _ in task.folds]
-        tests = [(X[test], y[test]) for _, test in task.folds]
+        tests = [(test, y[test]) for _, test in task.folds]
         best_loss, best_epoch, best_proba = math.inf, 0, [np.empty(0)] * len(nets)
         stale = 0
         for epoch in range(1, self.max_epochs + 1):
             for net in nets:
                 net.epoch()
-            probas = [net.predict(Xt) for net, (Xt, _) in zip(nets, tests, strict=True)]
+            # each fold's first test rows get the rows before the block as context, as the
+            # validator gives them (`predict_rows`)
+            probas = [predict_rows(net.predict, hyper.input_size, X, rows)
+                      for net, (rows, _) in zip(nets, tests, strict=True)]
             loss = float(np.mean([log_loss(yt, p)
                                   for p, (_, yt) in zip(probas, tests, strict=True)]))
             if not math.isfinite(loss):

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from autoopt.plugins.interfaces import FitFn, TrainTask, ValidationResult
+from autoopt.plugins.interfaces import (
+    FitFn,
+    TrainTask,
+    ValidationResult,
+    lookback_of,
+    predict_rows,
+)
 from autoopt.validation.metrics import (
     classification_metrics,
     positions_from_proba,
@@ -65,11 +71,13 @@ class PurgedCVValidator:
         self, task: TrainTask, fit: FitFn, columns: Sequence[int] | None = None
     ) -> ValidationResult:
         cols = list(range(task.X.shape[1])) if columns is None else list(columns)
+        X = task.X if columns is None else task.X[:, cols]
         folds: list[dict[str, float]] = []
         returns: list[np.ndarray] = []
         for train, test in task.folds:
-            model = fit(task.X[np.ix_(train, cols)], np.asarray(task.y)[train])
-            proba = model.predict_proba(task.X[np.ix_(test, cols)])
+            model = fit(X[train], np.asarray(task.y)[train])
+            # a sequence model's first test rows get the rows before the block as context
+            proba = predict_rows(model.predict_proba, lookback_of(model), X, test)
             metrics, r = fold_metrics(task, proba, test)
             folds.append(metrics)
             returns.append(r)

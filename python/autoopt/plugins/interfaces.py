@@ -191,7 +191,13 @@ class TuneResult:
 
 @runtime_checkable
 class Predictor(Protocol):
-    """A fitted model: probability that the label is positive for each row of ``X``."""
+    """A fitted model: probability that the label is positive for each row of ``X``.
+
+    A model whose prediction for a row reads earlier rows too (a sequence model) also has a
+    ``lookback`` attribute: how many rows, the row itself included, one prediction reads. Its
+    ``predict_proba(X)`` then uses the rows of ``X`` before each row, so a caller that predicts a
+    block of rows passes the block with the ``lookback - 1`` rows before it (`predict_rows`).
+    """
 
     feature_names: tuple[str, ...]
 
@@ -206,6 +212,29 @@ class Predictor(Protocol):
     def importance(self, kind: str = "gain") -> dict[str, float]:
         """Model-intrinsic importance per feature (``"gain"`` or ``"split"``)."""
         ...
+
+
+def predict_rows(
+    predict: Callable[[np.ndarray], np.ndarray], lookback: int, X: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """P(y = 1) for ``X[rows]``, a contiguous ascending block, giving a model that reads
+    history (``lookback`` > 1) the rows just before the block as context, so its first
+    predictions see as much history as the later ones. The context rows are features only
+    (known at prediction time), never labels: this adds no look-ahead. Other blocks, and
+    models without history (``lookback`` 1), get ``X[rows]`` alone."""
+    rows = np.asarray(rows)
+    if rows.size == 0:
+        return predict(X[rows])
+    start, end = int(rows[0]), int(rows[-1]) + 1
+    k = min(max(int(lookback) - 1, 0), start)
+    if k == 0 or end - start != rows.size or not np.array_equal(rows, np.arange(start, end)):
+        return predict(X[rows])
+    return predict(X[start - k : end])[k:]
+
+
+def lookback_of(model: object) -> int:
+    """A `Predictor`'s ``lookback`` (1 for models without one)."""
+    return max(int(getattr(model, "lookback", 1) or 1), 1)
 
 
 @runtime_checkable
@@ -327,4 +356,6 @@ __all__ = [
     "TuneResult",
     "ValidationResult",
     "Validator",
+    "lookback_of",
+    "predict_rows",
 ]
