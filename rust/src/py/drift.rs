@@ -185,15 +185,63 @@ impl PyPsiMonitor {
     }
 }
 
-/// ADWIN drift detector with river's semantics and detection points.
-#[pyclass(name = "ADWIN", module = "autoopt.drift", from_py_object)]
-#[derive(Clone)]
-pub struct PyAdwin {
-    inner: adwin::Adwin,
+/// A drift detector's Python class: the methods every detector shares (`update`,
+/// `update_many`, `drift_detected`, `n_detections`, `to_bytes`, `from_bytes`), then its own
+/// constructor, getters and repr.
+macro_rules! detector {
+    ($(#[$doc:meta])* $py:ident, $name:literal, $kernel:ty, { $($own:tt)* }) => {
+        $(#[$doc])*
+        #[pyclass(name = $name, module = "autoopt.drift", from_py_object)]
+        #[derive(Clone)]
+        pub struct $py {
+            inner: $kernel,
+        }
+
+        #[pymethods]
+        impl $py {
+            /// Feeds one value; True when drift is detected on it.
+            fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
+                let v = finite_scalar(py, x, $name)?;
+                Ok(self.inner.update(v))
+            }
+
+            /// Feeds many values; returns the 0-based indices (into `values`) where drift was
+            /// detected.
+            fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+                let inner = &mut self.inner;
+                detect_many(py, values, concat!($name, ".update_many"), |a| inner.update_many(a))
+            }
+
+            #[getter]
+            fn drift_detected(&self) -> bool {
+                self.inner.drift_detected
+            }
+
+            /// Detections since construction (not reset with the window, unlike river's count).
+            #[getter]
+            fn n_detections(&self) -> u64 {
+                self.inner.n_detections
+            }
+
+            fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+                PyBytes::new(py, &self.inner.to_bytes())
+            }
+
+            #[classmethod]
+            fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+                guard(concat!($name, ".from_bytes"), || {
+                    Ok($py { inner: <$kernel>::from_bytes(data).map_err(|e| codec_err(py, e))? })
+                })
+            }
+
+            $($own)*
+        }
+    };
 }
 
-#[pymethods]
-impl PyAdwin {
+detector!(
+    /// ADWIN drift detector with river's semantics and detection points.
+    PyAdwin, "ADWIN", adwin::Adwin, {
     #[new]
     #[pyo3(signature = (delta=0.002, clock=32, max_buckets=5, min_window_length=5, grace_period=10))]
     fn new(
@@ -217,22 +265,6 @@ impl PyAdwin {
         Ok(PyAdwin { inner: adwin::Adwin::new(params).map_err(value_error)? })
     }
 
-    /// Feeds one value; True when drift is detected on it.
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let v = finite_scalar(py, x, "ADWIN")?;
-        Ok(self.inner.update(v))
-    }
-
-    /// Feeds many values; returns the 0-based indices (into `values`) where drift was detected.
-    fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let inner = &mut self.inner;
-        detect_many(py, values, "ADWIN.update_many", |a| inner.update_many(a))
-    }
-
-    #[getter]
-    fn drift_detected(&self) -> bool {
-        self.inner.drift_detected
-    }
     #[getter]
     fn width(&self) -> f64 {
         self.inner.width()
@@ -249,11 +281,6 @@ impl PyAdwin {
     #[getter]
     fn estimation(&self) -> f64 {
         self.inner.estimation()
-    }
-    /// Detections since construction (river resets its own count with the window).
-    #[getter]
-    fn n_detections(&self) -> u64 {
-        self.inner.n_detections
     }
     #[getter]
     fn delta(&self) -> f64 {
@@ -276,15 +303,6 @@ impl PyAdwin {
         self.inner.params.grace_period
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.to_bytes())
-    }
-
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        guard("ADWIN.from_bytes", || Ok(PyAdwin { inner: adwin::Adwin::from_bytes(data).map_err(|e| codec_err(py, e))? }))
-    }
-
     fn __repr__(&self) -> String {
         let p = &self.inner.params;
         format!(
@@ -292,17 +310,11 @@ impl PyAdwin {
             p.delta, p.clock, p.max_buckets, p.min_window_length, p.grace_period, self.inner.width()
         )
     }
-}
+});
 
-/// Page-Hinkley drift detector with river's semantics and detection points.
-#[pyclass(name = "PageHinkley", module = "autoopt.drift", from_py_object)]
-#[derive(Clone)]
-pub struct PyPageHinkley {
-    inner: page_hinkley::PageHinkley,
-}
-
-#[pymethods]
-impl PyPageHinkley {
+detector!(
+    /// Page-Hinkley drift detector with river's semantics and detection points.
+    PyPageHinkley, "PageHinkley", page_hinkley::PageHinkley, {
     #[new]
     #[pyo3(signature = (min_instances=30, delta=0.005, threshold=50.0, alpha=0.9999, mode="both"))]
     fn new(min_instances: i64, delta: f64, threshold: f64, alpha: f64, mode: &str) -> PyResult<Self> {
@@ -313,24 +325,6 @@ impl PyPageHinkley {
         })
     }
 
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let v = finite_scalar(py, x, "PageHinkley")?;
-        Ok(self.inner.update(v))
-    }
-
-    fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let inner = &mut self.inner;
-        detect_many(py, values, "PageHinkley.update_many", |a| inner.update_many(a))
-    }
-
-    #[getter]
-    fn drift_detected(&self) -> bool {
-        self.inner.drift_detected
-    }
-    #[getter]
-    fn n_detections(&self) -> u64 {
-        self.inner.n_detections
-    }
     #[getter]
     fn min_instances(&self) -> u64 {
         self.inner.min_instances
@@ -352,17 +346,6 @@ impl PyPageHinkley {
         self.inner.mode.as_str()
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.to_bytes())
-    }
-
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        guard("PageHinkley.from_bytes", || {
-            Ok(PyPageHinkley { inner: page_hinkley::PageHinkley::from_bytes(data).map_err(|e| codec_err(py, e))? })
-        })
-    }
-
     fn __repr__(&self) -> String {
         let s = &self.inner;
         format!(
@@ -370,17 +353,11 @@ impl PyPageHinkley {
             s.min_instances, s.delta, s.threshold, s.alpha, s.mode.as_str()
         )
     }
-}
+});
 
-/// Two-sided tabular CUSUM.
-#[pyclass(name = "CUSUM", module = "autoopt.drift", from_py_object)]
-#[derive(Clone)]
-pub struct PyCusum {
-    inner: page_hinkley::Cusum,
-}
-
-#[pymethods]
-impl PyCusum {
+detector!(
+    /// Two-sided tabular CUSUM.
+    PyCusum, "CUSUM", page_hinkley::Cusum, {
     #[new]
     #[pyo3(signature = (k=0.5, h=5.0, target=None, min_instances=30))]
     fn new(k: f64, h: f64, target: Option<f64>, min_instances: i64) -> PyResult<Self> {
@@ -388,24 +365,6 @@ impl PyCusum {
         Ok(PyCusum { inner: page_hinkley::Cusum::new(k, h, target, mi).map_err(value_error)? })
     }
 
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let v = finite_scalar(py, x, "CUSUM")?;
-        Ok(self.inner.update(v))
-    }
-
-    fn update_many<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let inner = &mut self.inner;
-        detect_many(py, values, "CUSUM.update_many", |a| inner.update_many(a))
-    }
-
-    #[getter]
-    fn drift_detected(&self) -> bool {
-        self.inner.drift_detected
-    }
-    #[getter]
-    fn n_detections(&self) -> u64 {
-        self.inner.n_detections
-    }
     /// The fixed target, or the warm-up mean when none was given.
     #[getter]
     fn target(&self) -> f64 {
@@ -428,21 +387,10 @@ impl PyCusum {
         self.inner.h
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.to_bytes())
-    }
-
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        guard("CUSUM.from_bytes", || {
-            Ok(PyCusum { inner: page_hinkley::Cusum::from_bytes(data).map_err(|e| codec_err(py, e))? })
-        })
-    }
-
     fn __repr__(&self) -> String {
         format!("CUSUM(k={}, h={}, target={:?}, min_instances={})", self.inner.k, self.inner.h, self.inner.fixed_target, self.inner.min_instances)
     }
-}
+});
 
 /// Running count, mean, variance, min and max; `merge` combines two states exactly.
 #[pyclass(name = "Welford", module = "autoopt.drift", from_py_object)]
