@@ -21,8 +21,8 @@ _lock = threading.Lock()
 _last = 0  # last (ms << 12 | sub-ms) value handed out by this process
 
 
-def _format(value: int) -> str:
-    h = f"{value:032x}"
+def _format(h: str) -> str:
+    """The 8-4-4-4-12 layout of 32 hex digits."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -41,7 +41,7 @@ def new_event_id(now_ns: int | None = None) -> str:
     ms, sub = stamp >> 12, stamp & 0xFFF
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = ((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (sub << 64) | (0b10 << 62) | rand
-    return _format(value)
+    return _format(f"{value:032x}")
 
 
 def derived_event_id(causation_id: str, step: str | int) -> str:
@@ -58,8 +58,7 @@ def derived_event_id(causation_id: str, step: str | int) -> str:
     )  # on the router's hot path: byte operations, no big-int arithmetic
     d[6] = (d[6] & 0x0F) | 0x80  # version 8
     d[8] = (d[8] & 0x3F) | 0x80  # variant 0b10
-    h = d.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _format(d.hex())
 
 
 def event_id_time_ms(event_id: str) -> int | None:

@@ -5,8 +5,9 @@ and the running numbers must be the same whether kept live or rebuilt from the l
 
 Join: a `TradeOutcome` (or `Fill`) carrying ``experiment`` and ``variant`` joins directly (paper
 trades of shadow challengers carry them); otherwise its ``signal_id`` joins the live
-`SignalRouted` of that signal (stored alone or inside the router's `SignalsRouted` batches). An `ErrorRaised` joins through ``details["signal_id"]`` or
-``details["experiment"]`` + ``details["variant"]``. An outcome whose route has not been seen
+`SignalRouted` of that signal (stored alone or inside the router's `SignalsRouted` batches). An
+`ErrorRaised` joins through ``details["signal_id"]`` or ``details["experiment"]`` +
+``details["variant"]``. An outcome whose route has not been seen
 yet waits until the route arrives. Duplicates (same event id) count once.
 
 Statistics per variant: count, mean and variance of per-trade returns (Welford), PnL, drawdown

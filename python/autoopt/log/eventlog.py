@@ -9,8 +9,8 @@ replays must be fast, and live consumers must never lose or loop on a message.
 * `EventLog.replay` reads a stream or subject filter by sequence and/or time range, through an
   ephemeral pull consumer fetched in large batches; times are the log's storage times (Unix ns).
 * `EventLog.durable` / `consume` are live durable pull consumers with explicit ack
-  (`DurableConsumer.next_batch` keeps pull requests outstanding, `PullFeed`, for low latency). A message
-  that cannot be decoded, or whose handler fails on its last allowed delivery, or that was never
+  (`DurableConsumer.next_batch` keeps pull requests outstanding, `PullFeed`, for low latency).
+  A message that cannot be decoded, or whose handler fails on its last allowed delivery, or that was never
   acknowledged within ``max_deliver`` deliveries (a crashing or hung consumer), is appended to
   ``autoopt.deadletter.message.<stream>`` as a `DeadLettered` event with its raw bytes and the
   error, then terminated.
@@ -46,7 +46,7 @@ from autoopt.errors import (
 from autoopt.events import DeadLettered, Event, decode, encode
 from autoopt.ids import derived_event_id
 from autoopt.log.connect import NatsSettings, connect_options
-from autoopt.log.pullfeed import PullFeed
+from autoopt.log.pullfeed import Collector, PullFeed, status_of
 from autoopt.log.server import EmbeddedServer
 from autoopt.log.streams import StreamChange, ensure_streams
 from autoopt.subjects import STREAMS, stream_name_for_subject, subject_for
@@ -149,31 +149,6 @@ class _AckBatch:
             self.done.set()
 
 
-class _Collector:
-    """Gathers messages from a plain subscription into a list, so the reader drains in bulk."""
-
-    __slots__ = ("items", "ready")
-
-    def __init__(self) -> None:
-        self.items: list[Msg] = []
-        self.ready = asyncio.Event()
-
-    async def cb(self, msg: Msg) -> None:
-        self.items.append(msg)
-        self.ready.set()
-
-    async def take(self, timeout: float) -> list[Msg]:
-        if not self.items:
-            self.ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.ready.wait()
-            except TimeoutError:
-                return []
-        items, self.items = self.items, []
-        return items
-
-
 def _ns(value: TimeArg, name: str) -> int | None:
     if value is None:
         return None
@@ -196,12 +171,6 @@ def delivery_fields(reply: str) -> tuple[str, str, int, int, int, int, int]:
     if len(t) >= 11 and t[0] == "$JS" and t[1] == "ACK":
         return t[4], t[5], int(t[6]), int(t[7]), int(t[8]), int(t[9]), int(t[10])
     raise EventLogError(f"not a JetStream delivery (reply subject {reply!r})")
-
-
-def _status(msg: Msg) -> str | None:
-    if not msg.data and msg.headers:
-        return msg.headers.get("Status")
-    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -537,7 +506,7 @@ class EventLog:
         if batch is None:
             return
         i = int(idx)
-        status = _status(msg)
+        status = status_of(msg)
         if status is not None:
             batch.set(
                 i, "no stream captures the subject" if status == "503" else f"status {status}"
@@ -694,7 +663,7 @@ class EventLog:
                 await self._js.delete_consumer(stream, cfg.name)
             return
         inbox = self._nc.new_inbox()
-        col = _Collector()
+        col = Collector()
         sub = await self._nc.subscribe(
             inbox, cb=col.cb, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
@@ -718,7 +687,7 @@ class EventLog:
                         )
                     out: list[Record] = []
                     for msg in msgs:
-                        status = _status(msg)
+                        status = status_of(msg)
                         if status is not None:
                             if status in ("404", "408"):
                                 finished = True  # nothing more to read

@@ -11,9 +11,9 @@ server pushes each message as soon as it is stored, while the consumer keeps pul
 Requests expire after ``expires_s`` (short, so a closed feed's requests do not outlive it by much:
 until they expire the server may still hand them messages, which then wait out ``ack_wait``); the
 server then reports how many messages the request still owed (status 408) and a new request
-replaces it. Idle heartbeats show the requests are alive: when
-neither messages nor heartbeats arrived for two heartbeat periods (the server restarted, the
-client reconnected), the owed count is reset and requests are sent afresh.
+replaces it. Idle heartbeats show the requests are alive: when neither messages nor heartbeats
+arrived for two heartbeat periods (the server restarted, the client reconnected), the owed count
+is reset and requests are sent afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +28,41 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+def status_of(msg: Msg) -> str | None:
+    """The status code of a JetStream status message (no payload, a ``Status`` header)."""
+    if not msg.data and msg.headers:
+        return msg.headers.get("Status")
+    return None
+
+
+class Collector:
+    """Gathers messages from a plain subscription into a list, so the reader drains in bulk."""
+
+    __slots__ = ("items", "ready")
+
+    def __init__(self) -> None:
+        self.items: list[Msg] = []
+        self.ready = asyncio.Event()
+
+    async def cb(self, msg: Msg) -> None:
+        self.items.append(msg)
+        self.ready.set()
+
+    async def take(self, timeout: float, max_n: int | None = None) -> list[Msg]:
+        """Up to ``max_n`` (default: all) collected messages in arrival order, waiting at most
+        ``timeout`` s for the first (an empty list if none came)."""
+        if not self.items:
+            self.ready.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self.ready.wait()
+        if max_n is None or len(self.items) <= max_n:
+            items, self.items = self.items, []
+        else:
+            items, self.items = self.items[:max_n], self.items[max_n:]
+        return items
 
 
 class PullFeed:
@@ -58,8 +93,7 @@ class PullFeed:
         ).encode()
         self._heartbeat_s = heartbeat_s
         self._owed = 0  # messages requested and not yet received
-        self._items: list[Msg] = []
-        self._ready = asyncio.Event()
+        self._collected = Collector()
         self._last_heard = time.monotonic()
         self._inbox = ""
         self._sub: Any = None
@@ -85,8 +119,8 @@ class PullFeed:
 
     async def _on_msg(self, msg: Msg) -> None:
         self._last_heard = time.monotonic()
-        headers = msg.headers
-        if headers and not msg.data and (status := headers.get("Status")):
+        if (status := status_of(msg)) is not None:
+            headers = msg.headers or {}
             if status == "100":  # idle heartbeat
                 return
             if status in ("408", "409"):  # a request expired or was cut short
@@ -97,31 +131,20 @@ class PullFeed:
             await self._top_up()
             return
         self._owed = max(0, self._owed - 1)
-        self._items.append(msg)
-        self._ready.set()
+        await self._collected.cb(msg)
         if self._owed <= self.batch // 2:
             await self._top_up()
 
     async def take(self, max_n: int, timeout: float) -> list[Msg]:
         """Up to ``max_n`` collected messages, in delivery order; waits at most ``timeout``
         seconds for the first one (an empty list if none came)."""
-        if not self._items:
-            self._ready.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            if not self._items:
-                if time.monotonic() - self._last_heard > 2 * self._heartbeat_s:
-                    # our requests are gone (server restart, reconnect): ask again
-                    self._last_heard = time.monotonic()
-                    self._owed = 0
-                    await self._top_up()
-                return []
-        if len(self._items) <= max_n:
-            out, self._items = self._items, []
-        else:
-            out, self._items = self._items[:max_n], self._items[max_n:]
-        return out
+        msgs = await self._collected.take(timeout, max_n)
+        if not msgs and time.monotonic() - self._last_heard > 2 * self._heartbeat_s:
+            # our requests are gone (server restart, reconnect): ask again
+            self._last_heard = time.monotonic()
+            self._owed = 0
+            await self._top_up()
+        return msgs
 
 
-__all__ = ["PullFeed"]
+__all__ = ["Collector", "PullFeed", "status_of"]

@@ -70,8 +70,7 @@ class PurgedCVValidator:
     def validate(
         self, task: TrainTask, fit: FitFn, columns: Sequence[int] | None = None
     ) -> ValidationResult:
-        cols = list(range(task.X.shape[1])) if columns is None else list(columns)
-        X = task.X if columns is None else task.X[:, cols]
+        X = task.X if columns is None else task.X[:, list(columns)]
         folds: list[dict[str, float]] = []
         returns: list[np.ndarray] = []
         for train, test in task.folds:

@@ -194,16 +194,6 @@ impl V2Tables {
     }
 }
 
-/// A key for `buckets_v2_keys`: ASCII text (its bytes are its UTF-16 code units), an FNV
-/// state already computed (non-ASCII keys hashed by the caller), or one the caller buckets
-/// itself afterwards (its output is left NaN).
-#[derive(Clone, Copy, Debug)]
-pub enum Key<'a> {
-    Ascii(&'a [u8]),
-    State(u32),
-    Pending,
-}
-
 /// Length of the common prefix of `a` and `b`, eight bytes at a time.
 #[inline(always)]
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -264,33 +254,34 @@ impl<'a> PrefixHasher<'a> {
 /// Keys whose inner states are worked out before their buckets are (a block at a time).
 pub const STATE_BLOCK: usize = 512;
 
-/// v2 buckets of `keys` (each continuing `seed_state`) into `out` (same length); a
-/// `Key::Pending` gets NaN. The inner states come first (`PrefixHasher`), a block at a time,
-/// then their buckets in one pass (`V2Tables::buckets`, vectorised).
-pub fn buckets_v2_keys(tables: &V2Tables, seed_state: u32, keys: &[Key<'_>], out: &mut [f64]) {
+/// v2 buckets of `out.len()` keys (each continuing `seed_state`) into `out`: `key(i)` gives
+/// key i's ASCII text (its bytes are its UTF-16 code units), or None for a key the caller
+/// buckets itself (its index is returned; its output slot is to be overwritten). The inner
+/// states come first (`PrefixHasher`), a block at a time, then their buckets in one pass
+/// (`V2Tables::buckets`, vectorised).
+pub fn buckets_v2_ascii<'a>(
+    tables: &V2Tables,
+    seed_state: u32,
+    out: &mut [f64],
+    mut key: impl FnMut(usize) -> Option<&'a [u8]>,
+) -> Vec<usize> {
     let mut hasher = PrefixHasher::new(seed_state);
     let mut block = [0u32; STATE_BLOCK];
-    for (kb, ob) in keys.chunks(STATE_BLOCK).zip(out.chunks_mut(STATE_BLOCK)) {
-        let mut any_pending = false;
-        for (key, st) in kb.iter().zip(block.iter_mut()) {
-            *st = match *key {
-                Key::Ascii(b) => hasher.state(b),
-                Key::State(s) => s,
-                Key::Pending => {
-                    any_pending = true;
+    let mut left = Vec::new();
+    for (c, ob) in out.chunks_mut(STATE_BLOCK).enumerate() {
+        for (j, st) in block[..ob.len()].iter_mut().enumerate() {
+            let i = c * STATE_BLOCK + j;
+            *st = match key(i) {
+                Some(b) => hasher.state(b),
+                None => {
+                    left.push(i);
                     0
                 }
             };
         }
-        tables.buckets(&block[..kb.len()], ob);
-        if any_pending {
-            for (key, o) in kb.iter().zip(ob.iter_mut()) {
-                if matches!(key, Key::Pending) {
-                    *o = f64::NAN;
-                }
-            }
-        }
+        tables.buckets(&block[..ob.len()], ob);
     }
+    left
 }
 
 pub fn bucket_v2(seed: &str, key: &str) -> f64 {
@@ -409,13 +400,13 @@ mod tests {
             words.push(format!("{}{}", &long[..65], "ab".repeat(i % 5)));
         }
         let seed_state = fnv1a_utf16(FNV_OFFSET, "seed");
-        let keys: Vec<Key> = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| if i % 9 == 4 { Key::State(fnv1a_utf16(seed_state, w)) } else { Key::Ascii(w.as_bytes()) })
-            .collect();
-        let mut out = vec![0.0; keys.len()];
-        buckets_v2_keys(&V2Tables::get(), seed_state, &keys, &mut out);
+        let mut out = vec![0.0; words.len()];
+        // every ninth key is left to the caller, as a non-ASCII key would be
+        let left = buckets_v2_ascii(&V2Tables::get(), seed_state, &mut out, |i| (i % 9 != 4).then(|| words[i].as_bytes()));
+        assert_eq!(left, (0..words.len()).filter(|i| i % 9 == 4).collect::<Vec<_>>());
+        for &i in &left {
+            out[i] = bucket_v2_from_state(fnv1a_utf16(seed_state, &words[i]));
+        }
         for (w, o) in words.iter().zip(&out) {
             assert_eq!(*o, bucket_v2("seed", w), "{w}");
         }

@@ -3,6 +3,11 @@
 
 use super::codec::{CodecError, Kind, Reader, Writer};
 
+/// 0-based indices of the values on which `update` detected drift, fed in order.
+fn hit_indices(xs: &[f64], mut update: impl FnMut(f64) -> bool) -> Vec<i64> {
+    xs.iter().enumerate().filter(|&(_, &x)| update(x)).map(|(i, _)| i as i64).collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Up = 1,
@@ -136,13 +141,7 @@ impl PageHinkley {
     }
 
     pub fn update_many(&mut self, xs: &[f64]) -> Vec<i64> {
-        let mut out = Vec::new();
-        for (i, &x) in xs.iter().enumerate() {
-            if self.update(x) {
-                out.push(i as i64);
-            }
-        }
-        out
+        hit_indices(xs, |x| self.update(x))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -275,13 +274,7 @@ impl Cusum {
     }
 
     pub fn update_many(&mut self, xs: &[f64]) -> Vec<i64> {
-        let mut out = Vec::new();
-        for (i, &x) in xs.iter().enumerate() {
-            if self.update(x) {
-                out.push(i as i64);
-            }
-        }
-        out
+        hit_indices(xs, |x| self.update(x))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

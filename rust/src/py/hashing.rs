@@ -78,10 +78,8 @@ pub fn buckets<'py>(py: Python<'py>, seed: &Bound<'py, PyAny>, keys: &Bound<'py,
                 // SAFETY: freshly created, not shared; fully written below or dropped on error
                 let dst = unsafe { out.as_slice_mut()? };
                 if version == 2 {
-                    match super::strlayout::Layout::get(py) {
-                        Some(layout) => list_buckets_in_place(list, layout, seed_state, dst)?,
-                        None => list_buckets(list, seed_state, dst)?,
-                    }
+                    let reader = super::strlayout::Layout::get(py).map_or(KeyReader::CApi, KeyReader::InPlace);
+                    list_buckets(list, reader, seed_state, dst)?;
                 } else {
                     for (i, item) in list.iter().enumerate() {
                         dst[i] = bucket_from(seed_state, seed, key_str(&item, "every key")?, version)?;
@@ -135,123 +133,59 @@ unsafe fn utf8_of<'a>(item: *mut pyo3::ffi::PyObject) -> Option<&'a [u8]> {
     Some(std::slice::from_raw_parts(p as *const u8, len as usize))
 }
 
-/// Raw pointer shared between the gathering thread and the hashing worker (disjoint use,
-/// ordered by the `ready` counter).
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-// SAFETY: the pointees are only read after the writer published them (Release/Acquire on
-// `ready`), and each output chunk is written by exactly one thread.
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
-
-const CHUNK: usize = 8192;
-
-/// v2 buckets of every key of a list into `dst`, two stages overlapped: this thread reads the
-/// keys in place under the GIL (the str's own UTF-8 buffer, which for ASCII text is its UTF-16
-/// code units byte for byte; other keys are hashed here), chunk by chunk; a worker thread
-/// hashes each chunk as soon as it is read, and this thread joins it when reading is done.
-/// The GIL stays held throughout, so no Python code can free a key while it is being hashed.
-fn list_buckets(list: &Bound<'_, PyList>, seed_state: u32, dst: &mut [f64]) -> PyResult<()> {
-    use pyo3::ffi;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let n = list.len();
-    let tables = h::V2Tables::get();
-    let mut keys: Vec<h::Key<'static>> = vec![h::Key::State(0); n];
-    let (kp, op) = (Shared(keys.as_mut_ptr()), Shared(dst.as_mut_ptr()));
-    let n_chunks = n.div_ceil(CHUNK);
-    let (ready, next, abort) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
-    let hash_chunks = |wait: bool| {
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                return;
-            }
-            let mut spins = 0u32;
-            while ready.load(Ordering::Acquire) <= c {
-                if abort.load(Ordering::Relaxed) || !wait {
-                    return;
-                }
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-            // SAFETY: chunk c was fully written before `ready` passed c; its output range is
-            // claimed by this thread alone (fetch_add), and both buffers outlive the scope.
-            let (k, o) = unsafe {
-                let (kp, op) = (kp, op);
-                (std::slice::from_raw_parts(kp.0.add(lo), hi - lo), std::slice::from_raw_parts_mut(op.0.add(lo), hi - lo))
-            };
-            h::buckets_v2_keys(&tables, seed_state, k, o);
-        }
-    };
-    let lp = list.as_ptr();
-    let gather = || -> PyResult<()> {
-        for c in 0..n_chunks {
-            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
-                // SAFETY: i < len(list); the GIL is held and no Python code runs while the
-                // borrowed items (kept alive by the list) are read.
-                let item = unsafe { ffi::PyList_GetItem(lp, i as ffi::Py_ssize_t) };
-                let exact_str = !item.is_null() && unsafe { ffi::Py_TYPE(item) == std::ptr::addr_of_mut!(ffi::PyUnicode_Type) };
-                let key = match exact_str.then(|| unsafe { utf8_of(item) }).flatten() {
-                    Some(b) if b.is_ascii() => h::Key::Ascii(b),
-                    _ => {
-                        let item = list.get_item(i)?;
-                        h::Key::State(fnv_str(seed_state, key_str(&item, "every key")?)?)
-                    }
-                };
-                // SAFETY: slot i belongs to chunk c, not yet published
-                unsafe { kp.0.add(i).write(key) };
-            }
-            ready.store(c + 1, Ordering::Release);
-        }
-        Ok(())
-    };
-    let two = n >= 4 * CHUNK && std::thread::available_parallelism().map_or(1, |p| p.get()) >= 2;
-    let result = if two {
-        std::thread::scope(|sc| {
-            sc.spawn(|| hash_chunks(true));
-            let r = gather();
-            if r.is_err() {
-                abort.store(true, Ordering::Relaxed);
-            } else {
-                hash_chunks(true);
-            }
-            r
-        })
-    } else {
-        let r = gather();
-        if r.is_ok() {
-            hash_chunks(false);
-        }
-        r
-    };
-    drop(keys);
-    result
-}
-
 /// Below this many keys one thread does it all (starting threads costs tens of microseconds).
 const IN_PLACE_PARALLEL_MIN: usize = 65_536;
 
-/// v2 buckets of every key of a list, reading compact ASCII keys in place (`strlayout`) on
-/// up to four threads, each hashing its own slice of the list; keys the in-place reader
-/// leaves (non-ASCII text, str subclasses, non-str items) are then done here with the C API,
-/// which also raises for non-str items. The GIL stays held by this thread throughout, so no
-/// Python code runs and every key stays alive and unchanged while the workers read it.
-fn list_buckets_in_place(
-    list: &Bound<'_, PyList>,
-    layout: super::strlayout::Layout,
-    seed_state: u32,
-    dst: &mut [f64],
-) -> PyResult<()> {
+/// How `list_buckets` reads a key's text: in place from the object (`strlayout`, any thread),
+/// or through the C API (`PyUnicode_AsUTF8AndSize`, the calling thread only) on interpreters
+/// whose layout the probe does not know.
+#[derive(Clone, Copy)]
+enum KeyReader {
+    InPlace(super::strlayout::Layout),
+    CApi,
+}
+
+impl KeyReader {
+    /// The ASCII text of the str at `p` (its bytes are its UTF-16 code units), or None for
+    /// anything else.
+    ///
+    /// # Safety
+    /// `p` is a live item of the list; the calling thread holds the GIL and runs no Python code.
+    /// `CApi` must only be used on that thread.
+    #[inline(always)]
+    unsafe fn ascii<'a>(self, p: usize) -> Option<&'a [u8]> {
+        let obj = p as *mut pyo3::ffi::PyObject;
+        match self {
+            KeyReader::InPlace(layout) => layout.ascii(obj),
+            KeyReader::CApi => {
+                let exact = pyo3::ffi::Py_TYPE(obj) == std::ptr::addr_of_mut!(pyo3::ffi::PyUnicode_Type);
+                exact.then(|| utf8_of(obj)).flatten().filter(|b| b.is_ascii())
+            }
+        }
+    }
+}
+
+/// v2 buckets of every key of a list. ASCII keys are read (`KeyReader`) and hashed chunk by
+/// chunk, on up to four threads when they can be read in place, each thread taking its own
+/// slice of the list; keys the reader leaves (non-ASCII text, str subclasses, non-str items)
+/// are then done here with the C API, which also raises for non-str items. The GIL stays held
+/// by this thread throughout, so no Python code runs and every key stays alive and unchanged
+/// while the workers read it.
+fn list_buckets(list: &Bound<'_, PyList>, reader: KeyReader, seed_state: u32, dst: &mut [f64]) -> PyResult<()> {
+    let owned: Vec<usize>;
     // SAFETY: the list is alive and unchanged for this call (GIL held, no Python code run);
     // the item pointers are read as plain addresses so the slice can be shared with workers
-    let items: &[usize] = unsafe {
-        let items = super::strlayout::list_items(list);
-        std::slice::from_raw_parts(items.as_ptr() as *const usize, items.len())
+    let items: &[usize] = match reader {
+        KeyReader::InPlace(_) => unsafe {
+            let items = super::strlayout::list_items(list);
+            std::slice::from_raw_parts(items.as_ptr() as *const usize, items.len())
+        },
+        KeyReader::CApi => {
+            let lp = list.as_ptr();
+            // SAFETY: i < len(list), borrowed items kept alive by the list
+            owned = (0..list.len()).map(|i| unsafe { pyo3::ffi::PyList_GetItem(lp, i as pyo3::ffi::Py_ssize_t) } as usize).collect();
+            &owned
+        }
     };
     let n = items.len().min(dst.len());
     if n == 0 {
@@ -259,28 +193,14 @@ fn list_buckets_in_place(
     }
     let tables = h::V2Tables::get();
     let work = |items: &[usize], out: &mut [f64]| -> Vec<usize> {
-        let mut pending = Vec::new();
-        let mut hasher = h::PrefixHasher::new(seed_state);
-        let mut block = [0u32; h::STATE_BLOCK];
-        for (c, (ci, co)) in items.chunks(h::STATE_BLOCK).zip(out.chunks_mut(h::STATE_BLOCK)).enumerate() {
-            for (j, (&p, st)) in ci.iter().zip(block.iter_mut()).enumerate() {
-                // SAFETY: a live item of the list (see above)
-                *st = match unsafe { layout.ascii(p as *mut pyo3::ffi::PyObject) } {
-                    Some(b) => hasher.state(b),
-                    None => {
-                        pending.push(c * h::STATE_BLOCK + j);
-                        0
-                    }
-                };
-            }
-            tables.buckets(&block[..ci.len()], co);
-        }
-        pending
+        // SAFETY: live items of the list (see above); `CApi` runs on this thread only
+        h::buckets_v2_ascii(&tables, seed_state, out, |i| unsafe { reader.ascii(items[i]) })
     };
-    let threads = if n >= IN_PLACE_PARALLEL_MIN {
-        std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
-    } else {
-        1
+    let threads = match reader {
+        KeyReader::InPlace(_) if n >= IN_PLACE_PARALLEL_MIN => {
+            std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
+        }
+        _ => 1,
     };
     let per = n.div_ceil(threads);
     let mut pending: Vec<usize> = Vec::new();
