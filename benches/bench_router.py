@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -292,6 +293,8 @@ async def _peer(url: str, mode: str, n_or_rate: int, seconds: float) -> dict[str
         await sub.unsubscribe()
     await log.close()
     arr = np.array(lat, dtype=np.float64) / 1e6
+    if trace := os.environ.get("BENCH_ROUTER_TRACE"):  # a file to keep (arrival ns, latency ms)
+        np.save(trace, np.stack([np.array(times, dtype=np.float64), arr]))
     start = measure_from if mode == "rate" else (min(times) if times else 0)
     span = (max(times) - start) / 1e9 if times else float("nan")
     return {

@@ -330,7 +330,9 @@ class ExperimentBook:
 
     def __init__(self) -> None:
         self.experiments: dict[str, Experiment] = {}
-        self.version = 0  # bumped on every applied event; lets the router cache per version
+        self.version = 0  # bumped on every applied event
+        # bumped on lifecycle changes only (not assignments): the router's routing caches
+        self.lifecycle_version = 0
         self._seen: set[str] = (
             set()
         )  # lifecycle event ids: a live echo of a replayed event is a no-op
@@ -393,6 +395,7 @@ class ExperimentBook:
             return False
         if lifecycle:
             self._seen.add(ev.event_id)
+            self.lifecycle_version += 1
         self.version += 1
         return True
 

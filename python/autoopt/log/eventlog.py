@@ -236,19 +236,25 @@ class DurableConsumer:
             msgs = await self._psub.fetch(batch, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
             return []
-        return await self._deliveries(msgs)
+        return await self.deliveries(msgs)
 
     async def next_batch(self, max_n: int = 512, timeout: float = 1.0) -> list[Delivered]:
         """The messages delivered since the last call (at most ``max_n``), waiting at most
         ``timeout`` s for the first. Unlike `fetch`, pull requests stay outstanding between
         calls (`PullFeed`), so each message is handed over as soon as it is stored: use this on
         latency-sensitive paths. Do not mix it with `fetch` on one `DurableConsumer`."""
+        return await self.deliveries(await self.next_raw(max_n, timeout))
+
+    async def next_raw(self, max_n: int = 512, timeout: float = 1.0) -> list[Msg]:
+        """`next_batch` without decoding: the raw messages, for consumers that read payloads
+        natively (the A/B router). Pass what they cannot handle to `deliveries`, which decodes
+        it and dead-letters the undecodable and the over-delivered."""
         if self._feed is None:
             self._feed = PullFeed(self._log.nc, self._psub._nms, batch=max(1, max_n))
             await self._feed.start()
-        return await self._deliveries(await self._feed.take(max_n, timeout))
+        return await self._feed.take(max_n, timeout)
 
-    async def _deliveries(self, msgs: list[Msg]) -> list[Delivered]:
+    async def deliveries(self, msgs: list[Msg]) -> list[Delivered]:
         """Decode fetched messages; dead-letter the undecodable and the over-delivered."""
         out: list[Delivered] = []
         for msg in msgs:
@@ -288,6 +294,14 @@ class DurableConsumer:
             return True
         await delivered.msg.nak(delay=self.retry_delay_s)
         return False
+
+    async def dead_letter(self, delivered: Delivered, error: BaseException | str) -> None:
+        """The handler can never succeed on this message (a retry would fail the same way):
+        dead-letter it now with the reason. Use this rather than `reject` on ack-all
+        consumers, where a later cumulative ack would also ack a message waiting to be
+        redelivered."""
+        text = error if isinstance(error, str) else _describe(error)
+        await self._dead_letter(delivered.msg, delivered.info, text, delivered.event)
 
     async def _dead_letter(
         self, msg: Msg, info: Delivery, error: str, event: Event | None = None
@@ -556,7 +570,8 @@ class EventLog:
                     reply=reply_base + str(i),
                     headers={MSG_ID: event.event_id},
                 )
-            await self._nc.flush(timeout=max(1, round(timeout)))
+            # no flush() here: publish already kicked nats-py's flusher, and a PING/PONG round
+            # trip per call would only delay the acks we wait for anyway
             await self._wait(batch.done, timeout, batch)
         finally:
             self._batches.pop(bid, None)

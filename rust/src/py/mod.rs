@@ -5,6 +5,7 @@ mod drift;
 mod errors;
 mod features;
 mod hashing;
+mod route;
 mod strlayout;
 
 use pyo3::prelude::*;
@@ -23,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     drift::register(m)?;
     hashing::register(m)?;
     features::register(m)?;
+    route::register(m)?;
     Ok(())
 }
