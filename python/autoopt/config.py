@@ -196,6 +196,22 @@ class ServiceConfig(_Section):
     """/readyz answers 503 while the core is more than this many events behind the log."""
 
 
+class ABConfig(_Section):
+    """A/B testing inside `autoopt serve`: the signal router and the experiment supervisor.
+
+    Off by default: with it on, every `SignalEmitted` is republished by the router (to
+    ``autoopt.route.live[.<experiment>.<variant>]``), so the engine must consume routed signals."""
+
+    enabled: bool = False
+    durable: str = "ab-router"
+    """Name of the router's durable consumer (instances sharing it split the signals)."""
+    persist_interval_s: NonNegFloat = 0.005
+    """Routes of this many seconds are stored (one `SignalsRouted`) and acked together."""
+    decide_interval_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    """The supervisor's full analysis runs at most this often per experiment (guardrails are
+    checked on every outcome)."""
+
+
 class PluginsConfig(_Section):
     disabled: list[str] = msgspec.field(default_factory=list)
 
@@ -214,6 +230,7 @@ class Config(_Section):
     pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
     service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
+    ab: ABConfig = msgspec.field(default_factory=ABConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 

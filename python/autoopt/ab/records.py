@@ -62,6 +62,17 @@ class RouteRecords:
         self._last = last
         self._last_ts = ts_init
 
+    def merge(self, other: RouteRecords) -> None:
+        """Append ``other``'s routes and records after this one's."""
+        if other.n_routes:
+            self._parts += other._parts
+            self.n_routes += other.n_routes
+            if self._first is None:
+                self._first = other._first
+            self._last, self._last_ts = other._last, other._last_ts
+        self.others += other.others
+        self.deliveries += other.deliveries
+
     def add_plan(self, plan: RoutePlan) -> None:
         """One signal routed by `SignalRouter.route`: its routes are its first records, and
         their payloads its deliveries, in the same order."""

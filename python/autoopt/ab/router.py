@@ -65,7 +65,8 @@ ROUTE_PREFIX = f"{PREFIX}.route"
 PASSTHROUGH_SUBJECT = f"{ROUTE_PREFIX}.live"
 LIVE_FILTER = f"{ROUTE_PREFIX}.live.>"
 PAPER_FILTER = f"{ROUTE_PREFIX}.paper.>"
-PERSISTS_IN_FLIGHT = 8  # routed batches whose records may be in the middle of being stored
+PERSISTS_IN_FLIGHT = 8  # groups of routed batches whose records may be being stored at once
+PERSIST_INTERVAL_S = 0.005  # routed batches within this are stored and acked together
 
 
 def route_subject(experiment: str, variant: str, *, paper: bool) -> str:
@@ -358,17 +359,23 @@ class SignalRouter:
         batch: int = 512,
         poll_s: float = 0.25,
         deliver: str = "new",
+        persist_interval_s: float = PERSIST_INTERVAL_S,
     ) -> None:
         """Consume `SignalEmitted` until ``stop`` is set.
 
-        Deliveries go out as soon as a batch is routed; the batch's records are appended (and
-        the batch acked) in the background while later batches are routed, up to
-        ``PERSISTS_IN_FLIGHT`` batches at once, so persisting never delays routing. Appends
-        overlap, acks go out in batch order: a batch is acked only after every earlier batch
-        was, because acks are cumulative. If a batch's records fail to append, the error ends
-        `run` and no later batch is acked, so the unacked signals are redelivered on restart:
-        routing is at least once, records are stored once (derived ids).
+        Deliveries go out as soon as a batch is routed. Records and acks are batched further:
+        the records of the batches routed within ``persist_interval_s`` (or up to ``batch``
+        routes) are appended as one `SignalsRouted`, then those signals are acked with one
+        cumulative ack, in the background while later batches are routed (up to
+        ``PERSISTS_IN_FLIGHT`` such appends at once), so persisting never delays routing and
+        costs the server one write and one ack per interval rather than per fetched batch.
+        Acks go out in order: a group is acked only after every earlier group was stored. If
+        records fail to append, the error ends `run` and nothing later is acked, so the unacked
+        signals are redelivered on restart: routing is at least once (a crash may deliver up to
+        one interval's signals twice, with the same derived ids), records are stored once.
         """
+        if persist_interval_s < 0:
+            raise ValueError(f"persist_interval_s must be >= 0, got {persist_interval_s}")
         if self._book_sub is None:
             await self.follow_experiments()
         self.name = durable
@@ -386,36 +393,49 @@ class SignalRouter:
         in_flight: deque[asyncio.Task[None]] = deque()
 
         async def persist(
-            records: RouteRecords, batch_msgs: list[Msg], before: asyncio.Task[None] | None
+            records: RouteRecords, group: list[Msg], before: asyncio.Task[None] | None
         ) -> None:
             events = records.events(self.name, self.clock)
             if events:
                 await self.log.append_many(events)
             if before is not None:
-                await before  # never ack past a batch that is not stored yet
-            last = next((m for m in reversed(batch_msgs) if not m.is_acked), None)
+                await before  # never ack past a group that is not stored yet
+            last = next((m for m in reversed(group) if not m.is_acked), None)
             if last is not None:  # (dead-lettered messages were terminated already)
-                await last.ack()  # ack-all consumer: acks the whole batch
+                await last.ack()  # ack-all consumer: acks the whole group
 
+        async def flush() -> None:
+            nonlocal pending, group, since
+            while in_flight and (in_flight[0].done() or len(in_flight) >= PERSISTS_IN_FLIGHT):
+                await in_flight.popleft()  # raises if that group failed
+            before = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.create_task(persist(pending, group, before)))
+            pending, group, since = RouteRecords(), [], 0.0
+
+        pending, group, since = RouteRecords(), [], 0.0  # routed, not yet stored and acked
         try:
             while not stop.is_set():
+                wait = poll_s
+                if group:
+                    wait = max(0.0, since + persist_interval_s - time.monotonic())
                 if writer is not None:
-                    msgs = await consumer.next_raw(batch, timeout=poll_s)
-                    if not msgs:
-                        continue
-                    records = await self.deliver_raw(consumer, msgs, writer)
+                    msgs = await consumer.next_raw(batch, timeout=wait)
+                    if msgs:
+                        pending.merge(await self.deliver_raw(consumer, msgs, writer))
                 else:
-                    items = await consumer.next_batch(batch, timeout=poll_s)
-                    if not items:
-                        continue
+                    items = await consumer.next_batch(batch, timeout=wait)
                     msgs = [d.msg for d in items]
-                    records = RouteRecords()
                     for d in items:
-                        await self._deliver_one(consumer, d, records)
-                while in_flight and (in_flight[0].done() or len(in_flight) >= PERSISTS_IN_FLIGHT):
-                    await in_flight.popleft()  # raises if that batch failed
-                before = in_flight[-1] if in_flight else None
-                in_flight.append(asyncio.create_task(persist(records, msgs, before)))
+                        await self._deliver_one(consumer, d, pending)
+                if msgs:
+                    since = since or time.monotonic()
+                    group += msgs
+                if group and (
+                    time.monotonic() - since >= persist_interval_s or pending.n_routes >= batch
+                ):
+                    await flush()
+            if group:
+                await flush()
             while in_flight:
                 await in_flight.popleft()
         finally:

@@ -1,4 +1,5 @@
-"""The service process: decider + job runner + HTTP endpoints, with graceful shutdown.
+"""The service process: decider + job runner + HTTP endpoints (+ the A/B router and
+experiment supervisor with ``[ab] enabled``), with graceful shutdown.
 
 SIGTERM/SIGINT set the stop flag: the decider finishes the event in hand and checkpoints, the
 job runner finishes (drains) the retrain in hand and acks it, then the process exits 0.
@@ -11,6 +12,9 @@ import asyncio
 import logging
 import signal
 
+from autoopt.ab.decision import ExperimentSupervisor
+from autoopt.ab.experiments import ExperimentBook
+from autoopt.ab.router import SignalRouter
 from autoopt.config import Config
 from autoopt.log import EventLog
 from autoopt.plugins import Plugins
@@ -36,6 +40,8 @@ class Service:
         self.decider: Decider | None = None
         self.jobs: JobRunner | None = None
         self.http: HttpServer | None = None
+        self.router: SignalRouter | None = None  # with [ab] enabled
+        self.supervisor: ExperimentSupervisor | None = None
         self._started = asyncio.Event()
 
     def ready(self) -> tuple[bool, str]:
@@ -65,6 +71,21 @@ class Service:
             asyncio.create_task(self.decider.run(self.stop), name="decider"),
             asyncio.create_task(self.jobs.run(self.stop), name="jobs"),
         ]
+        ab = self.config.ab
+        if ab.enabled:
+            self.supervisor = await ExperimentSupervisor.open(
+                self.log, interval_s=ab.decide_interval_s
+            )
+            self.router = SignalRouter(self.log, ExperimentBook())
+            tasks.append(
+                asyncio.create_task(
+                    self.router.run(
+                        self.stop, durable=ab.durable, persist_interval_s=ab.persist_interval_s
+                    ),
+                    name="ab-router",
+                )
+            )
+            log.info("A/B router consuming signals as %r", ab.durable)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -74,6 +95,10 @@ class Service:
         finally:
             self.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.router is not None:
+                await self.router.close()
+            if self.supervisor is not None:
+                await self.supervisor.close()
             await self.http.stop()
             log.info("service stopped")
 
