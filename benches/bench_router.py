@@ -17,6 +17,10 @@ Groups (each case beside its peer in the same run):
                       at once; a longer burst only lengthens the run); and the forward floor.
     router-drain      30,000 signals already in the log: how fast the router drains them
                       (signals/s). Peer: the naive router on 3,000.
+Each routed delivery also carries the router's routing time (``ts_init``), so the trip is split
+in two legs: ``to_router`` (signal created -> routed: the producer's append, the store, the push
+to the router and its wait) and ``from_router`` (routed -> received: the native routing, the
+write, the server's fan-out and the receiver).
 The naive peer routes with the same `SignalRouter.route` but fetches one message at a time and
 awaits each log append, delivery and ack. The ``forward`` case (sustained group) is the floor of
 this setup: the same continuous pull, but each signal is only republished as it came, no routing
@@ -39,7 +43,7 @@ import pytest
 
 from autoopt.ab.experiments import ExperimentBook, ExperimentService, ExperimentSpec
 from autoopt.ab.router import PASSTHROUGH_SUBJECT, SignalRouter
-from autoopt.events import SignalEmitted, VariantSpec, decode
+from autoopt.events import SignalEmitted, SignalRouted, VariantSpec, decode
 from autoopt.log import EventLog, NatsSettings
 from autoopt.subjects import subject_filter_for_type
 
@@ -252,12 +256,19 @@ async def _peer(url: str, mode: str, n_or_rate: int, seconds: float) -> dict[str
     times: list[int] = []
     measure_from = 0  # signals created before this (the warm-up) are delivered, not counted
 
+    to_router: list[int] = []  # signal created -> routed (the routed signal's ts_init)
+    from_router: list[int] = []  # routed -> received here
+
     async def on_msg(msg: Any) -> None:
         now = time.time_ns()
-        ts = decode(msg.data).ts_event
+        ev = decode(msg.data)
+        ts = ev.ts_event
         if ts >= measure_from:
             lat.append(now - ts)
             times.append(now)
+            if isinstance(ev, SignalRouted):
+                to_router.append(ev.ts_init - ts)
+                from_router.append(now - ev.ts_init)
 
     subs = [
         await log.nc.subscribe("autoopt.route.live", cb=on_msg),
@@ -306,7 +317,18 @@ async def _peer(url: str, mode: str, n_or_rate: int, seconds: float) -> dict[str
         "p50_ms": round(float(np.percentile(arr, 50)), 3) if arr.size else None,
         "p99_ms": round(float(np.percentile(arr, 99)), 3) if arr.size else None,
         "max_ms": round(float(arr.max()), 3) if arr.size else None,
+        **_split("to_router", to_router),
+        **_split("from_router", from_router),
     }
+
+
+def _split(name: str, values: list[int]) -> dict[str, float]:
+    """p50/p99 (ms) of one leg of the trip, when the deliveries say where the router was."""
+    if not values:
+        return {}
+    a = np.array(values, dtype=np.float64) / 1e6
+    return {f"{name}_p50_ms": round(float(np.percentile(a, 50)), 3),
+            f"{name}_p99_ms": round(float(np.percentile(a, 99)), 3)}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pytest
 
 from autoopt.ab.experiments import ExperimentBook, ExperimentService, ExperimentSpec
 from autoopt.ab.records import RouteRecords, array_header
-from autoopt.ab.router import LIVE_FILTER, PASSTHROUGH_SUBJECT, SignalRouter
+from autoopt.ab.router import ROUTE_PREFIX, SignalRouter
 from autoopt.clock import SimulatedClock
 from autoopt.events import (
     DeadLettered,
@@ -247,10 +247,8 @@ async def test_run_routes_in_order_and_dead_letters_the_undecodable(
     async def engine(msg: Any) -> None:
         got.append(decode(msg.data))
 
-    subs = [
-        await event_log.nc.subscribe(LIVE_FILTER, cb=engine),
-        await event_log.nc.subscribe(PASSTHROUGH_SUBJECT, cb=engine),
-    ]
+    # one subscription for routed and passed-through signals: one ordered stream to check
+    subs = [await event_log.nc.subscribe(f"{ROUTE_PREFIX}.>", cb=engine)]
     signals = [
         SignalEmitted.new(
             symbol=("BTCUSDT", "ETHUSDT", "XRPUSDT")[i % 3],
