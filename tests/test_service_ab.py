@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client import generate_latest
 
 from autoopt.ab.experiments import ExperimentBook, ExperimentService, ExperimentSpec
 from autoopt.ab.router import LIVE_FILTER
@@ -79,6 +80,9 @@ async def test_serve_routes_signals_when_ab_is_enabled(
         async with asyncio.timeout(20):  # the supervisor counts the routed signals
             while sum(s.routed for s in service.supervisor.tracker.of("thr").values()) < 20:
                 await asyncio.sleep(0.05)
+        exposed = generate_latest(service.metrics.registry).decode()
+        assert 'autoopt_ab_signals_total{outcome="routed"} 20.0' in exposed
+        assert 'autoopt_ab_signals_total{outcome="passed"} 0.0' in exposed
     finally:
         service.stop.set()
         await task

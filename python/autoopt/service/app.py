@@ -77,6 +77,7 @@ class Service:
                 self.log, interval_s=ab.decide_interval_s
             )
             self.router = SignalRouter(self.log, ExperimentBook())
+            self.metrics.watch_router(self.router)
             tasks.append(
                 asyncio.create_task(
                     self.router.run(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class ServiceMetrics:
@@ -38,3 +43,23 @@ class ServiceMetrics:
             "autoopt_undecodable_events_total", "CORE messages that failed to decode", registry=r
         )
         self.checkpoints = Counter("autoopt_checkpoints_total", "Checkpoints written", registry=r)
+
+    def watch_router(self, router: Any) -> None:
+        """Expose an A/B router's signal counts (kept by the router itself) on /metrics."""
+        self.registry.register(_RouterCollector(router))
+
+
+class _RouterCollector(Collector):
+    """``autoopt_ab_signals_total{outcome}``: routed to a variant, passed through unchanged
+    (no running experiment, outside coverage), or unroutable (no unit key: passed through)."""
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "autoopt_ab_signals", "Signals handled by the A/B router", labels=["outcome"]
+        )
+        for outcome in ("routed", "passed", "unroutable"):
+            family.add_metric([outcome], getattr(self.router, outcome))
+        yield family
