@@ -330,8 +330,7 @@ class ExperimentBook:
 
     def __init__(self) -> None:
         self.experiments: dict[str, Experiment] = {}
-        self.version = 0  # bumped on every applied event
-        # bumped on lifecycle changes only (not assignments): the router's routing caches
+        # bumped on lifecycle changes (not assignments): the router's routing caches follow it
         self.lifecycle_version = 0
         self._seen: set[str] = (
             set()
@@ -396,7 +395,6 @@ class ExperimentBook:
         if lifecycle:
             self._seen.add(ev.event_id)
             self.lifecycle_version += 1
-        self.version += 1
         return True
 
     def _check_overlap(self, exp: Experiment) -> None:

@@ -140,7 +140,7 @@ class SignalRouter:
             return exp
 
     def _plan(self, exp: Experiment, v: VariantSpec, paper: bool) -> _VariantPlan:
-        """What routing to ``v`` needs, worked out once per variant (and book version)."""
+        """What routing to ``v`` needs, worked out once per variant (and lifecycle version)."""
         key = (exp.name, v.name, paper)
         plan = self._plans.get(key)
         if plan is None:
@@ -237,11 +237,9 @@ class SignalRouter:
                         (v.name, v.release_id, plan.subject, paper, plan.step, threshold,
                          plan.size_multiplier, config)
                     )  # fmt: skip
-                records_units = exp.unit != "signal_id" and not exp.shadow
-                assigned = list(exp.assigned) if records_units else []
                 specs.append(
-                    (exp.name, exp.symbol, exp.unit, exp.seed, [v.weight for v in exp.variants], exp.coverage,
-                     exp.shadow, variants, assigned)
+                    (exp.name, exp.symbol, exp.unit, exp.seed, [v.weight for v in exp.variants],
+                     exp.coverage, exp.shadow, variants, list(exp.assigned))
                 )  # fmt: skip
             max_payload = self.log.nc.max_payload if self.log is not None else 1 << 20
             self._table = RouteTable(specs, PASSTHROUGH_SUBJECT, max_payload)
@@ -295,14 +293,16 @@ class SignalRouter:
 
     async def deliver(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> RouteRecords:
         """Route and publish a batch (one `publish` per delivery); returns what it stores."""
-        publish = self.log.nc.publish
         records = RouteRecords()
         for sig, raw in signals:
-            plan = self.route(sig, raw)
-            for subject, payload in plan.deliveries:
-                await publish(subject, payload)
-            records.add_plan(plan)
+            await self._send(self.route(sig, raw), records)
         return records
+
+    async def _send(self, plan: RoutePlan, records: RouteRecords) -> None:
+        """Publish one routed signal's deliveries and keep its records."""
+        for subject, payload in plan.deliveries:
+            await self.log.nc.publish(subject, payload)
+        records.add_plan(plan)
 
     async def deliver_raw(
         self, consumer: DurableConsumer, msgs: list[Msg], writer: FrameWriter
@@ -339,9 +339,7 @@ class SignalRouter:
         except Exception as exc:
             await consumer.dead_letter(d, exc)
             return
-        for subject, payload in plan.deliveries:
-            await self.log.nc.publish(subject, payload)
-        records.add_plan(plan)
+        await self._send(plan, records)
 
     async def handle_batch(self, signals: Sequence[tuple[SignalEmitted, bytes | None]]) -> int:
         """Route, deliver and record a batch; returns the number of deliveries."""

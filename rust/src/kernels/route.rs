@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use sha2::{Digest, Sha256};
 
@@ -289,15 +290,16 @@ pub struct Table {
     pub passthrough: String,
     pub max_payload: usize,
     by_symbol: HashMap<String, Option<usize>>,
+    /// One signal's routed payloads back to back, and each one's variant, end and ids (reused).
+    scratch: Vec<u8>,
+    encoded: Vec<(usize, usize, RouteIds)>, // (variant, end in scratch, ids)
 }
 
 fn frame(out: &mut Routed, subject: &str, payload: &[u8]) {
     let f = &mut out.frames;
     f.extend_from_slice(b"PUB ");
     f.extend_from_slice(subject.as_bytes());
-    f.push(b' ');
-    f.extend_from_slice(payload.len().to_string().as_bytes());
-    f.extend_from_slice(b"\r\n");
+    let _ = write!(f, " {}\r\n", payload.len());
     f.extend_from_slice(payload);
     f.extend_from_slice(b"\r\n");
     out.deliveries += 1;
@@ -306,7 +308,14 @@ fn frame(out: &mut Routed, subject: &str, payload: &[u8]) {
 
 impl Table {
     pub fn new(experiments: Vec<Experiment>, passthrough: String, max_payload: usize) -> Self {
-        Table { experiments, passthrough, max_payload, by_symbol: HashMap::new() }
+        Table {
+            experiments,
+            passthrough,
+            max_payload,
+            by_symbol: HashMap::new(),
+            scratch: Vec::new(),
+            encoded: Vec::new(),
+        }
     }
 
     /// `ExperimentBook.running_for`: the first experiment covering `symbol`.
@@ -356,27 +365,34 @@ impl Table {
         let Some(key) = key else { return self.pass(raw, out, true) };
         let b = bucket_v2_from_state(fnv1a_utf16(exp.seed_state, key));
         let Some(idx) = choose_variation(b, &exp.ranges) else { return self.pass(raw, out, false) };
-        let start = (out.frames.len(), out.routes.len());
-        let chosen: Vec<usize> = if exp.shadow { (0..exp.variants.len()).collect() } else { vec![idx] };
-        let mut payload = Vec::with_capacity(256 + raw.len());
-        for &vi in &chosen {
-            payload.clear();
-            let ids = encode_routed(&mut payload, sig, exp, &exp.variants[vi], key, now_ns);
-            if payload.len() > self.max_payload {
-                out.frames.truncate(start.0);
-                out.routes.truncate(start.1);
+        // every routed payload first, so one over `max_payload` leaves nothing half written
+        let Table { experiments, scratch, encoded, max_payload, .. } = self;
+        let exp = &experiments[ei];
+        let chosen = if exp.shadow { 0..exp.variants.len() } else { idx..idx + 1 };
+        scratch.clear();
+        encoded.clear();
+        for vi in chosen {
+            let begin = scratch.len();
+            let ids = encode_routed(scratch, sig, exp, &exp.variants[vi], key, now_ns);
+            if scratch.len() - begin > *max_payload {
                 return false;
             }
-            frame(out, &exp.variants[vi].subject, &payload);
-            out.routes.extend_from_slice(&payload);
+            encoded.push((vi, scratch.len(), ids));
+        }
+        let mut begin = 0;
+        for (vi, end, ids) in encoded.drain(..) {
+            let payload = &scratch[begin..end];
+            frame(out, &exp.variants[vi].subject, payload);
+            out.routes.extend_from_slice(payload);
             out.n_routes += 1;
             if out.first.is_none() {
                 out.first = Some(ids.clone());
             }
             out.last = Some(ids);
+            begin = end;
         }
         out.routed += 1;
-        let exp = &mut self.experiments[ei];
+        let exp = &mut experiments[ei];
         if exp.unit != Unit::SignalId && !exp.shadow && !exp.assigned.contains(key) {
             exp.assigned.insert(key.to_owned());
             out.new_units.push(NewUnit { experiment: ei, unit_key: key.to_owned(), variant: idx });
@@ -561,5 +577,23 @@ mod tests {
         assert_eq!(out.new_units.len(), 1, "the second route of acct-1 is not a new unit");
         let mut out = Routed::default();
         assert_eq!(t.route_batch(&payloads[..1], &[Some(6)], 5, 9, &mut out), 0, "past max_deliver");
+
+        // shadow: the second variant's payload is too big, so nothing of the signal is written
+        let mut big = v("b");
+        big.config = Vec::new();
+        mp::write_map_header(&mut big.config, 1);
+        mp::write_str(&mut big.config, "k");
+        mp::write_str(&mut big.config, &"x".repeat(2000));
+        let shadow = Experiment {
+            shadow: true,
+            unit: Unit::SignalId,
+            variants: vec![v("a"), big],
+            ..t.experiments[0].clone()
+        };
+        let mut t = Table::new(vec![shadow], "route.live".into(), 1000);
+        let mut out = Routed::default();
+        assert_eq!(t.route_batch(&payloads[..1], &[Some(1)], 5, 9, &mut out), 0);
+        assert_eq!((out.deliveries, out.n_routes, out.frames.len(), out.routes.len()), (0, 0, 0, 0));
+        assert!(out.first.is_none() && out.routed == 0);
     }
 }
