@@ -14,6 +14,11 @@ server then reports how many messages the request still owed (status 408) and a 
 replaces it. Idle heartbeats show the requests are alive: when neither messages nor heartbeats
 arrived for two heartbeat periods (the server restarted, the client reconnected), the owed count
 is reset and requests are sent afresh.
+
+When nobody answers a request (status 503: the stream or consumer has no leader during an
+election, or the consumer was deleted) the next request waits the `autoopt.log.retry.Backoff`
+schedule instead of going out at once; ``failing``/``failures`` say why and how often since the
+last message, so the owner can re-create a deleted consumer.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from autoopt.log.retry import Backoff
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
 
@@ -99,6 +106,10 @@ class PullFeed:
         self._sub: Any = None
         self.requests_sent = 0
         self.errors: list[str] = []  # status 409 descriptions (consumer deleted, ...), newest last
+        self.failing: str | None = None  # why no message came since the last one (None: fine)
+        self.failures = 0  # failed requests (503, 409, silence) since the last message
+        self._backoff = Backoff()
+        self._retry_at: float | None = None  # when to ask again after a failure
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox()
@@ -121,29 +132,55 @@ class PullFeed:
         self._last_heard = time.monotonic()
         if (status := status_of(msg)) is not None:
             headers = msg.headers or {}
-            if status == "100":  # idle heartbeat
+            if status == "100":  # idle heartbeat: our requests are alive
+                if self._retry_at is None and self.failing is not None:
+                    self.failing, self.failures = None, 0
+                    self._backoff.reset()
                 return
             if status in ("408", "409"):  # a request expired or was cut short
                 owed = headers.get(PENDING_MESSAGES)
                 self._owed = max(0, self._owed - int(owed)) if owed else 0
                 if status == "409":
-                    self.errors = [*self.errors[-9:], headers.get("Description", "") or status]
-            await self._top_up()
+                    desc = headers.get("Description", "") or status
+                    self.errors = [*self.errors[-9:], desc]
+                    if "consumer deleted" in desc.lower() or "leadership" in desc.lower():
+                        self._failed(f"409 {desc}")
+                        return
+            elif status == "503":  # no responders: no leader, or no such consumer
+                self._failed("503 no responders (no leader, or the consumer is gone)")
+                return
+            if self._retry_at is None:
+                await self._top_up()
             return
         self._owed = max(0, self._owed - 1)
+        if self.failing is not None or self._retry_at is not None:
+            self.failing, self.failures, self._retry_at = None, 0, None
+            self._backoff.reset()
         await self._collected.cb(msg)
         if self._owed <= self.batch // 2:
             await self._top_up()
 
+    def _failed(self, why: str) -> None:
+        """A request was refused: ask again after the next backoff delay."""
+        self._owed = 0
+        self.failing = why
+        self.failures += 1
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
+
     async def take(self, max_n: int, timeout: float) -> list[Msg]:
         """Up to ``max_n`` collected messages, in delivery order; waits at most ``timeout``
         seconds for the first one (an empty list if none came)."""
+        if self._retry_at is not None:
+            timeout = max(0.0, min(timeout, self._retry_at - time.monotonic()))
         msgs = await self._collected.take(timeout, max_n)
-        if not msgs and time.monotonic() - self._last_heard > 2 * self._heartbeat_s:
-            # our requests are gone (server restart, reconnect): ask again
-            self._last_heard = time.monotonic()
-            self._owed = 0
+        now = time.monotonic()
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._last_heard = now
             await self._top_up()
+        elif not msgs and self._retry_at is None and now - self._last_heard > 2 * self._heartbeat_s:
+            # our requests are gone (server restart, reconnect): ask again, on the schedule
+            self._failed("no messages or heartbeats (server restarted or reconnecting)")
         return msgs
 
 
