@@ -40,12 +40,15 @@ async def test_streams_are_created_idempotently(event_log: EventLog) -> None:
     assert stats["MARKET"].max_age_s == event_log.settings.market_max_age_s
 
 
-async def test_changed_retention_updates_the_existing_stream(nats_settings: NatsSettings) -> None:
+async def test_changed_retention_is_reported_then_applied_on_request(nats_settings: NatsSettings) -> None:
     async with await EventLog.connect(nats_settings):
         pass
     changed = msgspec.structs.replace(nats_settings, market_max_age_s=3600.0)
     async with await EventLog.connect(changed, ensure=False) as log:
-        actions = {c.name: c.action for c in await log.ensure_streams()}
+        reported = {c.name: c for c in await log.ensure_streams()}
+        assert reported["MARKET"].action == "differs"  # compared, never applied on the side
+        assert [d.field for d in reported["MARKET"].differences] == ["max_age"]
+        actions = {c.name: c.action for c in await log.ensure_streams(apply=True)}
         assert actions["MARKET"] == "updated"
         assert actions["MODELS"] == "unchanged"
         stats = {s.name: s for s in await log.info()}

@@ -11,9 +11,10 @@ the core's own decisions are not sourced.
 from __future__ import annotations
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
-from nats.js.errors import NotFoundError
 
 from autoopt.log import EventLog
+from autoopt.log.retry import retrying
+from autoopt.log.streams import reconcile
 from autoopt.subjects import subject_filter
 
 CORE_STREAM = "CORE"
@@ -30,6 +31,7 @@ CORE_SOURCES: tuple[tuple[str, str], ...] = (
 
 
 def core_stream_config(replicas: int = 1) -> StreamConfig:
+    """CORE's config; ``replicas`` comes from ``nats.replicas`` like every other stream's."""
     return StreamConfig(
         name=CORE_STREAM,
         description="ordered input of the decision core (sourced from the category streams)",
@@ -42,14 +44,18 @@ def core_stream_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-async def ensure_core_stream(log: EventLog) -> str:
-    """Create the CORE stream if it is missing; returns "created" or "exists"."""
-    try:
-        await log.js.stream_info(CORE_STREAM)
-        return "exists"
-    except NotFoundError:
-        await log.js.add_stream(core_stream_config(log.settings.replicas))
-        return "created"
+async def ensure_core_stream(log: EventLog, *, apply: bool = False) -> str:
+    """Create the CORE stream if it is missing ("created"); an existing one is compared with the
+    config and never downgraded ("exists", differences logged; `reconcile`), and with ``apply``
+    gets the safe changes ("updated"). Retries while the cluster has no leader."""
+    change = await retrying(
+        lambda: reconcile(log.js, core_stream_config(log.settings.replicas), apply=apply),
+        what=f"creating or checking stream {CORE_STREAM}",
+        deadline_s=3 * log.settings.request_timeout_s,
+    )
+    return "created" if change.action == "created" else (
+        "updated" if change.action == "updated" else "exists"
+    )
 
 
 async def core_last_seq(log: EventLog) -> int:
