@@ -9,6 +9,10 @@ Digest (``ReplayResult.digest``), stable across processes, machines and runs:
 
 ``log_digest`` is the same construction over (event_id, type tag, now_ns) of every event replayed,
 so two results can be checked to come from the same input before being compared.
+
+An event `decide` raises on changes nothing: the service dead-letters it and keeps the state it
+had, and a replay does the same (``ReplayResult.failed`` lists those events), so both reach the
+same state and decisions.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
     digest: str
     n_events: int
     log_digest: str
+    failed: list[str] = []
+    """Ids of the events `decide` raised on (skipped, as the service skips them)."""
 
     def commands(self) -> list[Command]:
         return [c for r in self.decisions for c in r.commands]
@@ -87,6 +93,20 @@ def decisions_digest(records: Iterable[DecisionRecord]) -> str:
     return h.hexdigest()
 
 
+def decide_step(
+    state: State, event: Event, now_ns: int, config: Config | PolicyConfig
+) -> tuple[State, list[Command]]:
+    """`decide` on a copy of ``state``: ``state`` itself is untouched, also when decide raises.
+    The service's decider uses it to commit a step only once its results are stored."""
+    return decide(State.from_bytes(state.to_bytes()), event, now_ns, config)
+
+
+def _restore(state: State, snapshot: bytes) -> None:
+    """Put ``state`` back, in place, to what ``snapshot`` holds."""
+    fresh = State.from_bytes(snapshot)
+    state.data, state._live = fresh.data, fresh._live  # noqa: SLF001 - same package
+
+
 def replay_decisions(
     events: Iterable[Event | tuple[Event, int]],
     config: Config | PolicyConfig,
@@ -96,30 +116,51 @@ def replay_decisions(
     """Run ``events`` through `decide` in order, from ``state`` (a fresh one by default).
 
     Each item is an event (its clock is ``event.ts_event``) or ``(event, now_ns)`` with the
-    recorded clock (e.g. the JetStream timestamp). ``state`` is updated in place.
+    recorded clock (e.g. the JetStream timestamp). ``state`` is updated in place. An event
+    decide raises on is skipped with the state it found (`ReplayResult.failed`): the replay
+    restarts from the initial state without it, so the fast path never copies the state.
     """
     st = state if state is not None else State()
+    items = [item if isinstance(item, tuple) else (item, item.ts_event) for item in events]
+    initial = st.to_bytes()
+    failed: set[int] = set()
+    while True:
+        try:
+            return _replay(items, config, st, failed)
+        except _StepFailed as exc:
+            failed.add(exc.index)
+            _restore(st, initial)
+
+
+class _StepFailed(Exception):
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _replay(
+    items: list[tuple[Event, int]], config: Config | PolicyConfig, st: State, failed: set[int]
+) -> ReplayResult:
     records: list[DecisionRecord] = []
     digest = _Hasher(DIGEST_PREFIX)
     log = _Hasher(LOG_DIGEST_PREFIX)
-    n = 0
-    for item in events:
-        if isinstance(item, tuple):
-            event, now = item
-        else:
-            event, now = item, item.ts_event
+    for n, (event, now) in enumerate(items):
         tag = event.type_tag()
         log.add((event.event_id, tag, int(now)))
-        st, out = decide(st, event, now, config)
+        if n in failed:
+            continue
+        try:
+            st, out = decide(st, event, now, config)
+        except Exception as exc:
+            raise _StepFailed(n) from exc
         if out:
             rec = DecisionRecord(
                 index=n, event_id=event.event_id, event_type=tag, now_ns=st.clock_ns, commands=out
             )
             records.append(rec)
             digest.add(rec)
-        n += 1
     return ReplayResult(
-        decisions=records, digest=digest.hexdigest(), n_events=n, log_digest=log.hexdigest()
+        decisions=records, digest=digest.hexdigest(), n_events=len(items),
+        log_digest=log.hexdigest(), failed=[items[i][0].event_id for i in sorted(failed)],
     )
 
 
@@ -233,6 +274,7 @@ __all__ = [
     "DecisionDiff",
     "DecisionRecord",
     "ReplayResult",
+    "decide_step",
     "decisions_digest",
     "diff_decisions",
     "replay_decisions",

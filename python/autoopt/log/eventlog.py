@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -43,9 +42,9 @@ from autoopt.errors import (
     EventLogError,
     SequenceConflictError,
 )
-from autoopt.events import DeadLettered, Event, decode, encode
-from autoopt.ids import derived_event_id
+from autoopt.events import Event, decode, encode
 from autoopt.log.connect import NatsSettings, connect_options
+from autoopt.log.deadletter import dead_letter_event
 from autoopt.log.pullfeed import Collector, PullFeed, status_of
 from autoopt.log.server import EmbeddedServer
 from autoopt.log.streams import StreamChange, ensure_streams
@@ -106,6 +105,36 @@ class StreamStats(msgspec.Struct, frozen=True):
     consumers: int = 0
     max_age_s: float = 0.0
     replicas: int = 0
+
+
+class ReplayStats:
+    """What a tolerant replay skipped. Pass one as ``stats=`` to `EventLog.replay_batches`,
+    `replay_records` or `replay` and read it after (or during) the replay.
+
+    Why: one bad record (a foreign publisher, an older schema) must not stop every reader of
+    a stream; readers skip it, and this says how many and where the first one was."""
+
+    __slots__ = ("skipped", "first_seq", "first_subject", "first_error")
+
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.first_seq = 0
+        self.first_subject = ""
+        self.first_error = ""
+
+    def skip(self, seq: int, subject: str, error: str) -> None:
+        if not self.skipped:
+            self.first_seq, self.first_subject, self.first_error = seq, subject, error
+        self.skipped += 1
+
+    def summary(self, stream: str) -> str:
+        """One line for operators (empty when nothing was skipped)."""
+        if not self.skipped:
+            return ""
+        return (
+            f"skipped {self.skipped} undecodable record(s) of {stream}; first at seq "
+            f"{self.first_seq} ({self.first_subject}): {self.first_error}"
+        )
 
 
 class _ApiError(msgspec.Struct):
@@ -306,22 +335,16 @@ class DurableConsumer:
     async def _dead_letter(
         self, msg: Msg, info: Delivery, error: str, event: Event | None = None
     ) -> None:
-        now = time.time_ns()
-        origin = f"{info.stream}/{info.seq}"
-        letter = DeadLettered(
-            event_id=derived_event_id(origin, f"deadletter/{self.name}"),
-            ts_event=now,
-            ts_init=now,
-            causation_id=event.event_id if event is not None else None,
-            correlation_id=(event.correlation_id or event.event_id) if event is not None else None,
+        letter = dead_letter_event(
             stream=info.stream,
             subject=info.subject,
             seq=info.seq,
             consumer=self.name,
             error=error,
-            payload=bytes(msg.data),
+            payload=msg.data,
+            headers=msg.headers,
             deliveries=info.num_delivered,
-            headers={k: str(v) for k, v in (msg.headers or {}).items()},
+            cause=event,
         )
         await self._log.append(letter)
         await msg.term()
@@ -640,9 +663,17 @@ class EventLog:
         start_time: TimeArg = None,
         end_time: TimeArg = None,
         batch: int = _REPLAY_BATCH,
+        strict: bool = False,
+        stats: ReplayStats | None = None,
     ) -> AsyncIterator[list[Record]]:
-        """Like `replay_records`, in lists (one per network batch): the fastest way to read."""
+        """Like `replay_records`, in lists (one per network batch): the fastest way to read.
+
+        A record that does not decode or validate as an event is skipped and counted in
+        ``stats`` (and in one warning line when the replay ends); ``strict=True`` raises
+        DataError naming it instead."""
         stream, filters = self._target(target)
+        stats = stats if stats is not None else ReplayStats()
+        skipped_before = stats.skipped
         t0, t1 = _ns(start_time, "start_time"), _ns(end_time, "end_time")
         if start_seq is not None and t0 is not None:
             raise DataError("give start_seq or start_time, not both")
@@ -736,10 +767,13 @@ class EventLog:
                             try:
                                 event = decode(msg.data)
                             except DataError as exc:
-                                raise DataError(
-                                    f"{stream} seq {sseq} ({msg.subject}): {exc}"
-                                ) from exc
-                            out.append(Record(sseq, msg.subject, ts, event))
+                                if strict:
+                                    raise DataError(
+                                        f"{stream} seq {sseq} ({msg.subject}): {exc}"
+                                    ) from exc
+                                stats.skip(sseq, msg.subject, str(exc))
+                            else:
+                                out.append(Record(sseq, msg.subject, ts, event))
                         if pending == 0:
                             finished = True
                             break
@@ -750,6 +784,8 @@ class EventLog:
                 if finished:
                     return
         finally:
+            if stats.skipped > skipped_before:
+                log.warning("replay of %s %s", " ".join(filters) or stream, stats.summary(stream))
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             with contextlib.suppress(Exception):
@@ -763,12 +799,16 @@ class EventLog:
         end_seq: int | None = None,
         start_time: TimeArg = None,
         end_time: TimeArg = None,
+        strict: bool = False,
+        stats: ReplayStats | None = None,
     ) -> AsyncIterator[Record]:
         """Events of a stream (``"MODELS"``) or subject filters (``"autoopt.model.*.BTCUSDT"``,
         all in one stream), in log order, with sequence and storage time. Bounds are inclusive;
-        the replay ends at the last message stored when it reaches the end."""
+        the replay ends at the last message stored when it reaches the end. Bad records are
+        skipped and counted in ``stats`` unless ``strict`` (see `replay_batches`)."""
         async for chunk in self.replay_batches(
-            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time
+            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time,
+            strict=strict, stats=stats,
         ):
             for record in chunk:
                 yield record
@@ -781,10 +821,13 @@ class EventLog:
         end_seq: int | None = None,
         start_time: TimeArg = None,
         end_time: TimeArg = None,
+        strict: bool = False,
+        stats: ReplayStats | None = None,
     ) -> AsyncIterator[Event]:
         """The typed events of `replay_records`, without their metadata."""
         async for chunk in self.replay_batches(
-            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time
+            target, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time,
+            strict=strict, stats=stats,
         ):
             for record in chunk:
                 yield record.event
@@ -933,5 +976,6 @@ __all__ = [
     "EventLog",
     "Handler",
     "Record",
+    "ReplayStats",
     "StreamStats",
 ]

@@ -5,6 +5,14 @@ checkpoint), so every instance holds the same state. Decisions are appended as `
 events whose ids are derived from the decided event, so the copies appended by several
 instances are stored once (Nats-Msg-Id dedup). Running the retrains is the job runner's work,
 which a shared work-queue consumer gives to exactly one instance.
+
+Each message is one isolated step: a message that does not decode, an event `decide` raises
+on, or a plugin reaction that raises is dead-lettered with its raw bytes and the reason, and
+the decider goes on. The state and the position change only when the step is complete: the
+step decides on a copy of the state, appends every result, then commits the copy. An append
+the log refuses (server down, timeout) is retried with bounded backoff and never advances the
+position; its outputs have ids derived from the event, so a retried step is stored once.
+Checkpoints therefore only ever hold completed state.
 """
 
 from __future__ import annotations
@@ -18,17 +26,40 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from autoopt.config import Config
-from autoopt.core import State, decide, decision_event
-from autoopt.events import ErrorRaised, Event, decode
+from autoopt.core import State, decision_event
+from autoopt.core.decide import ignored
+from autoopt.core.replay import decide_step
+from autoopt.errors import DataError
+from autoopt.events import Event, decode, encode
 from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
+from autoopt.log.deadletter import dead_letter_event
 from autoopt.log.eventlog import delivery_fields
+from autoopt.log.retry import Backoff, describe
 from autoopt.plugins import Plugins
 from autoopt.service.checkpoint import Checkpoints
 from autoopt.service.core_stream import CORE_STREAM, core_last_seq
 from autoopt.service.metrics import ServiceMetrics
+from autoopt.subjects import subject_for
 
 log = logging.getLogger(__name__)
+
+CONSUMER = "decider"
+"""The consumer name the decider's dead letters carry."""
+
+
+class Origin(msgspec.Struct, frozen=True):
+    """Where a decided event came from: what a dead letter of it keeps."""
+
+    subject: str
+    seq: int
+    payload: bytes
+    headers: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, event: Event) -> Origin:
+        """For an event fed directly (not read from CORE): its own subject and encoding."""
+        return cls(subject=subject_for(event), seq=0, payload=encode(event))
 
 
 class Decider:
@@ -51,6 +82,7 @@ class Decider:
         self.seq = 0
         self.lag = 0
         self._since_checkpoint = 0
+        self._stop: asyncio.Event | None = None
 
     async def restore(self) -> int:
         """Load the latest usable checkpoint; returns the sequence it covers (0: none)."""
@@ -63,12 +95,22 @@ class Decider:
         return self.seq
 
     async def checkpoint(self) -> None:
-        if self.seq and await self._checkpoints.save(self.state, self.seq):
-            self._metrics.checkpoints.inc()
+        """Save the committed state. A failed save is logged and retried at the next
+        checkpoint: checkpoints only shorten a restart, the log stays the truth."""
         self._since_checkpoint = 0
+        if not self.seq:
+            return
+        try:
+            saved = await self._checkpoints.save(self.state, self.seq)
+        except Exception as exc:
+            log.warning("checkpoint at CORE sequence %d not saved: %s", self.seq, describe(exc))
+            return
+        if saved:
+            self._metrics.checkpoints.inc()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Decide every CORE message from the current position until ``stop`` is set."""
+        self._stop = stop
         if self.seq:
             cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.seq + 1)
         else:
@@ -91,13 +133,25 @@ class Decider:
             await self.checkpoint()
 
     async def _handle(self, msg: Any) -> None:
+        """Decide (or dead-letter) one CORE message, then advance past it; nothing advances
+        when stopping interrupted the step's appends (the message is decided after restart)."""
         _, _, _, seq, _, ts_ns, pending = delivery_fields(msg.reply)
+        if seq <= self.seq:  # delivered again (a resubscription): already decided
+            return
+        origin = Origin(
+            subject=msg.subject,
+            seq=seq,
+            payload=bytes(msg.data),
+            headers={str(k): str(v) for k, v in (msg.headers or {}).items()},
+        )
         try:
             event = decode(msg.data)
-        except Exception as exc:
-            await self._undecodable(msg, seq, ts_ns, exc)
+        except DataError as exc:
+            done = await self._undecodable(origin, exc)
         else:
-            await self.feed(event, ts_ns)
+            done = await self.feed(event, ts_ns, origin=origin)
+        if not done:
+            return
         self.seq = seq
         self.lag = pending
         self._metrics.core_seq.set(seq)
@@ -106,48 +160,98 @@ class Decider:
         if self._since_checkpoint >= self._config.service.checkpoint_every:
             await self.checkpoint()
 
-    async def feed(self, event: Event, now_ns: int) -> None:
-        """Decide one event at the log's clock and record the outcomes and plugin reactions."""
-        self._metrics.events_consumed.labels(type(event).type_tag()).inc()
-        self.state, commands = decide(self.state, event, now_ns, self._config)
+    async def feed(self, event: Event, now_ns: int, *, origin: Origin | None = None) -> bool:
+        """Decide one event at the log's clock and record the outcomes and plugin reactions.
+
+        The step works on a copy of the state and commits it only once every result is
+        appended. An event `decide` raises on is dead-lettered and leaves the state as it
+        was; a reaction that raises is dead-lettered while the decisions still count (the
+        core's state depends on the log and config only, never on plugins, so every
+        instance and every replay agree). Returns False only when stopping interrupted the
+        appends: then nothing changed."""
+        kind = type(event).type_tag()
+        if ignored(event):
+            self._metrics.events_consumed.labels(kind).inc()
+            return True
+        origin = origin or Origin.of(event)
+        try:
+            state, commands = decide_step(self.state, event, now_ns, self._config)
+        except Exception as exc:
+            log.error("decide failed on %s %s: %s", kind, event.event_id, describe(exc))
+            return await self._append_all([self._letter(origin, f"decide failed: {describe(exc)}", event)])
+        outputs = [decision_event(command, event) for command in commands]
+        try:
+            outputs += self._reactions(event)
+        except Exception as exc:
+            log.error("plugin reaction to %s %s failed: %s", kind, event.event_id, describe(exc))
+            outputs.append(self._letter(origin, f"plugin reaction failed: {describe(exc)}", event))
+        if not await self._append_all(outputs):
+            return False
+        self.state = state
+        self._metrics.events_consumed.labels(kind).inc()
         for command in commands:
-            await self._log.append(decision_event(command, event))
             self._metrics.decisions.labels(command.kind, command.reason).inc()
             if command.actionable:
                 log.info(
                     "decided %s for %s (%s)", command.kind, command.symbol, command.reason,
                     extra={"event_id": command.id, "correlation_id": event.correlation_id or event.event_id},
                 )
-        for n, reaction in enumerate(self._reactions(event)):
-            # ids derived from the cause: every instance appends the same reaction once
-            reaction = msgspec.structs.replace(
-                reaction,
-                event_id=derived_event_id(event.event_id, f"reaction/{n}"),
-                causation_id=event.event_id,
-                correlation_id=event.correlation_id or event.event_id,
-            )
-            await self._log.append(reaction)
+        return True
+
+    async def _append_all(self, events: list[Event]) -> bool:
+        """Append ``events`` in order, retrying a refused append with bounded backoff until it
+        is stored; False when ``stop`` was set meanwhile. Every id is derived from the decided
+        event, so what an earlier try stored is not stored twice."""
+        backoff = Backoff()
+        for event in events:
+            while True:
+                try:
+                    await self._log.append(event)
+                    break
+                except Exception as exc:  # the log's fault, not the event's: never dead-letter
+                    if self._stop is not None and self._stop.is_set():
+                        log.warning("stopping with CORE sequence %d not advanced: %s", self.seq, describe(exc))
+                        return False
+                    log.warning(
+                        "append of %s %s failed (retrying; CORE sequence stays at %d): %s",
+                        event.type_tag(), event.event_id, self.seq, describe(exc),
+                    )
+                    await backoff.sleep()
+            backoff.reset()
+        return True
+
+    def _letter(self, origin: Origin, reason: str, cause: Event | None = None) -> Event:
+        return dead_letter_event(
+            stream=CORE_STREAM,
+            subject=origin.subject,
+            seq=origin.seq,
+            consumer=CONSUMER,
+            error=reason,
+            payload=origin.payload,
+            headers=origin.headers,
+            deliveries=1,
+            cause=cause,
+        )
 
     def _reactions(self, event: Event) -> list[Event]:
+        """The plugins' reactions to ``event``, with ids derived from it: every instance
+        appends the same reaction once."""
         out: list[Event] = []
         for returned in self._plugins.hook.autoopt_on_event(event=event):
             for item in returned or ():
                 if not isinstance(item, Event):
                     raise TypeError(f"autoopt_on_event returned a non-event: {item!r}")
-                out.append(item)
+                out.append(
+                    msgspec.structs.replace(
+                        item,
+                        event_id=derived_event_id(event.event_id, f"reaction/{len(out)}"),
+                        causation_id=event.event_id,
+                        correlation_id=event.correlation_id or event.event_id,
+                    )
+                )
         return out
 
-    async def _undecodable(self, msg: Any, seq: int, ts_ns: int, exc: Exception) -> None:
+    async def _undecodable(self, origin: Origin, exc: Exception) -> bool:
         self._metrics.undecodable.inc()
-        log.error("CORE message %d on %s does not decode: %s", seq, msg.subject, exc)
-        await self._log.append(
-            ErrorRaised(
-                event_id=derived_event_id(f"core-seq-{seq}", "undecodable"),
-                ts_event=ts_ns,
-                ts_init=ts_ns,
-                component="decider",
-                error_type=type(exc).__name__,
-                message=str(exc),
-                details={"subject": msg.subject, "core_seq": seq, "raw_bytes": len(msg.data)},
-            )
-        )
+        log.error("CORE message %d on %s does not decode: %s", origin.seq, origin.subject, exc)
+        return await self._append_all([self._letter(origin, f"undecodable: {describe(exc)}")])
