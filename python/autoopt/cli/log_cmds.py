@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import typer
@@ -39,6 +40,7 @@ def info(ctx: typer.Context) -> None:
         log = await open_event_log(ctx.obj.config())
         try:
             stats = await log.info()
+            changes = await log.ensure_streams()  # compares only; creates what is missing
             url = log.url
         finally:
             await log.close()
@@ -53,8 +55,49 @@ def info(ctx: typer.Context) -> None:
                 str(s.consumers), age,
             )
         console.print(table)
+        _print_differences(changes)
 
     run(go())
+
+
+def _print_differences(changes: list) -> None:  # list[StreamChange]
+    for change in changes:
+        for d in change.differences:
+            console.print(f"[yellow]{escape(d.describe(change.name))}[/yellow]", soft_wrap=True)
+
+
+@app.command()
+def streams(
+    ctx: typer.Context,
+    apply: bool = typer.Option(
+        False, "--apply", help="Apply the safe differences (never fewer replicas, never another "
+        "storage or retention policy, never dropped subjects)."
+    ),
+) -> None:
+    """Compare the existing streams (CORE included) with the config; report each difference."""
+    from nats.js.errors import NotFoundError
+
+    from autoopt.log.streams import reconcile
+    from autoopt.runtime import open_event_log
+    from autoopt.service.core_stream import CORE_STREAM, core_stream_config
+
+    async def go() -> list:
+        log = await open_event_log(ctx.obj.config())
+        try:
+            changes = await log.ensure_streams(apply=apply)
+            with contextlib.suppress(NotFoundError):
+                await log.js.stream_info(CORE_STREAM)  # CORE is the service's to create
+                changes.append(
+                    await reconcile(log.js, core_stream_config(log.settings.replicas), apply=apply)
+                )
+        finally:
+            await log.close()
+        return changes
+
+    changes = run(go())
+    for change in changes:
+        console.print(f"{change.name}: {change.action}", highlight=False)
+    _print_differences(changes)
 
 
 @app.command()
