@@ -13,9 +13,13 @@ and where it came from.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,9 +27,16 @@ import msgspec
 
 from autoopt.errors import ConfigError
 from autoopt.log.connect import NatsSettings
+from autoopt.redact import is_secret_name, mask_settings, redact
 
 ENV_PREFIX = "AUTOOPT_"
-_RESERVED_ENV = {"AUTOOPT_CONFIG", "AUTOOPT_DATA_DIR", "AUTOOPT_NATS_URL"}
+_RESERVED_ENV = {
+    "AUTOOPT_CONFIG",
+    "AUTOOPT_DATA_DIR",
+    "AUTOOPT_NATS_URL",
+    "AUTOOPT_DEBUG",  # the CLI's traceback switch
+    "AUTOOPT_NATS_SERVER",  # the embedded nats-server binary (autoopt.log.server)
+}
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -252,14 +263,55 @@ def default_data_dir(environ: dict[str, str] | None = None) -> Path:
     return Path(base) / "autoopt"
 
 
-def _parse_env_value(raw: str) -> Any:
+def _parse_env_value(raw: str, as_list: bool = False) -> Any:
+    """JSON for values that look like it; ``A,B`` for list settings; else the string."""
     text = raw.strip()
     if text[:1] in "[{":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"cannot parse JSON value {raw!r}: {exc}") from exc
+            raise ConfigError(f"cannot parse JSON value {redact(raw)!r}: {exc}") from exc
+    if as_list:
+        return [item.strip() for item in text.split(",") if item.strip()]
     return raw
+
+
+def _unwrap(tp: Any) -> Any:
+    """The type under ``Annotated[...]`` and ``X | None``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _key_type(path: list[str]) -> Any:
+    """The declared type of config key ``path`` (``["pipeline", "models"]``), None if unknown;
+    ``[...]`` / ``[3]`` segments step into dict values / list items."""
+    tp: Any = Config
+    for key in path:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            fields = {f.name: f.type for f in msgspec.structs.fields(tp)}
+            if key not in fields:
+                return None
+            tp = fields[key]
+        elif origin is dict or (origin is list and key.startswith("[")):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _is_list_key(path: list[str]) -> bool:
+    return typing.get_origin(_key_type(path)) is list
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -285,7 +337,7 @@ def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
                 raise ConfigError(f"environment variable {name}: {key!r} is not a section")
             node = child
         try:
-            node[path[-1]] = _parse_env_value(raw)
+            node[path[-1]] = _parse_env_value(raw, as_list=_is_list_key(path))
         except ConfigError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from None
         used.append(name)
@@ -316,8 +368,23 @@ def _describe(msg: str) -> str:
     if " - at `$." in msg:
         what, where = msg.rsplit(" - at `$.", 1)
         key = where.rstrip("`")
-        return f"config key {key!r}: {what}"
+        return f"config key {key!r}: {_enum_hint(key, what)}"
     return msg
+
+
+def _enum_hint(key: str, what: str) -> str:
+    """For a bad enum value: the valid values and, when one is close, "did you mean X?"."""
+    match = re.fullmatch(r"Invalid enum value (.+)", what)
+    path = re.findall(r"\[[^\]]*\]|[^.\[]+", key)
+    choices = typing.get_args(_key_type(path)) if match else ()
+    if not choices:
+        return what
+    valid = [str(c) for c in choices]
+    text = f"{what}; valid values: {', '.join(valid)}"
+    given = match.group(1).strip("'\"") if match else ""
+    lowered = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(given.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"{text}; did you mean {lowered[close[0]]!r}?" if close else text
 
 
 def load_config(
@@ -379,9 +446,11 @@ def _check_schedules(config: Config) -> None:
             raise ConfigError(f"config key {key!r}: {expr!r} is not a valid cron expression")
 
 
-def config_to_toml_dict(config: Config) -> dict[str, Any]:
-    """Plain-dict form (for `autoopt config` and digests)."""
-    return msgspec.to_builtins(config)
+def config_to_toml_dict(config: Config, *, masked: bool = False) -> dict[str, Any]:
+    """Plain-dict form (for `autoopt config` and digests); ``masked``: secrets as ``***``
+    (`autoopt.redact.mask_settings`), for anything shown to a person."""
+    tree = msgspec.to_builtins(config)
+    return mask_settings(tree) if masked else tree
 
 
 def _toml_value(value: Any) -> str:
@@ -398,8 +467,9 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def to_toml(config: Config) -> str:
-    """The config as TOML (keys whose value is None are written as comments: TOML has no null)."""
+def to_toml(config: Config, *, masked: bool = False) -> str:
+    """The config as TOML (keys whose value is None are written as comments: TOML has no null);
+    ``masked``: secrets as ``***``, for printing."""
     lines: list[str] = []
 
     def table(name: str, data: dict[str, Any]) -> None:
@@ -410,6 +480,9 @@ def to_toml(config: Config) -> str:
         for key, value in scalars.items():
             if isinstance(value, dict):  # an empty table (e.g. per-symbol overrides)
                 lines.append(f"{key} = {{}}")
+            elif value is None and is_secret_name(key):  # say where a secret belongs instead
+                env = ENV_PREFIX + "__".join([*name.split("."), key]).upper()
+                lines.append(f"# {key} = (unset; a secret: set it in ${env}, not in a file)")
             elif value is None:
                 lines.append(f"# {key} = (unset)")
             else:
@@ -417,5 +490,5 @@ def to_toml(config: Config) -> str:
         for key, value in subtables.items():
             table(f"{name}.{key}" if name else key, value)
 
-    table("", config_to_toml_dict(config))
+    table("", config_to_toml_dict(config, masked=masked))
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,17 +1,23 @@
 """The ``autoopt`` command line (typer + rich).
 
 Verbs live in small modules, one job each; this module only assembles them and owns the
-global options (``--config``, ``--data-dir``) shared through `CliContext`.
+global options (``--config``, ``--data-dir``, ``--debug``) shared through `CliContext`.
+
+Errors: every `AutooptError` and every `OSError` (a used port, a missing file) ends as one
+redacted ``error: ...`` line on stderr and exit code 2; anything else is a bug, shown as one
+line and exit code 1, with the traceback only under ``--debug`` or ``AUTOOPT_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
 
 from autoopt.cli import ab, demo, log_cmds, releases, retrain, serve, server_cmds
-from autoopt.cli.context import CliContext, console, fail
+from autoopt.cli.context import CliContext, console, print_error
 
 app = typer.Typer(
     name="autoopt",
@@ -40,6 +46,9 @@ def _global_options(
         None, "--data-dir", help="Data dir (event store, models, studies); else $AUTOOPT_DATA_DIR."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks of unexpected errors (also $AUTOOPT_DEBUG=1)."
+    ),
 ) -> None:
     ctx.obj = CliContext(config_path=config, data_dir=data_dir, verbose=verbose)
 
@@ -78,16 +87,16 @@ def show_config(
     ctx: typer.Context,
     toml: bool = typer.Option(False, "--toml", help="Print as TOML (a complete config file)."),
 ) -> None:
-    """Print the effective configuration (defaults < file < environment)."""
+    """Print the effective configuration (defaults < file < environment); secrets masked."""
     import msgspec
 
     from autoopt.config import config_to_toml_dict, to_toml
 
     cfg = ctx.obj.config()
     if toml:
-        print(to_toml(cfg), end="")
+        print(to_toml(cfg, masked=True), end="")
     else:
-        console.print_json(msgspec.json.encode(config_to_toml_dict(cfg)).decode())
+        console.print_json(msgspec.json.encode(config_to_toml_dict(cfg, masked=True)).decode())
 
 
 def _register_plugin_commands() -> None:
@@ -134,17 +143,45 @@ def _may_name_a_plugin_command(args: list[str]) -> bool:
     return True  # no verb: top-level help lists plugin commands too
 
 
+DEBUG_ENV = "AUTOOPT_DEBUG"
+
+
+def _debug(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "").lower() in {"1", "true", "yes", "on"}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as the operator needs it: what failed, on which file or address."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"address already in use: {exc.strerror or exc} (another process holds the port)"
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return f"{where}: {what}" if where else what
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one line per error, tracebacks only in debug mode."""
     from autoopt.errors import AutooptError
 
     args = sys.argv[1:] if argv is None else argv
+    debug = _debug(args)
     try:
         if _may_name_a_plugin_command(args):
             _register_plugin_commands()
         app(args=args, prog_name="autoopt", standalone_mode=True)
-    except AutooptError as exc:
-        fail(str(exc))
+    except (AutooptError, OSError) as exc:
+        if debug:
+            raise
+        print_error(str(exc) if isinstance(exc, AutooptError) else describe_os_error(exc))
+        sys.exit(2)
+    except Exception as exc:
+        if debug:
+            raise
+        print_error(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug or {DEBUG_ENV}=1 "
+            "for the traceback)"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

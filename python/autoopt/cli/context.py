@@ -9,18 +9,33 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from autoopt.config import Config, load_config
 from autoopt.errors import AutooptError
+from autoopt.redact import redact
 
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def one_line(message: str) -> str:
+    """``message`` as one redacted line: errors reach terminals and CI logs, secrets must not,
+    and a multi-line message (a server's log tail) would read as several errors."""
+    return "; ".join(part.strip() for part in redact(message).splitlines() if part.strip())
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, one line, never wrapped, no markup interpreted."""
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(one_line(message))}", soft_wrap=True, highlight=False
+    )
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error in red and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/bold red] {message}")
+    """Print an error (one redacted line) and exit with ``code``."""
+    print_error(message)
     raise typer.Exit(code)
 
 

@@ -8,20 +8,36 @@ path, or the seed itself when it starts with ``SU``), ``creds_file`` (a decentra
 ``.creds`` file). TLS: ``tls_ca`` verifies the server; ``tls_cert`` + ``tls_key`` present a client
 certificate; any ``nats+tls://`` / ``tls://`` URL or TLS field turns TLS on.
 
-Reconnects: the first connection retries each server ``connect_attempts`` times; once connected,
-the client reconnects up to ``max_reconnect_attempts`` times (-1: forever), ``reconnect_wait_s``
-apart.
+Connecting (`dial`): ``connect_timeout_s`` bounds the whole first connection end to end: every
+server, every attempt, the TLS handshake and the authentication. nats-py applies its own
+``connect_timeout`` per step and retries the first connection like a reconnect, so on its own an
+untrusted certificate or a server that never answers keeps it busy far longer. Within the budget
+the first connection retries each server ``connect_attempts`` times; a failure that retrying
+cannot fix (a certificate that does not verify, refused credentials) ends it at once. Either way
+the error is one line naming the cause. Once connected, the client reconnects up to
+``max_reconnect_attempts`` times (-1: forever), ``reconnect_wait_s`` apart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from autoopt.errors import ConfigError
+from autoopt.errors import ConfigError, EventLogError
+from autoopt.redact import redact
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+log = logging.getLogger("autoopt.log")
+ErrorCallback = Callable[[Exception], Awaitable[None]]
 
 _SCHEMES = ("nats://", "tls://", "nats+tls://", "ws://", "wss://")
 
@@ -42,7 +58,8 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     market_max_age_s: Annotated[float, msgspec.Meta(ge=0.0)] = 30 * 86_400.0
     name: str = "autoopt"
-    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
+    """Bound on the whole first connection (all servers and attempts, TLS and auth included)."""
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     connect_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
     max_reconnect_attempts: int = 60
@@ -53,7 +70,7 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for url in self.urls:
             if not url.startswith(_SCHEMES):
                 raise ConfigError(
-                    f"nats.urls: {url!r} must start with one of {', '.join(_SCHEMES)}"
+                    f"nats.urls: {redact(url)!r} must start with one of {', '.join(_SCHEMES)}"
                 )
         methods = [
             key
@@ -149,4 +166,95 @@ def connect_options(settings: NatsSettings, urls: list[str] | None = None) -> di
     return opts
 
 
-__all__ = ["NatsSettings", "connect_options", "tls_context"]
+def describe_connect_error(exc: BaseException, attempt_timeout: float) -> str:
+    """One line naming why a connection attempt failed (TLS, credentials, silence...)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if _is_auth_error(exc):
+        return (
+            "authorization violation: the server refused the credentials (nats.user/password, "
+            "token, nkeys_seed or creds_file)"
+        )
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no NATS greeting within {attempt_timeout:g}s (is it a NATS server? does it expect "
+            "TLS?)"
+        )
+    text = str(exc).strip() or type(exc).__name__
+    return redact(f"{type(exc).__name__}: {text}" if isinstance(exc, OSError) else text)
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    return "authorization violation" in str(exc).lower() or type(exc).__name__ in (
+        "AuthorizationError",
+    )
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    """Failures that another attempt cannot fix: end the first connection at once."""
+    return isinstance(exc, ssl.SSLCertVerificationError) or _is_auth_error(exc)
+
+
+async def dial(
+    settings: NatsSettings, urls: list[str] | None = None, *, error_cb: ErrorCallback | None = None
+) -> Client:
+    """A connected nats-py client, or `EventLogError` naming the cause within
+    ``settings.connect_timeout_s``; ``error_cb`` sees the errors after the first connection."""
+    from nats.aio.client import Client
+
+    opts = connect_options(settings, urls)
+    budget = settings.connect_timeout_s
+    attempt_timeout = budget / len(opts["servers"])  # one silent server cannot take it all
+    opts["connect_timeout"] = attempt_timeout
+    # nats-py applies max_reconnect_attempts to the first connection too: bound that by
+    # connect_attempts (retries per server), then restore the budget for outages.
+    opts["max_reconnect_attempts"] = settings.connect_attempts
+    where = redact(", ".join(opts["servers"]))
+    seen: list[BaseException] = []
+    fatal = asyncio.Event()
+    connected = False
+
+    async def on_error(exc: Exception) -> None:
+        if connected:
+            if error_cb is not None:
+                await error_cb(exc)
+            return
+        seen.append(exc)
+        log.debug("nats connect attempt failed: %s", describe_connect_error(exc, attempt_timeout))
+        if _is_fatal(exc):
+            fatal.set()
+
+    nc = Client()
+    attempt = asyncio.ensure_future(nc.connect(**opts, error_cb=on_error))
+    stop = asyncio.ensure_future(fatal.wait())
+    try:
+        await asyncio.wait({attempt, stop}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(attempt, 2.0)
+    failure = None if attempt.cancelled() else attempt.exception()
+    if attempt.cancelled() or failure is not None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(nc.close(), 2.0)
+        if fatal.is_set():
+            cause = describe_connect_error(next(e for e in seen if _is_fatal(e)), attempt_timeout)
+        elif seen:  # nats-py ends with NoServersError; the last attempt's error says why
+            cause = describe_connect_error(seen[-1], attempt_timeout)
+            if attempt.cancelled():
+                cause = f"no connection within nats.connect_timeout_s={budget:g}s; last: {cause}"
+        elif failure is not None:
+            cause = describe_connect_error(failure, attempt_timeout)
+        else:
+            cause = f"no connection within nats.connect_timeout_s={budget:g}s"
+        raise EventLogError(f"could not connect to NATS at {where}: {cause}") from failure
+    connected = True
+    nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
+    return nc
+
+
+__all__ = ["NatsSettings", "connect_options", "describe_connect_error", "dial", "tls_context"]

@@ -43,11 +43,12 @@ from autoopt.errors import (
     SequenceConflictError,
 )
 from autoopt.events import Event, decode, encode
-from autoopt.log.connect import NatsSettings, connect_options
+from autoopt.log.connect import NatsSettings, dial
 from autoopt.log.deadletter import dead_letter_event
 from autoopt.log.pullfeed import Collector, PullFeed, status_of
 from autoopt.log.server import EmbeddedServer
 from autoopt.log.streams import StreamChange, ensure_streams
+from autoopt.redact import redact
 from autoopt.subjects import STREAMS, stream_name_for_subject, subject_for
 
 log = logging.getLogger("autoopt.log")
@@ -207,7 +208,7 @@ def _describe(exc: BaseException) -> str:
 
 
 async def _log_nats_error(exc: Exception) -> None:
-    log.warning("nats: %s", _describe(exc))
+    log.warning("nats: %s", redact(_describe(exc)))
 
 
 class Delivered:
@@ -403,20 +404,8 @@ class EventLog:
             server = EmbeddedServer(Path(data_dir))
             urls = [await asyncio.to_thread(server.start)]
         try:
-            opts = connect_options(settings, urls)
-            # nats-py applies max_reconnect_attempts to the first connection too; bound that
-            # by connect_attempts (retries per server), then restore the budget for outages.
-            opts["max_reconnect_attempts"] = settings.connect_attempts
-            nc = Client()
-            try:
-                await nc.connect(**opts, error_cb=_log_nats_error)
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-                raise EventLogError(
-                    f"could not connect to NATS at {', '.join(opts['servers'])}: {_describe(exc)}"
-                ) from exc
-            nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
+            # one bound (nats.connect_timeout_s) on every attempt, TLS and auth; redacted errors
+            nc = await dial(settings, urls, error_cb=_log_nats_error)
             self = cls(nc, settings, server)
             if ensure:
                 try:
