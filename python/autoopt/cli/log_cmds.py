@@ -1,10 +1,11 @@
-"""``autoopt log info|tail|replay``: look into the event log."""
+"""``autoopt log info|tail|replay|dead-letters``: look into the event log."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -109,13 +110,18 @@ def replay(
     start: str | None = typer.Option(None, "--from", help="First sequence number or ISO time (inclusive)."),
     end: str | None = typer.Option(None, "--to", help="Last sequence number or ISO time (inclusive)."),
     limit: int = typer.Option(0, "--limit", "-n", help="Stop after this many events (0: no limit)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail on the first record that is not a valid event (default: skip and count it)."
+    ),
 ) -> None:
     """Print decoded events by sequence range or time range."""
+    from autoopt.log.eventlog import ReplayStats
     from autoopt.runtime import open_event_log
     from autoopt.subjects import STREAMS
 
     start_seq, start_time = _bound(start, "--from")
     end_seq, end_time = _bound(end, "--to")
+    skipped: list[tuple[str, ReplayStats]] = []
 
     async def go() -> int:
         log = await open_event_log(ctx.obj.config())
@@ -123,8 +129,11 @@ def replay(
         try:
             targets = [target] if target else [s.name for s in STREAMS]
             for t in targets:
+                stats = ReplayStats()
+                skipped.append((t, stats))
                 async for record in log.replay_records(
-                    t, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time
+                    t, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time,
+                    strict=strict, stats=stats,
                 ):
                     console.print(line(record.event, record.seq), highlight=False, soft_wrap=True)
                     shown += 1
@@ -136,6 +145,9 @@ def replay(
 
     shown = run(go())
     console.print(f"[dim]{shown} events[/dim]")
+    for t, stats in skipped:
+        if stats.skipped:
+            console.print(f"[yellow]{escape(stats.summary(t))}[/yellow]", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -191,3 +203,141 @@ def tail(
     except KeyboardInterrupt:
         return
     console.print(f"[dim]{seen} events[/dim]")
+
+
+def _letter_row(record) -> dict:  # noqa: ANN001 - Record of a DeadLettered
+    """One dead letter as a JSON-able map: the payload as base64 plus a best-effort view."""
+    import base64
+
+    from autoopt.log.deadletter import payload_view
+
+    letter = record.event
+    return {
+        "seq": record.seq,
+        "time_ns": record.time_ns,
+        "event_id": letter.event_id,
+        "stream": letter.stream,
+        "origin_seq": letter.seq,
+        "subject": letter.subject,
+        "consumer": letter.consumer,
+        "deliveries": letter.deliveries,
+        "error": letter.error,
+        "headers": letter.headers,
+        "payload_b64": base64.b64encode(letter.payload).decode(),
+        "decoded": payload_view(letter.payload),
+    }
+
+
+_SET_OPTION = typer.Option(
+    None, "--set", metavar="FIELD=VALUE", help="With --resubmit: set a field (value parsed as JSON if it parses)."
+)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per letter."),
+    stream: str | None = typer.Option(None, "--stream", help="Only letters of messages from this stream (CORE, SIGNALS...)."),
+    limit: int = typer.Option(50, "--limit", "-n", help="Show the latest N letters (0: all)."),
+    resubmit: int | None = typer.Option(
+        None, "--resubmit", metavar="SEQ", help="Append a corrected copy of the letter at this DEADLETTER sequence."
+    ),
+    assignments: list[str] | None = _SET_OPTION,
+    with_file: str | None = typer.Option(
+        None, "--with", metavar="FILE.json", help="With --resubmit: a JSON map of fields to set."
+    ),
+) -> None:
+    """List what consumers refused (raw payload, origin, reason), or resubmit one corrected.
+
+    A resubmitted event is validated as its event type, gets an id derived from the letter (a
+    repeated resubmit is stored once) and the letter's id as its causation_id."""
+    import collections
+    import json
+
+    from autoopt.errors import AutooptError
+    from autoopt.log.deadletter import parse_assignment
+    from autoopt.runtime import open_event_log
+    from autoopt.subjects import deadletter_subject
+
+    assignments = assignments or []
+    if resubmit is None and (assignments or with_file):
+        fail("--set and --with need --resubmit SEQ")
+    if resubmit is not None:
+        patch: dict = {}
+        if with_file is not None:
+            try:
+                loaded = json.loads(Path(with_file).read_text())
+            except (OSError, ValueError) as exc:
+                fail(f"--with {with_file}: {exc}")
+            if not isinstance(loaded, dict):
+                fail(f"--with {with_file}: expected a JSON object of fields, got {type(loaded).__name__}")
+            patch.update(loaded)
+        try:
+            patch.update(parse_assignment(a) for a in assignments)
+        except AutooptError as exc:
+            fail(str(exc))
+        _resubmit(ctx, resubmit, patch)
+        return
+
+    target = deadletter_subject(stream) if stream else "DEADLETTER"
+
+    async def go() -> list:
+        log = await open_event_log(ctx.obj.config())
+        try:
+            kept: collections.deque = collections.deque(maxlen=limit or None)
+            async for record in log.replay_records(target):
+                kept.append(record)
+            return list(kept)
+        finally:
+            await log.close()
+
+    records = run(go())
+    if as_json:
+        for record in records:
+            typer.echo(json.dumps(_letter_row(record)))
+        return
+    table = Table(title=f"dead letters ({len(records)} shown)")
+    for col in ("seq", "stored", "origin", "subject", "consumer", "tries", "bytes", "reason"):
+        table.add_column(col)
+    for record in records:
+        letter = record.event
+        stored = dt.datetime.fromtimestamp(record.time_ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            str(record.seq), stored, f"{letter.stream}/{letter.seq}", escape(letter.subject),
+            escape(letter.consumer), str(letter.deliveries), str(len(letter.payload)),
+            escape(letter.error),
+        )
+    console.print(table)
+
+
+def _resubmit(ctx: typer.Context, seq: int, patch: dict) -> None:
+    """Append the corrected copy of the letter at DEADLETTER ``seq`` (once)."""
+    from autoopt.events import DeadLettered
+    from autoopt.log.deadletter import corrected_event
+    from autoopt.runtime import open_event_log
+    from autoopt.subjects import subject_for
+
+    async def go() -> tuple[str, str]:
+        log = await open_event_log(ctx.obj.config())
+        try:
+            letter = None
+            async for record in log.replay_records("DEADLETTER", start_seq=seq, end_seq=seq):
+                letter = record.event
+            if not isinstance(letter, DeadLettered):
+                fail(f"no dead letter at DEADLETTER sequence {seq} (see autoopt log dead-letters)")
+            event = corrected_event(letter, patch)
+            subject = subject_for(event)
+            async for stored in log.replay_records(subject):
+                if stored.event.event_id == event.event_id:  # beyond the dedup window too
+                    return "already", f"{stored.subject} seq {stored.seq}"
+            result = await log.append(event)
+            where = f"{result.stream} seq {result.seq}"
+            return ("already" if result.duplicate else "stored"), where
+        finally:
+            await log.close()
+
+    outcome, where = run(go())
+    if outcome == "already":
+        console.print(f"letter {seq} was already resubmitted ({where})", highlight=False)
+    else:
+        console.print(f"resubmitted letter {seq} as {where}", highlight=False)

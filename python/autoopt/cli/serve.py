@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
-from autoopt.cli.context import console, fail, run
+from autoopt.cli.context import console, err_console, fail, run
 
 
 def serve(
@@ -32,17 +33,22 @@ def replay(
     start: int | None = typer.Option(None, "--from", help="First CORE sequence."),
     end: int | None = typer.Option(None, "--to", help="Last CORE sequence."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the digest."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail on the first CORE record that is not a valid event (default: skip and count it)."
+    ),
 ) -> None:
     """Replay the log through the decision core with the recorded clock; print decisions and digest."""
     from autoopt.config import load_config
     from autoopt.core import describe, diff_decisions, replay_decisions
     from autoopt.errors import AutooptError
+    from autoopt.log.eventlog import ReplayStats
     from autoopt.runtime import open_event_log
     from autoopt.service.core_stream import CORE_STREAM, ensure_core_stream
 
     if not decisions:
         fail("only --decisions replays are supported")
     cfg = ctx.obj.config()
+    stats = ReplayStats()
 
     async def read() -> list:
         log = await open_event_log(cfg)
@@ -50,7 +56,9 @@ def replay(
             await ensure_core_stream(log)
             return [
                 (r.event, r.time_ns)
-                async for r in log.replay_records(CORE_STREAM, start_seq=start, end_seq=end)
+                async for r in log.replay_records(
+                    CORE_STREAM, start_seq=start, end_seq=end, strict=strict, stats=stats
+                )
             ]
         finally:
             await log.close()
@@ -63,6 +71,13 @@ def replay(
                 console.print(f"{record.index:>6} {describe(command)}", highlight=False)
         console.print(f"{result.n_events} events, {len(result.decisions)} with decisions: {result.counts()}")
     console.print(f"digest {result.digest}")
+    if stats.skipped:
+        err_console.print(f"[yellow]{escape(stats.summary(CORE_STREAM))}[/yellow]", highlight=False, soft_wrap=True)
+    if result.failed:
+        err_console.print(
+            f"[yellow]decide raised on {len(result.failed)} event(s), skipped as the service skips "
+            f"them; first {result.failed[0]}[/yellow]", highlight=False,
+        )
     if other is not None:
         try:
             cfg_b = load_config(other)

@@ -6,6 +6,10 @@ message is kept "in progress" while the retrain runs, and it is acked when the r
 the log. If the instance dies (SIGKILL), the unacked decision is redelivered after
 ``ack_wait``; the rerun derives every event id from the decision, so what the first attempt
 already appended dedups, and a decision whose verdict is already in the log is not run again.
+
+A job that fails never ends the service: each failed attempt leaves an `ErrorRaised` with its
+reason in the log, and the last allowed attempt a failed `TrainingFinished` per model (unless
+the pipeline recorded its own), before the consumer dead-letters the decision.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from autoopt.config import Config
-from autoopt.events import DecisionMade, Event
+from autoopt.events import DecisionMade, ErrorRaised, Event, TrainingFinished
 from autoopt.ids import derived_event_id
 from autoopt.log import Delivery, EventLog
 from autoopt.pipeline.retrain import run_retrain
@@ -81,6 +85,43 @@ class JobRunner:
                 return True
         return False
 
+    async def _record_failure(
+        self, decision: DecisionMade, delivery: Delivery, exc: Exception, last: bool
+    ) -> None:
+        """Put a failed attempt's reason in the log (ids derived from the decision and the
+        attempt, so a retried report is stored once); a failure to record is only logged,
+        the job's own error is what the consumer acts on."""
+        reason = f"{type(exc).__name__}: {exc}"
+        attempt = delivery.num_delivered
+        log.error(
+            "retrain of %s failed (attempt %d of %d): %s", decision.symbol, attempt,
+            self._config.service.max_deliver, reason, extra={"event_id": decision.event_id},
+        )
+        now = self._now_ns()
+        events: list[Event] = [
+            ErrorRaised.new(
+                cause=decision, step=f"job.error/{attempt}", ts_event=now, ts_init=now,
+                component="jobs", error_type=type(exc).__name__, message=str(exc),
+                details={"decision": decision.event_id, "symbol": decision.symbol,
+                         "attempt": attempt, "last_attempt": last},
+            )
+        ]
+        if last:
+            run_id = derived_event_id(decision.event_id, "retrain")
+            events += [
+                TrainingFinished.new(
+                    cause=decision, ts_event=now, ts_init=now, symbol=decision.symbol,
+                    run_id=run_id, trainer=model, succeeded=False, error=reason,
+                    event_id=derived_event_id(run_id, f"{decision.symbol}/{model}/training.finished"),
+                )
+                for model in self._config.pipeline.models
+            ]
+        for item in events:
+            try:
+                await self._log.append(item)
+            except Exception as append_exc:
+                log.warning("could not record the failure of %s: %s", decision.event_id, append_exc)
+
     async def handle(self, event: Event, delivery: Delivery) -> None:
         if not isinstance(event, DecisionMade) or event.kind != "retrain":
             return
@@ -110,10 +151,12 @@ class JobRunner:
                 registry=self._registry,
                 cause=event,
             )
-        except Exception:
+        except Exception as exc:
             self._metrics.retrain_jobs.labels("failed").inc()
-            if delivery.num_delivered >= self._config.service.max_deliver:
+            last = delivery.num_delivered >= self._config.service.max_deliver
+            if last:
                 self.gave_up.append(event.event_id)
+            await self._record_failure(event, delivery, exc, last)
             raise
         finally:
             self._metrics.jobs_in_flight.dec()
