@@ -57,8 +57,12 @@ def test_content_addressed_and_idempotent(reg: ModelRegistry, tmp_path: Path) ->
     assert a1 == a2 and len(reg.list("EURUSD")) == 1
     b = _save(reg, MODEL_B, created=10)
     assert b.release_id != a1.release_id
-    with pytest.raises(ArtifactError, match="already exists with different content"):
-        _save(reg, MODEL_B, created=11, release_id=a1.release_id)
+    # a release dir whose name is taken by other content is refused, not overwritten
+    squatter = reg.release_dir("EURUSD", b.release_id)
+    (squatter / "model.txt").write_bytes(MODEL_A)
+    with pytest.raises(ArtifactError, match="SHA-256 mismatch for 'model.txt'"):
+        _save(reg, MODEL_B, created=10)
+    (squatter / "model.txt").write_bytes(MODEL_B)
     # files may also come from paths
     p = tmp_path / "m.txt"
     p.write_bytes(MODEL_A)
@@ -84,7 +88,7 @@ def test_tampered_manifest_refused(reg: ModelRegistry) -> None:
     doc["files"]["model.txt"] = sha256_bytes(MODEL_B)
     (mpath.parent / "model.txt").write_bytes(MODEL_B)  # file and its digest swapped together
     mpath.write_text(json.dumps(doc))
-    with pytest.raises(ArtifactError, match="artifact-set SHA-256"):
+    with pytest.raises(ArtifactError, match="edited after release"):
         reg.load("EURUSD", m.release_id)
 
 
@@ -156,5 +160,5 @@ def test_symbol_and_name_safety(reg: ModelRegistry) -> None:
     with pytest.raises(ArtifactError, match="invalid file name"):
         reg.save("X", {"../evil": b"x"}, model_type="m", created_at=1, data_range=(0, 1))
     with pytest.raises(ArtifactError, match="invalid release id"):
-        reg.save("X", {"m": b"x"}, model_type="m", created_at=1, data_range=(0, 1), release_id="current")
+        reg.release_dir("X", "current")
     assert reg.list("NOPE") == []

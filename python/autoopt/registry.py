@@ -5,13 +5,24 @@ Layout::
     <root>/models/<symbol>/<release_id>/{<model files>, manifest.json}
     <root>/models/<symbol>/current -> <release_id>      (relative symlink)
 
-- A release is written into a hidden temp dir and renamed into place, so a release dir either
-  exists complete or not at all; saving the same release twice is a no-op.
+- A release is written into a hidden temp dir and renamed to a hidden staged dir
+  (`stage`, before a verdict names it), then renamed into place (`publish`): a release dir
+  either exists complete or not at all, and each step can be redone after a crash (an existing
+  copy that verifies and matches is reused); saving the same release twice is a no-op.
 - `current` is switched by creating a temp symlink and `os.replace`-ing it over the old one
   (an atomic rename on POSIX): a reader always sees the old or the new release, never neither.
-- Loading verifies every file's SHA-256 and the artifact-set hash, and refuses a mismatch.
+- A release id is the first 16 hex digits of the SHA-256 of its manifest's content, so loading
+  re-derives it from ``manifest.json`` as stored: editing any field (params, features, metrics,
+  model type, trainer...) is refused even when the file digests were recomputed to match.
+- Loading verifies every file's SHA-256 and the artifact-set hash and, given what the log
+  recorded for the release (`Recorded`, from its ``ModelReleased``), the artifact-set and
+  ``manifest.json`` digests against it: the log is the authority, a local file that disagrees is
+  refused with `ArtifactError`.
+- `entries` lists every release with its problem, if any, so one corrupt release does not hide
+  the others.
 
-The registry does file I/O only; callers append the matching events (release, rollback).
+The registry does file I/O only; callers append the matching events (release, rollback) and
+pass in what the log recorded.
 Symbols are percent-encoded into one path component (``BTC/USDT`` → ``BTC%2FUSDT``).
 """
 
@@ -37,6 +48,7 @@ from autoopt.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
+STAGED = ".staged-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -63,6 +75,26 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """SHA-256 of the artifact set (see `artifact_set_sha256`)."""
     feature_importances: dict[str, float] = {}
     schema: int = 1
+    trainer: str = ""
+    """The plugin registry's trainer name (``"lgbm"``, ``"tft"``...) that loads the artifact;
+    empty in manifests written before it was recorded (see `autoopt.plugins.trainer_id`)."""
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What the event log recorded for a release (its ``ModelReleased``): the authority that the
+    files on disk must match. ``manifest_sha256`` is empty for releases recorded before it was."""
+
+    sha256: str
+    manifest_sha256: str = ""
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """One release directory as `ModelRegistry.entries` found it: its manifest when it verifies,
+    else None and the problem in one line."""
+
+    release_id: str
+    manifest: Manifest | None
+    problem: str | None = None
 
 
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -79,6 +111,22 @@ def artifact_set_sha256(files: Mapping[str, str]) -> str:
     for name in sorted(files):
         h.update(f"{name}\0{files[name]}\n".encode())
     return h.hexdigest()
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """``manifest.json`` exactly as the registry writes it (sorted keys, compact JSON)."""
+    return _encoder.encode(manifest)
+
+
+def derive_release_id(manifest_json: bytes) -> str:
+    """The release id a stored ``manifest.json`` hashes to: SHA-256 of its content with an empty
+    ``release_id``, as `ModelRegistry.prepare` computed it (generic JSON, so manifests written
+    before a field existed still re-derive)."""
+    doc = msgspec.json.decode(manifest_json)
+    if not isinstance(doc, dict):
+        raise msgspec.DecodeError("manifest is not a JSON object")
+    doc["release_id"] = ""
+    return sha256_bytes(msgspec.json.encode(doc, order="sorted"))[:16]
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -121,29 +169,29 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- write
 
-    def save(
+    def prepare(
         self,
         symbol: str,
         files: Mapping[str, bytes | os.PathLike[str]],
         *,
         model_type: str,
         created_at: int,
+        trainer: str = "",
         params: Mapping[str, Any] | None = None,
         features: Sequence[str] = (),
         metrics: Mapping[str, float] | None = None,
         data_range: tuple[int, int] | DataRange,
         parent_release: str | None | EllipsisType = ...,
         feature_importances: Mapping[str, float] | None = None,
-        release_id: str | None = None,
-    ) -> Manifest:
-        """Write a release; returns its manifest. `current` is not changed (see `set_current`).
+    ) -> tuple[Manifest, dict[str, bytes]]:
+        """The manifest (with its content-derived release id) and file contents of a release,
+        without writing anything: a release id can be named (in a verdict) before it is saved.
 
-        `parent_release` defaults to the symbol's current release. `release_id` defaults to the
-        first 16 hex digits of the SHA-256 of the manifest's content, so the same content saved
-        twice is the same release (and the second save is a no-op).
+        `parent_release` defaults to the symbol's current release.
         """
         if not files:
             raise ArtifactError(f"{symbol}: a release needs at least one file")
+        self.symbol_dir(symbol)
         blobs: dict[str, bytes] = {}
         for name, content in files.items():
             _check_name("file name", name)
@@ -168,25 +216,53 @@ class ModelRegistry:
             files=digests,
             sha256=artifact_set_sha256(digests),
             feature_importances={k: float(v) for k, v in (feature_importances or {}).items()},
+            trainer=trainer,
         )
-        rid = release_id or sha256_bytes(_encoder.encode(body))[:16]
-        manifest = _decoder.decode(_encoder.encode(msgspec.structs.replace(body, release_id=rid)))
-        final = self.release_dir(symbol, rid)
-        if final.exists():
-            return self._same_or_conflict(symbol, rid, manifest)
+        raw = _encoder.encode(body)
+        rid = derive_release_id(raw)
+        return _decoder.decode(_encoder.encode(msgspec.structs.replace(body, release_id=rid))), blobs
+
+    def save(
+        self, symbol: str, files: Mapping[str, bytes | os.PathLike[str]], **kw: Any
+    ) -> Manifest:
+        """Write a release (see `prepare` for the arguments); returns its manifest. `current` is
+        not changed (see `set_current`). Saving the same content twice is the same release."""
+        manifest, blobs = self.prepare(symbol, files, **kw)
+        self.stage(manifest, blobs)
+        return self.publish(symbol, manifest.release_id)
+
+    def staged_dir(self, symbol: str, release_id: str) -> Path:
+        """Where `stage` keeps a release until `publish` renames it into place (hidden)."""
+        return self.symbol_dir(symbol) / f"{STAGED}{_check_name('release id', release_id)}"
+
+    def stage(self, manifest: Manifest, blobs: Mapping[str, bytes]) -> Manifest:
+        """Write a prepared release, hidden, before anything names it (a verdict): into a temp
+        dir, fsynced, renamed to `staged_dir`. A staged or published copy that verifies and
+        holds this exact manifest is reused; one that differs is refused."""
+        symbol, rid = manifest.symbol, manifest.release_id
+        raw = _encoder.encode(manifest)
+        if derive_release_id(raw) != rid or sorted(blobs) != sorted(manifest.files):
+            raise ArtifactError(f"{symbol}/{rid}: manifest and files do not belong together")
+        if self.release_dir(symbol, rid).exists():
+            return self._same_or_conflict(symbol, rid, raw, self.release_dir(symbol, rid))
+        staged = self.staged_dir(symbol, rid)
+        if staged.exists():
+            return self._same_or_conflict(symbol, rid, raw, staged)
         sdir = self.symbol_dir(symbol)
         sdir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=sdir))
         try:
             for name, data in blobs.items():
+                if sha256_bytes(data) != manifest.files[name]:
+                    raise ArtifactError(f"{symbol}/{rid}: {name!r} does not match its digest")
                 _write(tmp / name, data)
-            _write(tmp / MANIFEST, _encoder.encode(manifest))
+            _write(tmp / MANIFEST, raw)
             _fsync_dir(tmp)
             try:
-                os.rename(tmp, final)
+                os.rename(tmp, staged)
             except OSError:
-                if final.exists():  # lost a race against an identical save
-                    return self._same_or_conflict(symbol, rid, manifest)
+                if staged.exists():  # lost a race against an identical stage
+                    return self._same_or_conflict(symbol, rid, raw, staged)
                 raise
             _fsync_dir(sdir)
         finally:
@@ -194,15 +270,38 @@ class ModelRegistry:
                 shutil.rmtree(tmp, ignore_errors=True)
         return manifest
 
-    def _same_or_conflict(self, symbol: str, rid: str, manifest: Manifest) -> Manifest:
-        existing = self.manifest(symbol, rid)
-        if existing != manifest:
+    def publish(self, symbol: str, release_id: str) -> Manifest:
+        """Move a staged release into place by one atomic rename (verified first). Idempotent: a
+        release already in place is verified and returned; neither staged nor in place is an
+        ArtifactError."""
+        final = self.release_dir(symbol, release_id)
+        staged = self.staged_dir(symbol, release_id)
+        if not final.exists():
+            if not staged.exists():
+                raise ArtifactError(
+                    f"{symbol}: release {release_id} was neither staged nor published ({final})"
+                )
+            self._read(symbol, release_id, staged, None)
+            try:
+                os.rename(staged, final)
+            except OSError:
+                if not final.exists():
+                    raise
+            _fsync_dir(self.symbol_dir(symbol))
+        return self.load(symbol, release_id)[0]
+
+    def _same_or_conflict(self, symbol: str, rid: str, raw: bytes, rdir: Path) -> Manifest:
+        existing, _ = self._read(symbol, rid, rdir, None)
+        if manifest_bytes(existing) != raw:
             raise ArtifactError(f"{symbol}: release {rid} already exists with different content")
         return existing
 
-    def set_current(self, symbol: str, release_id: str) -> None:
-        """Point `current` at a release (verified first) by atomic symlink replace."""
-        self.load(symbol, release_id)
+    def set_current(
+        self, symbol: str, release_id: str, *, recorded: Recorded | None = None
+    ) -> None:
+        """Point `current` at a release (verified first, against ``recorded`` when given) by
+        atomic symlink replace."""
+        self.load(symbol, release_id, recorded=recorded)
         sdir = self.symbol_dir(symbol)
         tmp = sdir / f".current.tmp-{uuid.uuid4().hex}"
         os.symlink(release_id, tmp)
@@ -233,26 +332,53 @@ class ModelRegistry:
             return None
 
     def manifest(self, symbol: str, release_id: str) -> Manifest:
-        path = self.release_dir(symbol, release_id) / MANIFEST
+        """A release's manifest after checking it decodes, sits in its own directory and hashes
+        to its release id; the files are not read (see `load`)."""
+        return self._manifest(symbol, release_id, self.release_dir(symbol, release_id))[0]
+
+    def _manifest(self, symbol: str, release_id: str, rdir: Path) -> tuple[Manifest, bytes]:
+        path = rdir / MANIFEST
+        where = f"{symbol}/{release_id}"
         try:
-            m = _decoder.decode(path.read_bytes())
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactError(f"{symbol}: release {release_id} not found ({path})") from None
+        try:
+            m = _decoder.decode(raw)
+            derived = derive_release_id(raw)
         except msgspec.DecodeError as e:
-            raise ArtifactError(f"{symbol}: release {release_id}: bad {MANIFEST}: {e}") from None
+            raise ArtifactError(
+                f"{where}: {MANIFEST} is corrupt or truncated ({len(raw)} bytes): {e}"
+            ) from None
         if m.release_id != release_id or m.symbol != symbol:
             raise ArtifactError(
-                f"{symbol}: {path} names release {m.release_id!r} of {m.symbol!r}: misplaced"
+                f"{where}: {path} names release {m.release_id!r} of {m.symbol!r}: misplaced"
             )
-        return m
+        if derived != release_id:
+            raise ArtifactError(
+                f"{where}: {MANIFEST} content hashes to release id {derived}, not {release_id}: "
+                "the manifest was edited after release"
+            )
+        return m, raw
 
-    def load(self, symbol: str, release_id: str | None = None) -> tuple[Manifest, dict[str, bytes]]:
-        """Read a release (default: current) and verify every checksum; ArtifactError on mismatch."""
+    def load(
+        self, symbol: str, release_id: str | None = None, *, recorded: Recorded | None = None
+    ) -> tuple[Manifest, dict[str, bytes]]:
+        """Read a release (default: current) and verify it; ArtifactError on any mismatch.
+
+        Checks: the manifest decodes and re-derives its release id, every file's SHA-256 and the
+        artifact-set hash match it and, with ``recorded`` (what ``ModelReleased`` recorded), the
+        artifact-set and ``manifest.json`` digests equal the recorded ones.
+        """
         rid = release_id if release_id is not None else self.current(symbol)
         if rid is None:
             raise ArtifactError(f"{symbol}: no current release")
-        m = self.manifest(symbol, rid)
-        rdir = self.release_dir(symbol, rid)
+        return self._read(symbol, rid, self.release_dir(symbol, rid), recorded)
+
+    def _read(
+        self, symbol: str, rid: str, rdir: Path, recorded: Recorded | None
+    ) -> tuple[Manifest, dict[str, bytes]]:
+        m, raw = self._manifest(symbol, rid, rdir)
         blobs: dict[str, bytes] = {}
         for name, digest in m.files.items():
             try:
@@ -267,25 +393,50 @@ class ModelRegistry:
             blobs[name] = data
         if artifact_set_sha256(m.files) != m.sha256:
             raise ArtifactError(f"{symbol}/{rid}: artifact-set SHA-256 does not match the manifest")
+        if recorded is not None:
+            if recorded.sha256 != m.sha256:
+                raise ArtifactError(
+                    f"{symbol}/{rid}: artifact-set SHA-256 {m.sha256} differs from the "
+                    f"{recorded.sha256} recorded in ModelReleased"
+                )
+            if recorded.manifest_sha256 and recorded.manifest_sha256 != sha256_bytes(raw):
+                raise ArtifactError(
+                    f"{symbol}/{rid}: {MANIFEST} SHA-256 differs from the one recorded in "
+                    "ModelReleased"
+                )
         return m, blobs
 
-    def list(self, symbol: str) -> builtins.list[Manifest]:
-        """Every release of a symbol, oldest first (by created_at, then id)."""
+    def entries(self, symbol: str) -> builtins.list[Entry]:
+        """Every release dir of a symbol, each verified (`load`): good ones oldest first (by
+        created_at, then id), then the ones with a problem by id."""
         sdir = self.symbol_dir(symbol)
         if not sdir.is_dir():
             return []
-        out = [
-            self.manifest(symbol, p.name)
-            for p in sdir.iterdir()
-            if not p.name.startswith(".") and p.name != CURRENT and (p / MANIFEST).is_file()
-        ]
-        return sorted(out, key=lambda m: (m.created_at, m.release_id))
+        good: builtins.list[Entry] = []
+        bad: builtins.list[Entry] = []
+        for p in sdir.iterdir():
+            if p.name.startswith(".") or p.name == CURRENT or not p.is_dir():
+                continue
+            try:
+                good.append(Entry(p.name, self.load(symbol, p.name)[0]))
+            except ArtifactError as exc:
+                bad.append(Entry(p.name, None, str(exc)))
+        good.sort(key=lambda e: (e.manifest.created_at, e.release_id))  # type: ignore[union-attr]
+        return good + sorted(bad, key=lambda e: e.release_id)
+
+    def list(self, symbol: str) -> builtins.list[Manifest]:
+        """The manifests of a symbol's releases that verify, oldest first (see `entries`)."""
+        return [e.manifest for e in self.entries(symbol) if e.manifest is not None]
 
 
 __all__ = [
     "DataRange",
+    "Entry",
     "Manifest",
     "ModelRegistry",
+    "Recorded",
     "artifact_set_sha256",
+    "derive_release_id",
+    "manifest_bytes",
     "sha256_bytes",
 ]
