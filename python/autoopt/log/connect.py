@@ -206,7 +206,9 @@ async def dial(
 
     opts = connect_options(settings, urls)
     budget = settings.connect_timeout_s
-    attempt_timeout = budget / len(opts["servers"])  # one silent server cannot take it all
+    # each server gets connect_attempts tries inside the budget: one silent server cannot take it
+    tries = len(opts["servers"]) * settings.connect_attempts
+    attempt_timeout = max(budget / tries, min(budget, 1.0))
     opts["connect_timeout"] = attempt_timeout
     # nats-py applies max_reconnect_attempts to the first connection too: bound that by
     # connect_attempts (retries per server), then restore the budget for outages.
