@@ -9,6 +9,16 @@ from hypothesis import strategies as st
 from autoopt import events as ev
 from autoopt import subjects as sj
 from autoopt.errors import DataError
+from autoopt.symbols import symbol_problem, validate_symbol
+
+
+def valid_symbols() -> st.SearchStrategy[str]:
+    """Symbols of the grammar, mostly exotic: any printable non-space character but * and >."""
+    chars = st.characters(
+        blacklist_categories=("Cc", "Cs", "Cf", "Co", "Cn", "Zs", "Zl", "Zp"),
+        blacklist_characters="*>",
+    )
+    return st.text(chars, min_size=1, max_size=64).filter(lambda s: symbol_problem(s) is None)
 
 
 def test_subject_for_uses_tag_and_scope_field(sample_events: list[ev.Event]) -> None:
@@ -54,8 +64,8 @@ def test_escape_gives_a_valid_token_and_inverts(scope: str) -> None:
 def test_bad_scopes_and_tokens_raise_data_error() -> None:
     with pytest.raises(DataError, match="non-empty"):
         sj.escape_token("")
-    with pytest.raises(DataError, match="non-empty"):
-        sj.subject_for(ev.ModelPromoted.new(symbol="", release_id="r"))
+    with pytest.raises(DataError, match=r"ModelPromoted\.symbol '' must not be empty"):
+        ev.ModelPromoted.new(symbol="", release_id="r")  # refused before it can reach a subject
     with pytest.raises(DataError, match="bad escape"):
         sj.unescape_token("abc%G1")
     with pytest.raises(DataError, match="not an autoopt subject"):
@@ -99,3 +109,32 @@ def test_market_retention_is_configurable_and_others_keep_forever() -> None:
     assert forever["MARKET"].max_age_s == 0.0
     with pytest.raises(DataError, match="market_max_age_s"):
         sj.stream_specs(market_max_age_s=-1)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "token"),
+    [
+        ("BTC/USDT", "BTC/USDT"),
+        ("ES.Z26", "ES%2EZ26"),
+        ("EUR-USD", "EUR-USD"),
+        ("BRK.B", "BRK%2EB"),
+        ("6E:CME", "6E:CME"),
+        ("100%", "100%25"),
+        ("ÄKTIE", "%C3%84KTIE"),
+    ],
+)
+def test_exchange_symbols_escape_and_round_trip_through_subjects(symbol: str, token: str) -> None:
+    event = ev.ModelPromoted.new(symbol=symbol, release_id="r1")
+    subject = sj.subject_for(event)
+    assert subject == f"autoopt.model.promoted.{token}"
+    assert sj.parse_subject(subject).scope == symbol
+    assert sj.subject_filter("model", scope=symbol) == f"autoopt.model.*.{token}"
+
+
+@given(valid_symbols())
+def test_every_valid_symbol_round_trips_through_one_token(symbol: str) -> None:
+    assert validate_symbol(symbol) == symbol
+    token = sj.escape_token(symbol)
+    assert token and token.isascii() and not any(c in token for c in ".*> \t\r\n")
+    assert sj.unescape_token(token) == symbol
+    assert sj.parse_subject(sj.subject("market", "bars", symbol)).scope == symbol

@@ -26,6 +26,16 @@ Schema evolution (rules every change must follow)
     * A new event type is a new class with a new tag, appended to `ALL_EVENT_TYPES`.
     * ``schema`` is bumped when a field's meaning changes, so readers can tell layouts apart.
 
+Validation
+    Every field obeys the rules of `autoopt.fieldrules` (non-empty ids, timestamps in
+    1970..2200 as Unix ns, finite numbers where NaN/inf means nothing, known enums, symbols and
+    scope names by `autoopt.symbols`). They run in ``__post_init__``, i.e. when an event is built
+    (``new``, the constructor, ``msgspec.structs.replace``) and when it is decoded (msgspec calls
+    it; `decode` then raises DataError), and again on append (`Event.validate`). A broken field is
+    a DataError naming the type and the field: ``SignalEmitted.symbol '' must not be empty``.
+    Each type lists its rules in ``_rules`` (the common fields' first); batch columns are bytes
+    and are checked for shape only (their values are the data sources' to validate).
+
 Batches
     `BarBatch` and `FeatureBatch` carry columns as raw little-endian bytes (int64 timestamps,
     float64 values): decoding a batch is a memory copy, and `arrays()` / `to_polars()` view them
@@ -35,6 +45,7 @@ Batches
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, Union
 
 import msgspec
@@ -42,14 +53,56 @@ import numpy as np
 
 from autoopt.clock import Clock
 from autoopt.errors import DataError
+from autoopt.fieldrules import (
+    Rules,
+    compile_rules,
+    count_problem,
+    enum,
+    finite_map_problem,
+    finite_problem,
+    id_problem,
+    kind_problem,
+    name_problem,
+    nonneg_finite_problem,
+    opt_finite_problem,
+    opt_id_problem,
+    opt_name_problem,
+    opt_nonneg_finite_problem,
+    opt_symbol_problem,
+    schema_problem,
+    sha256_problem,
+    shown,
+    symbol_or_all_problem,
+    symbol_problem,
+    text_problem,
+    timestamp_problem,
+    unit_interval_problem,
+)
 from autoopt.ids import derived_event_id, new_event_id
 
 if TYPE_CHECKING:
     import polars as pl
 
 
+_COMMON: Rules = (
+    ("event_id", id_problem),
+    ("ts_event", timestamp_problem),
+    ("ts_init", timestamp_problem),
+    ("schema", schema_problem),
+    ("causation_id", opt_id_problem),
+    ("correlation_id", opt_id_problem),
+)
+
+SIGNAL_SIDES = ("long", "short", "flat")
+FILL_SIDES = ("buy", "sell")
+TRADE_SIDES = ("long", "short", "buy", "sell")
+TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")  # Optuna's TrialState names
+ASSIGNMENT_UNITS = ("signal_id", "symbol", "account")
+
+
 class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
-    """Base of every event. Concrete types set a tag ``"<category>.<type>"`` and a `scope_field`."""
+    """Base of every event. Concrete types set a tag ``"<category>.<type>"``, a `scope_field`
+    and their field rules (``_rules``, see the module doc)."""
 
     event_id: str
     ts_event: int
@@ -59,6 +112,21 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
     correlation_id: str | None = None
 
     scope_field: ClassVar[str] = "symbol"
+    _rules: ClassVar[Rules] = _COMMON
+    _check: ClassVar[Callable[[Any], None]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._check = staticmethod(compile_rules(cls.__name__, cls._rules))  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        """Runs on build, copy and decode: the first broken field raises DataError."""
+        self._check(self)
+
+    def validate(self) -> None:
+        """Check every field again (the log's append paths do: an event may have been built
+        around ``__post_init__``, e.g. with ``msgspec.structs.force_setattr``)."""
+        self.__post_init__()
 
     @classmethod
     def type_tag(cls) -> str:
@@ -149,13 +217,16 @@ class BarBatch(Event, tag="market.bars", kw_only=True, frozen=True):
     volume: bytes
     source: str = ""
 
+    _rules: ClassVar[Rules] = (*_COMMON, ("symbol", symbol_problem), ("timeframe", name_problem))
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.ts)
         if n % 8:
-            raise ValueError(f"BarBatch {self.symbol}: ts byte length {n} is not a multiple of 8")
+            raise DataError(f"BarBatch {self.symbol}: ts byte length {n} is not a multiple of 8")
         for name in _BAR_COLUMNS[1:]:
             if len(getattr(self, name)) != n:
-                raise ValueError(
+                raise DataError(
                     f"BarBatch {self.symbol}: column {name!r} has {len(getattr(self, name)) // 8} "
                     f"values but ts has {n // 8}"
                 )
@@ -225,14 +296,22 @@ class FeatureBatch(Event, tag="market.features", kw_only=True, frozen=True):
     feature_set_version: str = ""
     release_id: str | None = None  # set: these rows are that release's training reference
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("feature_set", text_problem),
+        ("release_id", opt_id_problem),
+    )
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.ts)
         if n % 8:
-            raise ValueError(
+            raise DataError(
                 f"FeatureBatch {self.symbol}: ts byte length {n} is not a multiple of 8"
             )
         if len(self.values) != n * len(self.columns):
-            raise ValueError(
+            raise DataError(
                 f"FeatureBatch {self.symbol}: values hold {len(self.values) // 8} floats, expected "
                 f"{n // 8} rows x {len(self.columns)} columns"
             )
@@ -295,6 +374,17 @@ class SignalEmitted(Event, tag="signal.emitted", kw_only=True, frozen=True):
     price: float | None = None
     extra: dict[str, Any] = {}
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("signal_id", id_problem),
+        ("side", enum(SIGNAL_SIDES)),
+        ("confidence", finite_problem),
+        ("release_id", opt_id_problem),
+        ("horizon_s", opt_nonneg_finite_problem),
+        ("price", opt_finite_problem),
+    )
+
 
 class SignalRouted(Event, tag="signal.routed", kw_only=True, frozen=True):
     """The A/B router sent a signal to one variant of an experiment, with the variant's config
@@ -313,6 +403,19 @@ class SignalRouted(Event, tag="signal.routed", kw_only=True, frozen=True):
     price: float | None = None
     config: dict[str, Any] = {}  # the variant's other keys (plugin-declared), as applied
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("signal_id", id_problem),
+        ("experiment", name_problem),
+        ("variant", name_problem),
+        ("release_id", id_problem),
+        ("side", enum(("", *SIGNAL_SIDES))),
+        ("confidence", finite_problem),
+        ("size_multiplier", finite_problem),
+        ("price", opt_finite_problem),
+    )
+
 
 class SignalsRouted(Event, tag="signal.routed_batch", kw_only=True, frozen=True):
     """The routes of one router batch, stored as one event. Why: one log write per batch
@@ -321,9 +424,10 @@ class SignalsRouted(Event, tag="signal.routed_batch", kw_only=True, frozen=True)
     a route stored twice, in two batches after a redelivery, still counts once)."""
 
     router: str
-    routes: list[SignalRouted]
+    routes: list[SignalRouted]  # each one validated by its own rules
 
     scope_field: ClassVar[str] = "router"
+    _rules: ClassVar[Rules] = (*_COMMON, ("router", name_problem))
 
 
 # ---------------------------------------------------------------------------------------- trade
@@ -342,6 +446,17 @@ class Fill(Event, tag="trade.fill", kw_only=True, frozen=True):
     order_id: str = ""
     signal_id: str | None = None
     liquidity: str = ""
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("trade_id", id_problem),
+        ("side", enum(FILL_SIDES)),
+        ("qty", finite_problem),
+        ("price", finite_problem),
+        ("fee", finite_problem),
+        ("signal_id", opt_id_problem),
+    )
 
 
 class TradeOutcome(Event, tag="trade.outcome", kw_only=True, frozen=True):
@@ -363,6 +478,25 @@ class TradeOutcome(Event, tag="trade.outcome", kw_only=True, frozen=True):
     entry_ts: int = 0
     exit_ts: int = 0
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("trade_id", id_problem),
+        ("side", enum(TRADE_SIDES)),
+        ("qty", finite_problem),
+        ("entry_price", finite_problem),
+        ("exit_price", finite_problem),
+        ("fees", finite_problem),
+        ("pnl", finite_problem),
+        ("return_", finite_problem),
+        ("signal_id", opt_id_problem),
+        ("release_id", opt_id_problem),
+        ("experiment", opt_name_problem),
+        ("variant", opt_name_problem),
+        ("entry_ts", timestamp_problem),
+        ("exit_ts", timestamp_problem),
+    )
+
 
 # -------------------------------------------------------------------------------------- metrics
 
@@ -378,6 +512,17 @@ class MetricsReported(Event, tag="metrics.reported", kw_only=True, frozen=True):
     release_id: str | None = None
     variant: str | None = None
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("window", text_problem),
+        ("metrics", finite_map_problem),
+        ("window_start", timestamp_problem),
+        ("window_end", timestamp_problem),
+        ("release_id", opt_id_problem),
+        ("variant", opt_name_problem),
+    )
+
 
 class DriftReported(Event, tag="metrics.drift", kw_only=True, frozen=True):
     """A drift detector's reading on one feature or stream of one symbol."""
@@ -392,6 +537,15 @@ class DriftReported(Event, tag="metrics.drift", kw_only=True, frozen=True):
     feature: str | None = None
     details: dict[str, Any] = {}
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("stream", text_problem),
+        ("statistic", text_problem),
+        ("value", finite_problem),
+        ("threshold", finite_problem),
+    )
+
 
 # ------------------------------------------------------------------------------------- training
 
@@ -404,6 +558,8 @@ class RetrainRequested(Event, tag="training.requested", kw_only=True, frozen=Tru
     trigger: dict[str, Any] = {}
     requested_by: str = ""
 
+    _rules: ClassVar[Rules] = (*_COMMON, ("symbol", symbol_problem))
+
 
 class TrainingStarted(Event, tag="training.started", kw_only=True, frozen=True):
     """A trainer began a run."""
@@ -415,6 +571,16 @@ class TrainingStarted(Event, tag="training.started", kw_only=True, frozen=True):
     data_start: int = 0
     data_end: int = 0
     n_trials: int = 0
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("run_id", id_problem),
+        ("trainer", text_problem),
+        ("data_start", timestamp_problem),
+        ("data_end", timestamp_problem),
+        ("n_trials", count_problem),
+    )
 
 
 class TrainingFinished(Event, tag="training.finished", kw_only=True, frozen=True):
@@ -430,6 +596,15 @@ class TrainingFinished(Event, tag="training.finished", kw_only=True, frozen=True
     n_trials: int = 0
     artifact_uri: str | None = None
     error: str | None = None
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("run_id", id_problem),
+        ("trainer", text_problem),
+        ("duration_s", nonneg_finite_problem),
+        ("n_trials", count_problem),
+    )
 
 
 class TrialCompleted(Event, tag="training.trial", kw_only=True, frozen=True):
@@ -447,6 +622,15 @@ class TrialCompleted(Event, tag="training.trial", kw_only=True, frozen=True):
     user_attrs: dict[str, Any] = {}
 
     scope_field: ClassVar[str] = "study"
+    # ``value`` is Optuna's objective: it may be +-inf there, so only its type is checked
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("study", name_problem),
+        ("number", count_problem),
+        ("state", enum(TRIAL_STATES)),
+        ("duration_s", nonneg_finite_problem),
+        ("symbol", opt_symbol_problem),
+    )
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -465,6 +649,15 @@ class ValidationVerdict(Event, tag="model.verdict", kw_only=True, frozen=True):
     n_trials: int = 0
     deflated_sharpe: float | None = None
 
+    # metrics may hold NaN where a statistic is undefined (no losing fold...): not checked
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("challenger", id_problem),
+        ("champion", opt_id_problem),
+        ("n_trials", count_problem),
+    )
+
 
 class ModelReleased(Event, tag="model.released", kw_only=True, frozen=True):
     """A model artifact was registered (not yet serving)."""
@@ -479,6 +672,21 @@ class ModelReleased(Event, tag="model.released", kw_only=True, frozen=True):
     params: dict[str, Any] = {}
     parent: str | None = None
     run_id: str | None = None
+    manifest_sha256: str = ""
+    """SHA-256 of the release's ``manifest.json`` bytes: with ``sha256`` (the artifact set) the
+    authority a loaded release must match (empty in releases recorded before it existed)."""
+    trainer: str = ""
+    """The plugin registry's trainer name that loads the artifact (``"lgbm"``, ``"tft"``...)."""
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("release_id", id_problem),
+        ("model_type", text_problem),
+        ("sha256", sha256_problem),
+        ("parent", opt_id_problem),
+        ("run_id", opt_id_problem),
+    )
 
 
 class ModelPromoted(Event, tag="model.promoted", kw_only=True, frozen=True):
@@ -489,6 +697,13 @@ class ModelPromoted(Event, tag="model.promoted", kw_only=True, frozen=True):
     previous_release_id: str | None = None
     reason: str = ""
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("release_id", id_problem),
+        ("previous_release_id", opt_id_problem),
+    )
+
 
 class ModelRolledBack(Event, tag="model.rolled_back", kw_only=True, frozen=True):
     """The champion was moved back from ``from_release_id`` to ``release_id``."""
@@ -497,6 +712,13 @@ class ModelRolledBack(Event, tag="model.rolled_back", kw_only=True, frozen=True)
     release_id: str
     from_release_id: str
     reason: str = ""
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("release_id", id_problem),
+        ("from_release_id", id_problem),
+    )
 
 
 # ----------------------------------------------------------------------------------- experiment
@@ -511,6 +733,24 @@ class VariantSpec(msgspec.Struct, kw_only=True, frozen=True):
     release_id: str
     weight: float
     config: dict[str, Any] = {}
+
+
+def _variants_problem(value: Any) -> str | None:
+    """Each arm: a scope name, a release id, a finite weight >= 0."""
+    if not isinstance(value, list) or not value:
+        return "must list at least one variant"
+    for i, v in enumerate(value):
+        if not isinstance(v, VariantSpec):
+            return f"[{i}] must be a VariantSpec"
+        for name, check in (
+            ("name", name_problem),
+            ("release_id", id_problem),
+            ("weight", nonneg_finite_problem),
+        ):
+            problem = check(getattr(v, name))
+            if problem is not None:
+                return f"[{i}].{name} {shown(getattr(v, name))}{problem}"
+    return None
 
 
 class ExperimentCreated(Event, tag="experiment.created", kw_only=True, frozen=True):
@@ -534,6 +774,19 @@ class ExperimentCreated(Event, tag="experiment.created", kw_only=True, frozen=Tr
     sequential_tuning: float = 5000.0  # mSPRT tuning: total trades where the interval is tightest
 
     scope_field: ClassVar[str] = "experiment"
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("experiment", name_problem),
+        ("symbol", symbol_or_all_problem),  # "*": every symbol
+        ("variants", _variants_problem),
+        ("min_samples", count_problem),
+        ("alpha", unit_interval_problem),
+        ("unit", enum(ASSIGNMENT_UNITS)),
+        ("coverage", unit_interval_problem),
+        ("guardrails", finite_map_problem),
+        ("max_duration_s", nonneg_finite_problem),
+        ("sequential_tuning", finite_problem),
+    )
 
 
 class ExperimentStarted(Event, tag="experiment.started", kw_only=True, frozen=True):
@@ -543,6 +796,7 @@ class ExperimentStarted(Event, tag="experiment.started", kw_only=True, frozen=Tr
     reason: str = ""
 
     scope_field: ClassVar[str] = "experiment"
+    _rules: ClassVar[Rules] = (*_COMMON, ("experiment", name_problem))
 
 
 class ExperimentPaused(Event, tag="experiment.paused", kw_only=True, frozen=True):
@@ -550,6 +804,7 @@ class ExperimentPaused(Event, tag="experiment.paused", kw_only=True, frozen=True
     reason: str = ""
 
     scope_field: ClassVar[str] = "experiment"
+    _rules: ClassVar[Rules] = (*_COMMON, ("experiment", name_problem))
 
 
 class ExperimentConcluded(Event, tag="experiment.concluded", kw_only=True, frozen=True):
@@ -561,6 +816,11 @@ class ExperimentConcluded(Event, tag="experiment.concluded", kw_only=True, froze
     statistics: dict[str, Any] = {}
 
     scope_field: ClassVar[str] = "experiment"
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("experiment", name_problem),
+        ("winner", opt_name_problem),
+    )
 
 
 class VariantAssigned(Event, tag="experiment.assigned", kw_only=True, frozen=True):
@@ -572,6 +832,13 @@ class VariantAssigned(Event, tag="experiment.assigned", kw_only=True, frozen=Tru
     bucket: float
 
     scope_field: ClassVar[str] = "experiment"
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("experiment", name_problem),
+        ("unit_key", id_problem),
+        ("variant", name_problem),
+        ("bucket", unit_interval_problem),
+    )
 
 
 # ----------------------------------------------------------------------------------------- risk
@@ -585,6 +852,13 @@ class RiskParamsUpdated(Event, tag="risk.params_updated", kw_only=True, frozen=T
     previous: dict[str, float] = {}
     reason: str = ""
     tuner: str = ""
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("params", finite_map_problem),
+        ("previous", finite_map_problem),
+    )
 
 
 # ------------------------------------------------------------------------------------- decision
@@ -600,6 +874,12 @@ class DecisionMade(Event, tag="decision.made", kw_only=True, frozen=True):
     policy: str = ""
     commands: list[str] = []
 
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_or_all_problem),  # "*": an experiment over every symbol
+        ("kind", kind_problem),
+    )
+
 
 # --------------------------------------------------------------------------------------- system
 
@@ -614,6 +894,7 @@ class ErrorRaised(Event, tag="system.error", kw_only=True, frozen=True):
     traceback: str = ""
 
     scope_field: ClassVar[str] = "component"
+    _rules: ClassVar[Rules] = (*_COMMON, ("component", name_problem))
 
 
 class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
@@ -630,6 +911,7 @@ class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
     headers: dict[str, str] = {}
 
     scope_field: ClassVar[str] = "stream"
+    _rules: ClassVar[Rules] = (*_COMMON, ("stream", name_problem), ("seq", count_problem))
 
 
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
@@ -678,7 +960,7 @@ def decode(data: bytes | bytearray | memoryview) -> Event:
     """The typed event in ``data``; raises DataError naming the problem if it is not one."""
     try:
         return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except msgspec.DecodeError as exc:  # ValidationError included: a field broke its rule
         raise DataError(f"payload is not a valid autoopt event: {exc}") from exc
 
 
@@ -704,9 +986,14 @@ __all__ = [
     "ModelRolledBack",
     "RetrainRequested",
     "RiskParamsUpdated",
+    "ASSIGNMENT_UNITS",
+    "FILL_SIDES",
+    "SIGNAL_SIDES",
     "SignalEmitted",
     "SignalRouted",
     "SignalsRouted",
+    "TRADE_SIDES",
+    "TRIAL_STATES",
     "TradeOutcome",
     "TrainingFinished",
     "TrainingStarted",
