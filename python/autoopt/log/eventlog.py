@@ -459,6 +459,7 @@ class EventLog:
     # ---------------------------------------------------------------------- write
 
     async def _publish(self, event: Event, headers: dict[str, str]) -> AppendResult:
+        event.validate()  # DataError naming type and field, before anything is sent
         subject = subject_for(event)
         try:
             ack = await self._js.publish(
@@ -558,6 +559,8 @@ class EventLog:
         items = list(events)
         if not items:
             return []
+        for event in items:  # all valid or none sent: DataError naming type and field
+            event.validate()
         window = window or self.settings.max_pending_acks
         if self._ack_sub is None:
             self._ack_prefix = self._nc.new_inbox()
