@@ -16,6 +16,9 @@ Why it is built this way:
   pipeline passes it), so a nightly run only fetches the new tail. Without stored bars it
   starts ``history_days`` back (config ``pipeline.history_days``).
 * The bar still forming (``ts + timeframe > now``) is never returned.
+* Every symbol named in the URI or asked for passes `autoopt.symbols.validate_symbol`; the
+  bars themselves are judged by the one validation layer when the pipeline ingests them
+  (`autoopt.pipeline.ingest.ingest_bars`), before anything is appended.
 
 The exchange object comes from ``exchange_factory(exchange_id)``; by default the ccxt class of
 that name with ccxt's own rate limiter on. Tests inject a local exchange with the same
@@ -35,6 +38,7 @@ import polars as pl
 from autoopt.config import Config
 from autoopt.errors import DataError
 from autoopt.plugins import hookimpl
+from autoopt.symbols import validate_symbol
 
 DAY_MS = 86_400_000
 _SCHEMA = {
@@ -61,6 +65,8 @@ def parse_uri(uri: str) -> CcxtSpec:
     symbols = tuple(s.strip() for s in ":".join(parts[2:-1]).split(",") if s.strip())
     if not symbols:
         raise DataError(f"{uri!r}: no symbol between the exchange and the timeframe")
+    for s in symbols:
+        validate_symbol(s, "symbol")
     return CcxtSpec(parts[1], symbols, parts[-1])
 
 
@@ -117,7 +123,7 @@ class CcxtSource:
     ) -> dict[str, pl.DataFrame]:
         """Bars per symbol with ``ts >= since[symbol]`` (ns); ``history_days`` back if absent."""
         spec = parse_uri(uri)
-        names = list(symbols) if symbols else list(spec.symbols)
+        names = [validate_symbol(s, "symbol") for s in (symbols or spec.symbols)]
         exchange = self.exchange(spec.exchange)
         out = {}
         for symbol in names:

@@ -9,7 +9,15 @@ URIs:
 
 Column names are matched case-insensitively; the time column may be named ts, time, timestamp,
 date, datetime or be the unnamed first column. Output: ts (UTC ns, Int64), open, high, low,
-close, volume (Float64), sorted as found; validation is a separate, explicit step.
+close, volume (Float64), in file order.
+
+CSV cells are read as text and cast strictly by the one validation layer
+(`autoopt.data.coerce_bars`), so a bad file fails with one line naming the file and the rule:
+``data/x.csv: no rows (rule: empty)`` for an empty or header-only file, ``... rule
+'not_numeric' violated at row 3 ...: column 'close' value 'abc' is not a number`` (rows count
+data rows from 0), ``mixed_timezones`` for timestamps with different offsets. The remaining
+rules (order, gaps, outliers...) run on each symbol's bars when they are ingested, before
+anything is stored. Every symbol returned or asked for passes `autoopt.symbols.validate_symbol`.
 """
 
 from __future__ import annotations
@@ -19,15 +27,22 @@ from pathlib import Path
 
 import polars as pl
 
+from autoopt.config import Config
+from autoopt.data import ValidationPolicy, coerce_bars
 from autoopt.errors import DataError
 from autoopt.plugins import hookimpl
+from autoopt.symbols import validate_symbol
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 _TIME_NAMES = ("ts", "time", "timestamp", "date", "datetime", "")
 
 
+_POLICY: list[ValidationPolicy] = [ValidationPolicy()]
+"""The config's data policy (set by `autoopt_configure`), for the coercion rules."""
+
+
 def _normalise(df: pl.DataFrame, origin: str) -> pl.DataFrame:
-    """Rename to canonical columns and convert the time column to UTC nanoseconds."""
+    """Rename to canonical columns; cast cells and the time column (UTC ns) strictly."""
     lower = {c: c.strip().lower() for c in df.columns}
     df = df.rename(lower)
     time_col = next((c for c in _TIME_NAMES if c in df.columns), None)
@@ -36,46 +51,37 @@ def _normalise(df: pl.DataFrame, origin: str) -> pl.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{origin}: missing bar columns {missing}")
-    ts = df[time_col]
-    if ts.dtype == pl.String:
-        ts = ts.str.to_datetime(time_zone="UTC", strict=False)
-        if ts.null_count() > df[time_col].null_count():
-            bad = df[time_col].filter(ts.is_null()).head(1).to_list()
-            raise DataError(f"{origin}: unparseable timestamp {bad[0]!r} in column {time_col!r}")
-    if ts.dtype == pl.Date:
-        ts = ts.cast(pl.Datetime("ns", "UTC"))
-    if isinstance(ts.dtype, pl.Datetime):
-        if ts.dtype.time_zone is None:
-            ts = ts.dt.replace_time_zone("UTC")
-        ts = ts.dt.convert_time_zone("UTC").dt.cast_time_unit("ns").dt.epoch("ns")
-    elif ts.dtype.is_integer():
-        ts = ts.cast(pl.Int64)
-    else:
-        raise DataError(f"{origin}: time column {time_col!r} has unsupported type {ts.dtype}")
-    cols = [ts.alias("ts").cast(pl.Int64)]
-    cols += [pl.col(c).cast(pl.Float64, strict=False) for c in BAR_COLUMNS]
+    df, _ = coerce_bars(df, origin, _POLICY[0], ts_col=time_col)
     extra = ["symbol"] if "symbol" in df.columns else []
-    return df.select(*cols, *extra)
+    return df.select(pl.col(time_col).alias("ts"), *BAR_COLUMNS, *extra)
 
 
 def _read_table(path: Path) -> pl.DataFrame:
-    if path.suffix.lower() == ".parquet":
-        return pl.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pl.read_csv(path, infer_schema_length=10_000)
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pl.read_parquet(path)
+        if path.suffix.lower() == ".csv":
+            return pl.read_csv(path, infer_schema=False)  # text cells: coerce_bars casts them
+    except pl.exceptions.NoDataError:
+        raise DataError(f"{path}: no rows (rule: empty)") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: unreadable {path.suffix} file: {first}") from None
     raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .parquet)")
 
 
 def _split_symbols(df: pl.DataFrame, default_symbol: str) -> dict[str, pl.DataFrame]:
     if "symbol" not in df.columns:
-        return {default_symbol: df}
+        return {validate_symbol(default_symbol, "symbol"): df}
     out = {}
     for (symbol,), part in df.group_by("symbol", maintain_order=True):
-        out[str(symbol)] = part.drop("symbol")
+        out[validate_symbol(str(symbol), "symbol")] = part.drop("symbol")
     return out
 
 
 def _select(frames: dict[str, pl.DataFrame], symbols: Sequence[str] | None, origin: str) -> dict[str, pl.DataFrame]:
+    for s in symbols or ():
+        validate_symbol(s, "symbol")
     if not symbols:
         return frames
     missing = [s for s in symbols if s not in frames]
@@ -135,6 +141,11 @@ class BundledSource:
             raise DataError(f"{uri}: unknown bundled symbols {unknown}; available: {list(self.available)}")
         frames = {n: _normalise(_read_table(bundled_path(n)), f"bundled:{n}") for n in names}
         return _select(frames, symbols, uri)
+
+
+@hookimpl
+def autoopt_configure(config: Config) -> None:
+    _POLICY[0] = ValidationPolicy.from_config(config.pipeline.data_policy)
 
 
 @hookimpl

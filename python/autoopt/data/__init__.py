@@ -3,17 +3,21 @@
 from autoopt.data.validate import (
     BAR_COLS,
     PRICE_COLS,
-    DataIssue,
+    RULES,
+    RuleReport,
     ValidationPolicy,
     ValidationReport,
+    coerce_bars,
     validate_bars,
 )
 
 __all__ = [
     "BAR_COLS",
-    "DataIssue",
     "PRICE_COLS",
+    "RULES",
+    "RuleReport",
     "ValidationPolicy",
     "ValidationReport",
+    "coerce_bars",
     "validate_bars",
 ]

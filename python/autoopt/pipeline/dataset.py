@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgspec
 import numpy as np
 import polars as pl
 
@@ -100,10 +99,7 @@ def periods_per_year(ts: np.ndarray) -> float:
 
 def validation_policy(fields: Mapping[str, Any]) -> ValidationPolicy:
     """A `ValidationPolicy` from config ``pipeline.data_policy``; ConfigError naming a bad key."""
-    try:
-        return msgspec.convert(dict(fields), ValidationPolicy)
-    except (msgspec.ValidationError, DataError) as exc:
-        raise ConfigError(f"config key 'pipeline.data_policy': {exc}") from None
+    return ValidationPolicy.from_config(fields)
 
 
 def make_labels(close: np.ndarray, cfg: LabelConfig) -> pl.DataFrame:

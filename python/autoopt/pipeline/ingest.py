@@ -7,18 +7,24 @@
 * Only bars newer than the last stored one are appended (`new_bars`), so nightly re-ingests of a
   growing file or exchange history add just the new tail, and stay correct beyond the dedup
   window.
+* Nothing is appended before it passed validation (`autoopt.data.validate_bars` with the
+  config's data policy): a bar that fails a reject rule never reaches the log, and what a repair
+  changed is what gets stored.
 * Reading back (`stored_bars`) concatenates a symbol's batches of one timeframe in log order and
-  keeps the last copy of any timestamp.
+  runs the same validation layer; out-of-order batches and repeated timestamps (an overlapping
+  re-ingest) are repaired there, keeping the last copy, and reported, not fixed silently.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 import polars as pl
 
 from autoopt.clock import Clock
+from autoopt.data import ValidationPolicy, validate_bars
 from autoopt.errors import DataError
 from autoopt.events import BarBatch
 from autoopt.ids import derived_event_id
@@ -76,10 +82,10 @@ def new_bars(bars: pl.DataFrame, last_stored_ts: int | None) -> pl.DataFrame:
     return bars.filter(pl.col("ts") > last_stored_ts)
 
 
-async def stored_bars(
-    log: EventLog, symbol: str, timeframe: str | None = None
+async def _replayed(
+    log: EventLog, symbol: str, timeframe: str | None
 ) -> pl.DataFrame | None:
-    """Every stored bar of ``symbol`` (of one timeframe, if given), sorted, ts unique; None if none."""
+    """A symbol's stored bars in log order, as stored (None when there are none)."""
     parts: list[pl.DataFrame] = []
     frames: set[str] = set()
     async for event in log.replay(subject_filter_for_type(BarBatch, symbol)):
@@ -95,13 +101,33 @@ async def stored_bars(
         raise DataError(
             f"{symbol}: the log holds bars of several timeframes {sorted(frames)}; name one"
         )
-    return pl.concat(parts).unique("ts", keep="last", maintain_order=True).sort("ts")
+    return pl.concat(parts)
+
+
+async def stored_bars(
+    log: EventLog,
+    symbol: str,
+    timeframe: str | None = None,
+    policy: ValidationPolicy | None = None,
+) -> pl.DataFrame | None:
+    """Every stored bar of ``symbol`` (of one timeframe, if given), validated; None if none.
+
+    The order rules (``unsorted``, ``duplicate_ts``) always repair here, since that is the log's
+    read contract (the last copy of a timestamp wins), and they are reported like any repair.
+    """
+    raw = await _replayed(log, symbol, timeframe)
+    if raw is None:
+        return None
+    policy = msgspec.structs.replace(policy or ValidationPolicy(), unsorted="repair",
+                                     duplicate_ts="repair")
+    clean, _ = validate_bars(raw, symbol, policy)
+    return clean
 
 
 async def last_stored_ts(log: EventLog, symbol: str, timeframe: str | None = None) -> int | None:
     """Timestamp of the newest stored bar of ``symbol`` (None when the log holds none)."""
-    bars = await stored_bars(log, symbol, timeframe)
-    return None if bars is None else int(bars["ts"][-1])
+    raw = await _replayed(log, symbol, timeframe)
+    return None if raw is None else int(raw["ts"].max())  # type: ignore[arg-type]
 
 
 async def ingest_bars(
@@ -114,9 +140,14 @@ async def ingest_bars(
     batch_rows: int = 10_000,
     last_ts: int | None = None,
     clock: Clock | None = None,
+    policy: ValidationPolicy | None = None,
 ) -> int:
-    """Append the bars newer than ``last_ts`` as batch events; returns how many bars were new."""
-    fresh = new_bars(bars, last_ts)
+    """Validate ``bars`` (DataError before anything is appended), then append the clean bars
+    newer than ``last_ts`` as batch events; returns how many bars were new."""
+    if bars.height == 0:
+        return 0
+    clean, _ = validate_bars(bars, symbol, policy)
+    fresh = new_bars(clean, last_ts)
     if fresh.height == 0:
         return 0
     events = bar_batches(
