@@ -39,6 +39,7 @@ import polars as pl
 
 from autoopt.clock import Clock, SystemClock
 from autoopt.config import Config
+from autoopt.data import ValidationPolicy
 from autoopt.errors import DataError, PluginError
 from autoopt.events import (
     Event,
@@ -130,8 +131,10 @@ async def load_bars(
     *,
     batch_rows: int,
     clock: Clock | None = None,
+    policy: ValidationPolicy | None = None,
 ) -> dict[str, tuple[pl.DataFrame, str]]:
-    """Bars and timeframe per symbol; new bars are appended to the log as `BarBatch` events.
+    """Bars and timeframe per symbol; new bars are validated with ``policy``, then appended to
+    the log as `BarBatch` events (a rejected bar is never appended).
 
     Log sources read the log as is; incremental sources (exchanges) fetch only what follows the
     last stored bar and the history comes back from the log; other sources load everything and
@@ -149,8 +152,8 @@ async def load_bars(
         fresh = await asyncio.to_thread(source.load_since, uri, names, since)
         for s in names:
             await ingest_bars(event_log, s, tf, fresh[s], source=uri, batch_rows=batch_rows,
-                              last_ts=last[s], clock=clock)
-            bars = await stored_bars(event_log, s, tf)
+                              last_ts=last[s], clock=clock, policy=policy)
+            bars = await stored_bars(event_log, s, tf, policy)
             if bars is None:
                 raise DataError(f"{s}: {uri} returned no bars and the log holds none")
             out[s] = (bars, tf)
@@ -160,7 +163,7 @@ async def load_bars(
         tf = timeframe_label(df["ts"].to_numpy())
         last = await last_stored_ts(event_log, s, tf)
         await ingest_bars(event_log, s, tf, df, source=uri, batch_rows=batch_rows, last_ts=last,
-                          clock=clock)
+                          clock=clock, policy=policy)
         out[s] = (df, tf)
     return out
 
@@ -504,7 +507,7 @@ async def run_retrain(
     policy = validation_policy(p.data_policy)
     src = plugins.data_source_for(source)
     bars = await load_bars(src, source, symbols, event_log, batch_rows=p.ingest_batch_rows,
-                           clock=clock)
+                           clock=clock, policy=policy)
     order = list(symbols) if symbols else list(bars)
     results: list[ModelResult] = []
     jobs_left = len(order) * len(models)
