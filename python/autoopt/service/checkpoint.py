@@ -3,7 +3,8 @@
 A checkpoint is (CORE sequence, config digest, core state bytes). Every instance computes the
 same state at the same sequence, so any instance may write it; a write never moves the stored
 sequence backwards. A checkpoint taken under another policy config is ignored (the state would
-differ), and the service rebuilds from the log instead, which gives the same state.
+differ), and the service rebuilds from the log instead, which gives the same state; so is one
+that does not decode. The decider saves only committed state (see `Decider.feed`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from autoopt.config import Config
 from autoopt.core import State
+from autoopt.errors import DataError
 from autoopt.log import EventLog
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,15 @@ class Checkpoints:
             return None
         if entry.value is None:
             return None
-        cp = msgspec.msgpack.decode(entry.value, type=Checkpoint)
-        if cp.config_digest != self._digest:
-            log.warning("checkpoint at seq %d was taken under another policy config; rebuilding", cp.seq)
+        try:
+            cp = msgspec.msgpack.decode(entry.value, type=Checkpoint)
+            if cp.config_digest != self._digest:
+                log.warning("checkpoint at seq %d was taken under another policy config; rebuilding", cp.seq)
+                return None
+            return State.from_bytes(cp.state), cp.seq
+        except (msgspec.DecodeError, DataError) as exc:  # unreadable: the log still has it all
+            log.warning("checkpoint is unreadable (%s); rebuilding from the log", exc)
             return None
-        return State.from_bytes(cp.state), cp.seq
 
     async def save(self, state: State, seq: int) -> bool:
         """Store the checkpoint unless a newer one is already there; True when written."""
@@ -84,8 +90,11 @@ class Checkpoints:
                 except Exception:  # created concurrently: read it and compare
                     continue
             if entry.value is not None:
-                stored = msgspec.msgpack.decode(entry.value, type=Checkpoint)
-                if stored.seq >= seq and stored.config_digest == self._digest:
+                try:
+                    stored = msgspec.msgpack.decode(entry.value, type=Checkpoint)
+                except msgspec.DecodeError:
+                    stored = None  # unreadable: replace it
+                if stored is not None and stored.seq >= seq and stored.config_digest == self._digest:
                     return False
             try:
                 await self._kv.update(KEY, value, last=entry.revision)
