@@ -16,6 +16,7 @@ from autoopt.ab.experiments import ExperimentBook, ExperimentService, Experiment
 from autoopt.ab.records import RouteRecords, array_header
 from autoopt.ab.router import ROUTE_PREFIX, SignalRouter
 from autoopt.clock import SimulatedClock
+from autoopt.errors import DataError
 from autoopt.events import (
     DeadLettered,
     ExperimentStarted,
@@ -28,6 +29,7 @@ from autoopt.events import (
     decode,
     encode,
 )
+from autoopt.fieldrules import MAX_TS_NS
 from autoopt.log import EventLog
 from autoopt.log.frames import FrameWriter
 from autoopt.subjects import deadletter_subject, subject_for
@@ -113,14 +115,14 @@ def _payloads(n: int, seed: int) -> list[bytes]:
             extra["tags"] = ["a", {"b": [1, None, True]}, 2.5]
         sig = SignalEmitted(
             event_id=f"ev-{seed}-{i}",
-            ts_event=rng.choice([NOW - i * 1000, 0, -5, 2**40, 2**63 - 1]),
+            ts_event=rng.choice([NOW - i * 1000, 0, 2**40, MAX_TS_NS]),
             ts_init=NOW,
-            correlation_id=rng.choice([None, "", f"corr-{i % 7}"]),
+            correlation_id=rng.choice([None, f"corr-{i % 7}"]),
             causation_id=rng.choice([None, "cause"]),
             symbol=rng.choice(symbols),
-            signal_id=rng.choice([f"s{i}", f"sig-é-{i}", "s" * 300 + str(i)]),
+            signal_id=rng.choice([f"s{i}", f"sig-é-{i}", "s" * 250 + str(i)]),
             side=rng.choice(["long", "short", "flat"]),
-            confidence=rng.choice([0.1, 0.69, 0.7, 0.95, float("nan")]),
+            confidence=rng.choice([0.1, 0.69, 0.7, 0.95, -2.5]),
             price=rng.choice([None, 101.25, 1e-9]),
             horizon_s=rng.choice([None, 60.0]),
             extra=extra,
@@ -224,6 +226,63 @@ def test_the_table_stops_at_what_python_must_judge() -> None:
         assert table.route([good, good, bad, good], 3, 5, NOW).stop == 4
 
 
+def _broken(field: str, value: Any) -> bytes:
+    """A signal map (as a hostile producer writes it) with one field broken."""
+    fields = msgspec.to_builtins(decode(_payloads(1, 4)[0]))
+    fields[field] = value
+    return msgspec.msgpack.encode(fields)
+
+
+BROKEN = [
+    ("symbol", ""),
+    ("symbol", "X" * 65),
+    ("symbol", "*"),
+    ("symbol", "BTC>"),
+    ("symbol", "BTC USDT"),
+    ("symbol", "BTC\nUSDT"),
+    ("event_id", ""),
+    ("event_id", "e" * 257),
+    ("signal_id", ""),
+    ("signal_id", "s\x00"),
+    ("correlation_id", ""),
+    ("causation_id", ""),
+    ("release_id", ""),
+    ("side", "buy"),
+    ("side", ""),
+    ("confidence", float("nan")),
+    ("confidence", float("inf")),
+    ("price", float("-inf")),
+    ("horizon_s", -1.0),
+    ("ts_event", -5),
+    ("ts_event", 2**63 - 1),
+    ("ts_init", MAX_TS_NS + 1),
+    ("schema", 0),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BROKEN, ids=[f"{f}={v!r}"[:40] for f, v in BROKEN])
+def test_the_table_leaves_a_signal_python_refuses_to_python(field: str, value: Any) -> None:
+    """What `decode` now refuses (the router then dead-letters it) is never routed natively."""
+    native = SignalRouter(None, _book(*_specs()), clock=SimulatedClock(NOW))  # type: ignore[arg-type]
+    good, bad = RawMsg(_payloads(1, 4)[0]), RawMsg(_broken(field, value))
+    with pytest.raises(DataError, match=f"SignalEmitted.{field}"):
+        decode(bad.data)
+    chunk = native.route_table().route([good, bad, good], 0, 5, NOW)
+    assert chunk.stop == 1
+
+
+def test_exotic_valid_symbols_route_natively_or_go_to_python_in_order() -> None:
+    """A valid non-ASCII symbol is Python's to judge (the table stops there); valid ASCII
+    exchange symbols route natively."""
+    native = SignalRouter(None, _book(*_specs()), clock=SimulatedClock(NOW))  # type: ignore[arg-type]
+    table = native.route_table()
+    for symbol in ("BTC/USDT", "ES.Z26", "EUR-USD", "X" * 64):
+        assert table.route([RawMsg(_broken("symbol", symbol))], 0, 5, NOW).stop == 1, symbol
+    exotic = RawMsg(_broken("symbol", "ÄKTIE"))
+    assert decode(exotic.data).symbol == "ÄKTIE"  # type: ignore[attr-defined]
+    assert table.route([exotic], 0, 5, NOW).stop == 0
+
+
 async def _wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(timeout):
         while not cond():
@@ -261,6 +320,7 @@ async def test_run_routes_in_order_and_dead_letters_the_undecodable(
         for i in range(30)
     ]  # fmt: skip
     subject = subject_for(signals[0])
+    dead = deadletter_subject("SIGNALS")
     try:
         nc = event_log.nc
         for i, sig in enumerate(signals):
@@ -269,14 +329,21 @@ async def test_run_routes_in_order_and_dead_letters_the_undecodable(
                 await nc.publish(subject, b"\xc1garbage", headers={"Nats-Msg-Id": "junk-1"})
                 fill = Fill.new(symbol="BTCUSDT", trade_id="t", side="buy", qty=1.0, price=1.0)
                 await nc.publish(subject, encode(fill), headers={"Nats-Msg-Id": fill.event_id})
+                # a hostile producer's signal with an empty symbol: dead-lettered, not routed
+                await nc.publish(subject, _broken("symbol", ""), headers={"Nats-Msg-Id": "junk-2"})
         await _wait_for(lambda: len(got) >= 30)
         await asyncio.sleep(0.2)
         assert [g.signal_id for g in got] == [s.signal_id for s in signals]  # in order, once
         assert sum(isinstance(g, SignalRouted) for g in got) == 20  # BTC and ETH are routed
-        letters = [e async for e in event_log.replay(deadletter_subject("SIGNALS"))]
-        assert len(letters) == 1 and isinstance(letters[0], DeadLettered)
+        async with asyncio.timeout(10):
+            while len(letters := [e async for e in event_log.replay(dead)]) < 2:
+                await asyncio.sleep(0.05)
+        assert len(letters) == 2 and all(isinstance(e, DeadLettered) for e in letters)
         assert (
             letters[0].payload == b"\xc1garbage" and "not a valid autoopt event" in letters[0].error
+        )
+        assert letters[1].payload == _broken("symbol", "") and "SignalEmitted.symbol" in (
+            letters[1].error
         )
 
         def stored() -> int:

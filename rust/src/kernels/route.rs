@@ -5,8 +5,9 @@
 //! It mirrors `autoopt.ab.router.SignalRouter.route` byte for byte (the routed payloads equal
 //! msgspec's encoding of the same `SignalRouted`; ids are the same derived UUIDv8 strings), and
 //! takes only the messages it can vouch for: anything else (another event type, a field of an
-//! unexpected type, a redelivery past `max_deliver`, ...) stops the batch at that message so
-//! the Python path handles it, in order.
+//! unexpected type, a field breaking `autoopt.fieldrules`, a redelivery past `max_deliver`, ...)
+//! stops the batch at that message so the Python path handles it, in order (`decode` refuses
+//! what breaks a rule and the router dead-letters it).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -58,6 +59,65 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
     /// Units already assigned (symbol and account units; their first route records it).
     pub assigned: HashSet<String>,
+}
+
+/// `autoopt.fieldrules` limits, mirrored: ids, symbols, timestamps (1970..2200 in Unix ns).
+pub const MAX_ID_LEN: usize = 256;
+pub const MAX_SYMBOL_LEN: usize = 64;
+pub const MAX_TS_NS: i64 = 7_258_118_400 * 1_000_000_000;
+pub const SIDES: [&str; 3] = ["long", "short", "flat"];
+
+/// An id: non-empty, at most `MAX_ID_LEN` characters, no control character (Unicode Cc,
+/// exactly what `char::is_control` tests).
+pub fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && (s.len() <= MAX_ID_LEN || s.chars().count() <= MAX_ID_LEN)
+        && !s.chars().any(char::is_control)
+}
+
+/// A symbol this reader vouches for: 1..=64 printable ASCII characters, no space, `*` or `>`.
+/// Non-ASCII symbols may be valid, but Python's `str.isprintable` judges them: left to Python.
+pub fn symbol_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SYMBOL_LEN
+        && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'*' && b != b'>')
+}
+
+pub fn ts_ok(t: i64) -> bool {
+    (0..=MAX_TS_NS).contains(&t)
+}
+
+/// `Ok(())` when a rule holds, else `Unsupported` (Python decides and dead-letters).
+fn rule(ok: bool) -> Result<(), ReadError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ReadError::Unsupported)
+    }
+}
+
+fn checked_id(v: Value<'_>) -> Result<&str, ReadError> {
+    let s = string(v)?;
+    rule(id_ok(s))?;
+    Ok(s)
+}
+
+fn checked_opt_id(v: Value<'_>) -> Result<Option<&str>, ReadError> {
+    let s = opt_str(v)?;
+    rule(s.map_or(true, id_ok))?;
+    Ok(s)
+}
+
+fn checked_ts(v: Value<'_>) -> Result<i64, ReadError> {
+    let t = int(v)?;
+    rule(ts_ok(t))?;
+    Ok(t)
+}
+
+fn finite(v: Value<'_>) -> Result<f64, ReadError> {
+    let x = number(v)?;
+    rule(x.is_finite())?;
+    Ok(x)
 }
 
 /// The fields of a `SignalEmitted` that routing reads (borrowed from the payload).
@@ -118,8 +178,9 @@ fn skip_items(r: &mut Reader<'_>, head: Value<'_>) -> Result<(), ReadError> {
     }
 }
 
-/// Reads a `SignalEmitted` payload, checking every field the way msgspec's decoder would
-/// (types, required fields, no trailing bytes); `Unsupported` for anything else.
+/// Reads a `SignalEmitted` payload, checking every field the way msgspec's decoder and the
+/// event's field rules would (types, required fields, no trailing bytes, ids, timestamps,
+/// symbol, side, finite numbers); `Unsupported` for anything else.
 pub fn read_signal(buf: &[u8]) -> Result<Signal<'_>, ReadError> {
     let mut r = Reader::new(buf);
     let Value::Map(n) = r.value()? else { return Err(ReadError::Unsupported) };
@@ -157,23 +218,31 @@ pub fn read_signal(buf: &[u8]) -> Result<Signal<'_>, ReadError> {
         let v = r.value()?;
         match bit {
             0 => tag = Some(string(v)?),
-            1 => event_id = Some(string(v)?),
-            2 => ts_event = Some(int(v)?),
-            3 => ts_init = Some(int(v)?),
-            4 => {
-                int(v)?;
-            }
+            1 => event_id = Some(checked_id(v)?),
+            2 => ts_event = Some(checked_ts(v)?),
+            3 => ts_init = Some(checked_ts(v)?),
+            4 => rule(int(v)? >= 1)?,
             5 | 11 => {
-                opt_str(v)?;
+                checked_opt_id(v)?;
             }
-            6 => correlation_id = opt_str(v)?,
-            7 => symbol = Some(string(v)?),
-            8 => signal_id = Some(string(v)?),
-            9 => side = Some(string(v)?),
-            10 => confidence = Some(number(v)?),
+            6 => correlation_id = checked_opt_id(v)?,
+            7 => {
+                let s = string(v)?;
+                rule(symbol_ok(s))?;
+                symbol = Some(s);
+            }
+            8 => signal_id = Some(checked_id(v)?),
+            9 => {
+                let s = string(v)?;
+                rule(SIDES.contains(&s))?;
+                side = Some(s);
+            }
+            10 => confidence = Some(finite(v)?),
             12 | 13 => {
-                let x = if v == Value::Nil { None } else { Some(number(v)?) };
-                if bit == 13 {
+                let x = if v == Value::Nil { None } else { Some(finite(v)?) };
+                if bit == 12 {
+                    rule(x.map_or(true, |h| h >= 0.0))?; // horizon_s
+                } else {
                     price = x;
                 }
             }
@@ -529,6 +598,71 @@ mod tests {
         mp::write_str(&mut other, "type");
         mp::write_str(&mut other, "trade.fill");
         assert_eq!(read_signal(&other), Err(ReadError::Unsupported));
+    }
+
+    /// A valid signal map with one field replaced (by key) or added.
+    fn signal_with(key: &str, write: &dyn Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let base: [(&str, &dyn Fn(&mut Vec<u8>)); 8] = [
+            ("type", &|b| mp::write_str(b, SIGNAL_TAG)),
+            ("event_id", &|b| mp::write_str(b, "e-1")),
+            ("ts_event", &|b| mp::write_int(b, 5)),
+            ("ts_init", &|b| mp::write_int(b, 6)),
+            ("symbol", &|b| mp::write_str(b, "BTC/USDT")),
+            ("signal_id", &|b| mp::write_str(b, "s-1")),
+            ("side", &|b| mp::write_str(b, "long")),
+            ("confidence", &|b| mp::write_f64(b, 0.5)),
+        ];
+        let known = base.iter().any(|(k, _)| *k == key);
+        let mut b = Vec::new();
+        mp::write_map_header(&mut b, base.len() + usize::from(!known));
+        for (k, w) in base {
+            mp::write_str(&mut b, k);
+            if k == key {
+                write(&mut b)
+            } else {
+                w(&mut b)
+            }
+        }
+        if !known {
+            mp::write_str(&mut b, key);
+            write(&mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn refuses_what_the_field_rules_refuse() {
+        assert!(read_signal(&signal_with("price", &|b| mp::write_f64(b, 1.5))).is_ok());
+        assert!(read_signal(&signal_with("symbol", &|b| mp::write_str(b, &"X".repeat(64)))).is_ok());
+        assert!(read_signal(&signal_with("event_id", &|b| mp::write_str(b, &"é".repeat(256)))).is_ok());
+        let bad: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+            ("symbol", Box::new(|b| mp::write_str(b, ""))),
+            ("symbol", Box::new(|b| mp::write_str(b, &"X".repeat(65)))),
+            ("symbol", Box::new(|b| mp::write_str(b, "BTC*"))),
+            ("symbol", Box::new(|b| mp::write_str(b, ">"))),
+            ("symbol", Box::new(|b| mp::write_str(b, "BTC USDT"))),
+            ("symbol", Box::new(|b| mp::write_str(b, "BTC\tUSDT"))),
+            ("symbol", Box::new(|b| mp::write_str(b, "ÄKTIE"))), // valid, but Python judges it
+            ("event_id", Box::new(|b| mp::write_str(b, ""))),
+            ("event_id", Box::new(|b| mp::write_str(b, &"é".repeat(257)))),
+            ("event_id", Box::new(|b| mp::write_str(b, "e\n1"))),
+            ("signal_id", Box::new(|b| mp::write_str(b, ""))),
+            ("causation_id", Box::new(|b| mp::write_str(b, ""))),
+            ("correlation_id", Box::new(|b| mp::write_str(b, "c\u{85}"))),
+            ("release_id", Box::new(|b| mp::write_str(b, ""))),
+            ("side", Box::new(|b| mp::write_str(b, "buy"))),
+            ("confidence", Box::new(|b| mp::write_f64(b, f64::NAN))),
+            ("confidence", Box::new(|b| mp::write_f64(b, f64::INFINITY))),
+            ("price", Box::new(|b| mp::write_f64(b, f64::NEG_INFINITY))),
+            ("horizon_s", Box::new(|b| mp::write_f64(b, -1.0))),
+            ("ts_event", Box::new(|b| mp::write_int(b, -5))),
+            ("ts_init", Box::new(|b| mp::write_int(b, MAX_TS_NS + 1))),
+            ("schema", Box::new(|b| mp::write_int(b, 0))),
+        ];
+        for (key, write) in bad {
+            let raw = signal_with(key, &*write);
+            assert_eq!(read_signal(&raw), Err(ReadError::Unsupported), "{key}");
+        }
     }
 
     #[test]
