@@ -11,13 +11,19 @@ line and exit code 1, with the traceback only under ``--debug`` or ``AUTOOPT_DEB
 from __future__ import annotations
 
 import errno
-import os
 import sys
 
 import typer
 
 from autoopt.cli import ab, demo, log_cmds, releases, retrain, serve, server_cmds
-from autoopt.cli.context import CliContext, console, print_error
+from autoopt.cli.context import (
+    DEBUG_ENV,
+    CliContext,
+    console,
+    debug_enabled,
+    print_error,
+    set_debug,
+)
 
 app = typer.Typer(
     name="autoopt",
@@ -47,9 +53,10 @@ def _global_options(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     debug: bool = typer.Option(
-        False, "--debug", help="Show tracebacks of unexpected errors (also $AUTOOPT_DEBUG=1)."
+        False, "--debug", help="Show tracebacks with errors (also $AUTOOPT_DEBUG=1)."
     ),
 ) -> None:
+    set_debug(debug)
     ctx.obj = CliContext(config_path=config, data_dir=data_dir, verbose=verbose)
 
 
@@ -143,13 +150,6 @@ def _may_name_a_plugin_command(args: list[str]) -> bool:
     return True  # no verb: top-level help lists plugin commands too
 
 
-DEBUG_ENV = "AUTOOPT_DEBUG"
-
-
-def _debug(args: list[str]) -> bool:
-    return "--debug" in args or os.environ.get(DEBUG_ENV, "").lower() in {"1", "true", "yes", "on"}
-
-
 def describe_os_error(exc: OSError) -> str:
     """An OSError as the operator needs it: what failed, on which file or address."""
     if exc.errno == errno.EADDRINUSE:
@@ -164,18 +164,18 @@ def main(argv: list[str] | None = None) -> None:
     from autoopt.errors import AutooptError
 
     args = sys.argv[1:] if argv is None else argv
-    debug = _debug(args)
+    set_debug("--debug" in args)
     try:
         if _may_name_a_plugin_command(args):
             _register_plugin_commands()
         app(args=args, prog_name="autoopt", standalone_mode=True)
     except (AutooptError, OSError) as exc:
-        if debug:
+        if debug_enabled():
             raise
         print_error(str(exc) if isinstance(exc, AutooptError) else describe_os_error(exc))
         sys.exit(2)
     except Exception as exc:
-        if debug:
+        if debug_enabled():
             raise
         print_error(
             f"internal error: {type(exc).__name__}: {exc} (run with --debug or {DEBUG_ENV}=1 "

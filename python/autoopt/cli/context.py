@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import os
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
@@ -33,10 +35,45 @@ def print_error(message: str) -> None:
     )
 
 
+DEBUG_ENV = "AUTOOPT_DEBUG"
+_debug = False
+
+
+def set_debug(on: bool) -> None:
+    """``--debug``: show tracebacks (the global option sets it; ``$AUTOOPT_DEBUG=1`` too)."""
+    global _debug
+    _debug = on
+
+
+def debug_enabled() -> bool:
+    return _debug or os.environ.get(DEBUG_ENV, "").lower() in {"1", "true", "yes", "on"}
+
+
+def expected_error(exc: BaseException) -> NoReturn:
+    """An error the operator can fix: one line and exit code 2, or the traceback in debug mode."""
+    if debug_enabled():
+        raise exc
+    fail(str(exc))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error (one redacted line) and exit with ``code``."""
     print_error(message)
     raise typer.Exit(code)
+
+
+def check_models(plugins: Any, names: list[str], key: str) -> None:
+    """Exit with one line when a requested model has no registered trainer, listing those that
+    are (and the closest name), before any work starts instead of when a job reaches it."""
+    known = sorted(plugins.components("trainer"))
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            fail(
+                f"{key}: unknown model {name!r}; registered trainers: "
+                f"{', '.join(known) or 'none'}{hint}"
+            )
 
 
 @dataclass
@@ -53,7 +90,7 @@ class CliContext:
             try:
                 self._config = load_config(self.config_path, overrides=overrides)
             except AutooptError as exc:
-                fail(str(exc))
+                expected_error(exc)
             from autoopt.logfmt import setup_logging
 
             level = "DEBUG" if self.verbose else self._config.log.level
@@ -62,8 +99,8 @@ class CliContext:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine for a CLI verb, turning autoopt errors into a clean exit."""
+    """Run a coroutine for a CLI verb, turning autoopt errors into a one-line exit."""
     try:
         return asyncio.run(coro)
     except AutooptError as exc:
-        fail(str(exc))
+        expected_error(exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from autoopt.cli.context import console, err_console, fail, run
+from autoopt.cli.context import check_models, console, err_console, fail, run
 
 
 def serve(
@@ -17,13 +17,16 @@ def serve(
     import msgspec
 
     from autoopt.logfmt import setup_logging
+    from autoopt.runtime import open_plugins
     from autoopt.service import serve as serve_forever
 
     cfg = ctx.obj.config()
     if port is not None:
         cfg = msgspec.structs.replace(cfg, service=msgspec.structs.replace(cfg.service, http_port=port))
+    plugins = open_plugins(cfg)
+    check_models(plugins, cfg.pipeline.models, "pipeline.models")  # before connecting anything
     setup_logging(json_lines=json_logs, level="DEBUG" if ctx.obj.verbose else cfg.log.level)
-    run(serve_forever(cfg))
+    run(serve_forever(cfg, plugins=plugins))
 
 
 def replay(

@@ -11,12 +11,17 @@ app = typer.Typer(help="Manage the embedded NATS JetStream server of the data di
 
 @app.command()
 def start(ctx: typer.Context) -> None:
-    """Start (or reuse) the embedded server; it keeps running until `autoopt server stop`."""
-    from autoopt.log.server import ensure_server
+    """Start (or reuse) the embedded server; it keeps running until `autoopt server stop`.
+
+    A second start finds the running server and says so (each data dir has one server, on a
+    free port it picked, so starts never fight over a port)."""
+    from autoopt.log.server import ensure_server, server_status
 
     cfg = ctx.obj.config()
+    already = server_status(cfg.data_dir).running
     url = ensure_server(cfg.data_dir, persistent=True)
-    console.print(f"embedded nats-server running at [bold]{url}[/bold] (data dir {cfg.data_dir})")
+    state = "already running" if already else "running"
+    console.print(f"embedded nats-server {state} at [bold]{url}[/bold] (data dir {cfg.data_dir})")
 
 
 @app.command()

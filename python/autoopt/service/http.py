@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from autoopt.errors import ConfigError
 from autoopt.service.metrics import ServiceMetrics
 
 ReadyFn = Callable[[], tuple[bool, str]]
@@ -34,7 +35,15 @@ class HttpServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # a used port or a bad address: the operator's to fix, one line
+            await self.stop()
+            raise ConfigError(
+                f"service.http_port: cannot listen on {self._host}:{self._port}: "
+                f"{exc.strerror or exc} (another process holds it? choose --port or "
+                "service.http_port)"
+            ) from exc
         server = site._server
         assert server is not None
         self.port = int(server.sockets[0].getsockname()[1])
