@@ -4,19 +4,28 @@ experiment supervisor with ``[ab] enabled``), with graceful shutdown.
 SIGTERM/SIGINT set the stop flag: the decider finishes the event in hand and checkpoints, the
 job runner finishes (drains) the retrain in hand and acks it, then the process exits 0.
 SIGKILL loses nothing: unacked jobs are redelivered, the core resumes from its checkpoint.
+
+No component's error ends the process: each runs under `Service._supervise`, which logs the
+failure, answers 503 on ``/readyz`` while it is down, and restarts it on the
+`autoopt.log.retry.Backoff` schedule (the decider from its last decided sequence; unacked jobs
+and signals are redelivered). Transient NATS faults (leader elections, node kills, reconnects)
+are mostly absorbed below, in the consumers' own retries; this is the last line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from autoopt.ab.decision import ExperimentSupervisor
 from autoopt.ab.experiments import ExperimentBook
 from autoopt.ab.router import SignalRouter
 from autoopt.config import Config
 from autoopt.log import EventLog
+from autoopt.log.retry import Backoff, describe
 from autoopt.plugins import Plugins
 from autoopt.service.checkpoint import Checkpoints
 from autoopt.service.core_stream import ensure_core_stream
@@ -43,6 +52,7 @@ class Service:
         self.router: SignalRouter | None = None  # with [ab] enabled
         self.supervisor: ExperimentSupervisor | None = None
         self._started = asyncio.Event()
+        self._down: dict[str, str] = {}  # component -> why it is being restarted
 
     def ready(self) -> tuple[bool, str]:
         if self.stop.is_set():
@@ -51,6 +61,11 @@ class Service:
             return False, "not connected to NATS"
         if self.decider is None or not self._started.is_set():
             return False, "starting"
+        if self.decider.stalled is not None:
+            return False, f"decider stalled: {self.decider.stalled}"
+        if self._down:
+            name, why = next(iter(self._down.items()))
+            return False, f"{name} restarting after: {why}"
         if self.decider.lag > self.config.service.ready_lag:
             return False, f"catching up: {self.decider.lag} events behind"
         return True, "ok"
@@ -67,32 +82,31 @@ class Service:
         port = await self.http.start()
         log.info("serving /metrics /healthz /readyz on %s:%d", svc.http_host, port)
         self._started.set()
+        decider, jobs = self.decider, self.jobs
         tasks = [
-            asyncio.create_task(self.decider.run(self.stop), name="decider"),
-            asyncio.create_task(self.jobs.run(self.stop), name="jobs"),
+            asyncio.create_task(self._supervise("decider", lambda: decider.run(self.stop))),
+            asyncio.create_task(self._supervise("jobs", lambda: jobs.run(self.stop))),
         ]
         ab = self.config.ab
         if ab.enabled:
             self.supervisor = await ExperimentSupervisor.open(
                 self.log, interval_s=ab.decide_interval_s
             )
-            self.router = SignalRouter(self.log, ExperimentBook())
+            router = self.router = SignalRouter(self.log, ExperimentBook())
             self.metrics.watch_router(self.router)
             tasks.append(
                 asyncio.create_task(
-                    self.router.run(
-                        self.stop, durable=ab.durable, persist_interval_s=ab.persist_interval_s
-                    ),
-                    name="ab-router",
+                    self._supervise(
+                        "ab-router",
+                        lambda: router.run(
+                            self.stop, durable=ab.durable, persist_interval_s=ab.persist_interval_s
+                        ),
+                    )
                 )
             )
             log.info("A/B router consuming signals as %r", ab.durable)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    self.stop.set()
-                    raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(*tasks)
         finally:
             self.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -102,6 +116,40 @@ class Service:
                 await self.supervisor.close()
             await self.http.stop()
             log.info("service stopped")
+
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run one component until `stop`; when it fails, log why, mark it down (``/readyz``
+        503) and run it again after the next backoff delay. It counts as up again once it has
+        run for ``_UP_AFTER_S`` without failing."""
+        backoff = Backoff()
+        while not self.stop.is_set():
+            task = asyncio.ensure_future(run())
+            try:
+                if name in self._down:
+                    done, _ = await asyncio.wait({task}, timeout=_UP_AFTER_S)
+                    if not done:
+                        self._down.pop(name, None)
+                        backoff.reset()
+                        log.info("%s is running again", name)
+                await task
+                return
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            except Exception as exc:
+                if self.stop.is_set():
+                    return
+                self._down[name] = describe(exc)
+                self.metrics.restarts.labels(name).inc()
+                delay = backoff.next_delay()
+                log.error("%s failed (restarting in %.1fs): %s", name, delay, describe(exc))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stop.wait()
+
+
+_UP_AFTER_S = 3.0
 
 
 def _install_signals(stop: asyncio.Event) -> None:

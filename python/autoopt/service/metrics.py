@@ -43,6 +43,12 @@ class ServiceMetrics:
             "autoopt_undecodable_events_total", "CORE messages that failed to decode", registry=r
         )
         self.checkpoints = Counter("autoopt_checkpoints_total", "Checkpoints written", registry=r)
+        self.restarts = Counter(
+            "autoopt_component_restarts_total",
+            "Service components restarted after an error (decider, jobs, ab-router)",
+            ["component"],
+            registry=r,
+        )
 
     def watch_router(self, router: Any) -> None:
         """Expose an A/B router's signal counts (kept by the router itself) on /metrics."""
