@@ -249,11 +249,9 @@ def test_gate_compares_tft_with_lightgbm_on_the_same_folds(trainer: TFTTrainer) 
 
     cfg = GateConfig(margin=0.0, dsr_threshold=0.0, min_trades=1, metric="sharpe")
     verdict = evaluate_gate(scores["tft"][0], scores["lgbm"][0], scores["tft"][1],
-                            tuned["tft"].n_trials, trial_sharpes=tuned["tft"].trial_sharpes(),
-                            config=cfg)
+                            tuned["tft"].n_trials, config=cfg)
     reverse = evaluate_gate(scores["lgbm"][0], scores["tft"][0], scores["lgbm"][1],
-                            tuned["lgbm"].n_trials, trial_sharpes=tuned["lgbm"].trial_sharpes(),
-                            config=cfg)
+                            tuned["lgbm"].n_trials, config=cfg)
     tft_mean = float(np.mean([f["sharpe"] for f in scores["tft"][0]]))
     lgbm_mean = float(np.mean([f["sharpe"] for f in scores["lgbm"][0]]))
     assert verdict.stats["challenger_mean"] == pytest.approx(tft_mean)

@@ -7,15 +7,42 @@ from __future__ import annotations
 import optuna
 
 from autoopt.errors import ConfigError
-from autoopt.plugins.interfaces import TrainTask, TrialRecord
+from autoopt.plugins.interfaces import DEFAULT_MIN_COMPLETED_TRIALS, TrainTask, TrialRecord
 
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
+
 FINISHED = (
     optuna.trial.TrialState.COMPLETE,
     optuna.trial.TrialState.PRUNED,
     optuna.trial.TrialState.FAIL,
 )
 """Trial states that count as tried (the N of the Deflated Sharpe Ratio)."""
+
+
+class CompletedFirstPruner(optuna.pruners.BasePruner):
+    """Wraps any pruner so that nothing is pruned until ``min_completed`` trials completed.
+
+    Why: the gate selects among completed trials and deflates by every trial started; a pruner
+    that stops most trials early (successive halving at reduction factor 3 stops two in three)
+    could otherwise leave fewer completed trials than the gate needs, so the better it pruned,
+    the likelier a real edge was refused. Counting completed trials in the study (resumed ones
+    included) makes the rule the same for every pruner kind.
+    """
+
+    def __init__(self, inner: optuna.pruners.BasePruner, min_completed: int) -> None:
+        if min_completed < 0:
+            raise ConfigError(f"min_completed_trials must be >= 0, got {min_completed}")
+        self.inner = inner
+        self.min_completed = min_completed
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if self.min_completed:
+            completed = study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+            )
+            if len(completed) < self.min_completed:
+                return False
+        return self.inner.prune(study, trial)
 
 
 def make_pruner(
@@ -26,23 +53,43 @@ def make_pruner(
     interval_steps: int,
     min_resource: int,
     max_resource: int | str = "auto",
+    min_completed: int = DEFAULT_MIN_COMPLETED_TRIALS,
 ) -> optuna.pruners.BasePruner:
-    """The pruner named by ``kind``, in the trainer's step unit; ``NopPruner`` when off."""
+    """The pruner named by ``kind``, in the trainer's step unit, pruning nothing until
+    ``min_completed`` trials have completed; ``NopPruner`` when off."""
     if not enabled or kind == "none":
         return optuna.pruners.NopPruner()
+    inner: optuna.pruners.BasePruner
     if kind == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=4, n_warmup_steps=warmup_steps, interval_steps=interval_steps
+        inner = optuna.pruners.MedianPruner(
+            n_startup_trials=0, n_warmup_steps=warmup_steps, interval_steps=interval_steps
         )
-    if kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
+    elif kind == "successive_halving":
+        inner = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=min_resource, reduction_factor=3, min_early_stopping_rate=0
         )
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+    elif kind == "hyperband":
+        inner = optuna.pruners.HyperbandPruner(
             min_resource=min_resource, max_resource=max_resource, reduction_factor=3
         )
-    raise ConfigError(f"unknown pruner {kind!r}; known: {list(PRUNERS)}")
+    else:
+        raise ConfigError(f"unknown pruner {kind!r}; known: {list(PRUNERS)}")
+    return CompletedFirstPruner(inner, min_completed)
+
+
+def pruning_budget_note(
+    n_trials: int, *, pruning: bool, pruner: str, min_completed: int
+) -> str | None:
+    """One line saying up front that a trial budget leaves the pruner nothing to do, or None.
+
+    Said before the work starts rather than discovered after it: with ``n_trials`` at or below
+    ``min_completed`` every trial runs to completion, so pruning saves nothing."""
+    if not pruning or pruner == "none" or n_trials > min_completed:
+        return None
+    return (
+        f"pruning ({pruner}) is idle for this run: {n_trials} trials <= "
+        f"min_completed_trials={min_completed}, so every trial runs to completion"
+    )
 
 
 def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str) -> optuna.Study:
@@ -81,4 +128,14 @@ def trial_record(t: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
-__all__ = ["FINISHED", "PRUNERS", "finished_trials", "make_pruner", "open_study", "trial_record"]
+__all__ = [
+    "DEFAULT_MIN_COMPLETED_TRIALS",
+    "FINISHED",
+    "PRUNERS",
+    "CompletedFirstPruner",
+    "finished_trials",
+    "make_pruner",
+    "open_study",
+    "pruning_budget_note",
+    "trial_record",
+]

@@ -124,11 +124,14 @@ class FoldSets:
         return curve, boosters, best_it
 
 
-def make_pruner(kind: str, *, enabled: bool, report_every: int) -> optuna.pruners.BasePruner:
+def make_pruner(
+    kind: str, *, enabled: bool, report_every: int,
+    min_completed: int = tuning.DEFAULT_MIN_COMPLETED_TRIALS,
+) -> optuna.pruners.BasePruner:
     """The pruner for a study, in boosting rounds (reports every ``report_every`` rounds)."""
     return tuning.make_pruner(
         kind, enabled=enabled, warmup_steps=2 * report_every, interval_steps=report_every,
-        min_resource=2 * report_every,
+        min_resource=2 * report_every, min_completed=min_completed,
     )
 
 
@@ -234,7 +237,8 @@ class LightGBMTrainer:
 
     def study(self, task: TrainTask) -> optuna.Study:
         """Create or resume the task's study (TPE seeded with the task's seed)."""
-        pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every)
+        pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every,
+                             min_completed=task.min_completed_trials)
         return tuning.open_study(task, pruner, "LightGBMTrainer")
 
     def tune(self, task: TrainTask) -> TuneResult:

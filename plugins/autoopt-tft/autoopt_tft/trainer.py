@@ -106,11 +106,14 @@ class SearchSpace:
         }
 
 
-def make_pruner(kind: str, *, enabled: bool, max_epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(
+    kind: str, *, enabled: bool, max_epochs: int,
+    min_completed: int = tuning.DEFAULT_MIN_COMPLETED_TRIALS,
+) -> optuna.pruners.BasePruner:
     """The pruner for a study (steps are epochs); ``NopPruner`` when pruning is off."""
     return tuning.make_pruner(
         kind, enabled=enabled, warmup_steps=1, interval_steps=1, min_resource=2,
-        max_resource=max_epochs,
+        max_resource=max_epochs, min_completed=min_completed,
     )
 
 
@@ -146,7 +149,8 @@ class TFTTrainer:
 
     def study(self, task: TrainTask) -> optuna.Study:
         """Create or resume the task's study (TPE seeded with the task's seed)."""
-        pruner = make_pruner(task.pruner, enabled=task.pruning, max_epochs=self.max_epochs)
+        pruner = make_pruner(task.pruner, enabled=task.pruning, max_epochs=self.max_epochs,
+                             min_completed=task.min_completed_trials)
         return tuning.open_study(task, pruner, "TFTTrainer")
 
     def tune(self, task: TrainTask) -> TuneResult:

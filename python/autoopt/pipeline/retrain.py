@@ -72,7 +72,8 @@ from autoopt.plugins.interfaces import (
     Validator,
 )
 from autoopt.registry import ModelRegistry
-from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
+from autoopt.tuning import pruning_budget_note
+from autoopt.validation.gate import GateConfig, evaluate_gate
 
 if TYPE_CHECKING:
     from autoopt.log import EventLog
@@ -226,19 +227,6 @@ def _trial_event(rec: TrialRecord, symbol: str, run_id: str, study: str, clock: 
     )
 
 
-def _verdict_without_trials(ch: ValidationResult, champion: ValidationResult | None,
-                            cfg: GateConfig, n_trials: int) -> GateVerdict:
-    """The gate cannot deflate a Sharpe ratio without >= 2 trial Sharpes: refuse, say why."""
-    base = evaluate_gate(ch.fold_metrics, champion.fold_metrics if champion else None,
-                         ch.returns, 1, config=cfg)
-    reasons = [r for r in base.reasons if r.rule != "dsr"]
-    reasons.insert(1, GateReason(
-        "dsr", "too_few_completed_trials", False,
-        f"{n_trials} trials tried but fewer than 2 completed with a Sharpe ratio: the Deflated "
-        "Sharpe Ratio cannot be estimated"))
-    return GateVerdict(False, reasons, base.stats)
-
-
 def _trainer_for_type(plugins: Plugins, model_type: str) -> Trainer:
     for t in plugins.components("trainer").values():
         if t.model_type == model_type:
@@ -276,7 +264,8 @@ class _Job:
             periods_per_year=ds.periods_per_year,
             costs=Costs(fee_bps=p.costs.fees_bps, slippage_bps=p.costs.slippage_bps),
             n_trials=self.n_trials, time_budget_s=self.time_budget_s, seed=p.seed,
-            threads=p.threads, pruning=p.pruning, pruner=p.pruner, storage=self.storage, **extra,
+            threads=p.threads, pruning=p.pruning, pruner=p.pruner,
+            min_completed_trials=p.min_completed_trials, storage=self.storage, **extra,
         )
 
     async def run(self) -> ModelResult:
@@ -335,20 +324,18 @@ class _Job:
 
         gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
                               min_trades=p.gate.min_trades, metric=p.gate.metric)
-        sharpes = tuned.trial_sharpes()
-        if len(sharpes) >= 2:
-            verdict = evaluate_gate(
-                challenger.fold_metrics, champion.fold_metrics if champion else None,
-                challenger.returns, tuned.n_trials, trial_sharpes=sharpes, config=gate_cfg)
-        else:
-            verdict = _verdict_without_trials(challenger, champion, gate_cfg, tuned.n_trials)
+        verdict = evaluate_gate(
+            challenger.fold_metrics, champion.fold_metrics if champion else None,
+            challenger.returns, tuned.n_trials, config=gate_cfg,
+            trial_counts=tuned.trial_counts())
         reasons = [f"{r.code}: {r.message}" for r in verdict.reasons]
         if champion_note:
             reasons.append(champion_note)
         metrics = dict(challenger.metrics)
         metrics["cv_log_loss"] = tuned.best_value
         metrics["n_trials"] = float(tuned.n_trials)
-        for k in ("dsr", "psr", "expected_max_sr"):
+        for k in ("dsr", "psr", "expected_max_sr", "sr_variance", "trials_completed",
+                  "trials_pruned", "trials_failed"):
             if k in verdict.stats:
                 metrics[k] = float(verdict.stats[k])
         importances = selection.importances()
@@ -487,6 +474,10 @@ async def run_retrain(
     models = list(models or p.models)
     n_trials = int(trials or p.trials)
     budget = time_budget_s if time_budget_s is not None else p.time_budget_s
+    note = pruning_budget_note(n_trials, pruning=p.pruning, pruner=p.pruner,
+                               min_completed=p.min_completed_trials)
+    if note is not None:
+        log.warning(note)
     run_id = derived_event_id(cause.event_id, "retrain") if cause else new_event_id()
     started = clock.now_ns()
     t_start = time.perf_counter()

@@ -92,6 +92,12 @@ class FeatureSet(Protocol):
 # ------------------------------------------------------------------------------- training
 
 
+DEFAULT_MIN_COMPLETED_TRIALS = 4
+"""Trials that must run to completion before any pruner may stop one (the default of
+`TrainTask.min_completed_trials` and ``pipeline.min_completed_trials``): the gate selects among
+completed trials, and a pruner that stops most trials early must never leave it too few."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Costs:
     """Trading costs charged per unit of turnover, in basis points."""
@@ -137,6 +143,8 @@ class TrainTask:
     pruning: bool = True
     pruner: str = "successive_halving"
     """Which pruner when pruning: ``successive_halving``, ``median`` or ``hyperband``."""
+    min_completed_trials: int = DEFAULT_MIN_COMPLETED_TRIALS
+    """Trials that run to completion before the pruner may stop any (`autoopt.tuning`)."""
     storage: str | None = None
     """SQLAlchemy URL of the Optuna storage (None: in memory, nothing resumes)."""
     study_name: str = ""
@@ -177,8 +185,17 @@ class TuneResult:
 
     @property
     def n_trials(self) -> int:
-        """Trials tried, pruned and failed ones included (the N of the Deflated Sharpe Ratio)."""
+        """Trials started, pruned and failed ones included (the N of the Deflated Sharpe Ratio)."""
         return len(self.trials)
+
+    def trial_counts(self) -> dict[str, int]:
+        """Trials ``started`` (= `n_trials`), ``completed``, ``pruned`` and ``failed``."""
+        return {
+            "started": len(self.trials),
+            "completed": sum(1 for t in self.trials if t.state == "COMPLETE"),
+            "pruned": sum(1 for t in self.trials if t.state == "PRUNED"),
+            "failed": sum(1 for t in self.trials if t.state == "FAIL"),
+        }
 
     def trial_sharpes(self) -> list[float]:
         """Per-period out-of-sample Sharpe ratio of every completed trial that recorded one."""

@@ -10,6 +10,26 @@ sqrt(periods_per_year) and V[SR] by periods_per_year first (`deannualise`).
   Euler–Mascheroni constant (for N independent trials with true SR 0).
 - DSR = PSR(E[max SR]): the probability that the selected strategy's SR beats what the best of
   N skill-less trials would show by luck.
+
+The variance V of the luck benchmark (`null_sharpe_variance`)
+    V is the variance of the Sharpe *estimator* when the true SR is 0, not the spread of the
+    trials' own Sharpe ratios. Why: when some hyperparameters exploit a real edge and others do
+    not, the trials' spread is skill, not noise, and a benchmark scaled by it rises with the very
+    edge it should detect (a strong hourly edge, PSR 0.999, was refused that way). Under the null
+    the spread of SR estimates is set by the sample: for T returns, Mertens (2002) gives
+    V[SR^] = (1 − γ₃ SR + (γ₄ − 1)/4 SR²)/(T − 1), and at SR = 0 the skew and kurtosis terms
+    vanish, leaving 1/(T − 1) (they still enter the PSR denominator at the observed SR). Serial
+    correlation widens it (Lo 2002): the variance of a mean of autocorrelated returns is the
+    long-run variance, so V is multiplied by the Newey–West (Bartlett) long-run variance ratio
+    1 + 2 Σₖ (1 − k/(q+1)) ρₖ with q = ⌊4 (T/100)^(2/9)⌋, floored at 1 (negative autocorrelation
+    is not allowed to make the benchmark easier). Bailey & López de Prado (2014) derive
+    E[max SR] for N independent trials of variance V; N here is every trial started (pruned and
+    failed ones looked at the data too), an upper bound of the effective number of independent
+    trials, so the benchmark errs towards refusing.
+
+References: Lo, "The Statistics of Sharpe Ratios", FAJ 2002; Mertens, "Comments on variance of
+the IID estimator in Lo (2002)", 2002; Bailey & López de Prado, "The Deflated Sharpe Ratio",
+JPM 2014; Newey & West, Econometrica 1987/1994.
 """
 
 from __future__ import annotations
@@ -62,6 +82,34 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     return float(math.sqrt(sr_variance) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
 
 
+def long_run_variance_ratio(returns: Sequence[float] | np.ndarray) -> float:
+    """Newey–West (Bartlett kernel) long-run variance over the plain variance of a series,
+    floored at 1: how much serial correlation widens the spread of its mean (Lo 2002)."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = r.size
+    if n < 4:
+        raise DataError(f"long_run_variance_ratio: need >= 4 returns, got {n}")
+    x = r - r.mean()
+    denom = float(x @ x)
+    if denom == 0.0:
+        return 1.0
+    q = min(n - 1, int(4.0 * (n / 100.0) ** (2.0 / 9.0)))
+    ratio = 1.0
+    for k in range(1, q + 1):
+        rho = float(x[k:] @ x[:-k]) / denom
+        ratio += 2.0 * (1.0 - k / (q + 1.0)) * rho
+    return max(1.0, ratio)
+
+
+def null_sharpe_variance(returns: Sequence[float] | np.ndarray) -> float:
+    """Variance of the per-period Sharpe estimator of ``returns`` under the null (true SR = 0):
+    the luck benchmark's V (see the module doc): ``long_run_variance_ratio / (T − 1)``."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.size < 4 or not np.all(np.isfinite(r)):
+        raise DataError(f"null_sharpe_variance: need >= 4 finite returns, got {r.size}")
+    return long_run_variance_ratio(r) / (r.size - 1)
+
+
 def deflated_sharpe_ratio(
     sr: float,
     n_obs: int,
@@ -105,6 +153,8 @@ __all__ = [
     "deflated_sharpe_from_returns",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
+    "long_run_variance_ratio",
+    "null_sharpe_variance",
     "probabilistic_sharpe_ratio",
     "sharpe_moments",
 ]

@@ -4,7 +4,10 @@
     strictly, and by at least `margin` (absolute, in the metric's units; for lower-is-better
     metrics it must be lower by `margin`). No champion → passes with code ``no_champion``.
 (b) **dsr**: the Deflated Sharpe Ratio of the challenger's out-of-sample per-period returns, with
-    N = the number of trials the search tried, is >= `dsr_threshold`.
+    N = every trial the search started (pruned and failed ones included) and the luck
+    benchmark's variance V = the Sharpe estimator's variance under the null for this return
+    path (`autoopt.validation.dsr.null_sharpe_variance`: sample length and serial correlation;
+    never the trials' own spread, which grows with a real edge), is >= `dsr_threshold`.
 (c) **trades**: the challenger made at least `min_trades` trades over all folds.
 
 Every rule is evaluated and reported (pass or fail) so a verdict event shows the full picture.
@@ -19,7 +22,12 @@ import msgspec
 import numpy as np
 
 from autoopt.errors import ConfigError, ValidationRejected
-from autoopt.validation.dsr import expected_max_sharpe, probabilistic_sharpe_ratio, sharpe_moments
+from autoopt.validation.dsr import (
+    expected_max_sharpe,
+    null_sharpe_variance,
+    probabilistic_sharpe_ratio,
+    sharpe_moments,
+)
 
 LOWER_IS_BETTER = frozenset({"max_drawdown", "log_loss", "turnover"})
 
@@ -108,34 +116,37 @@ def _champion_rule(
 def _dsr_rule(
     returns: Sequence[float] | np.ndarray,
     n_trials: int,
-    trial_sharpes: Sequence[float] | None,
     sr_variance: float | None,
+    trial_counts: Mapping[str, int] | None,
     cfg: GateConfig,
     st: dict[str, float],
 ) -> GateReason:
     if n_trials < 1:
         raise ConfigError(f"evaluate_gate: n_trials must be >= 1, got {n_trials}")
     if sr_variance is None:
-        if trial_sharpes is not None and len(trial_sharpes) >= 2:
-            sr_variance = float(np.var(np.asarray(trial_sharpes, dtype=np.float64), ddof=1))
-        elif n_trials == 1:
-            sr_variance = 0.0
-        else:
-            raise ConfigError(
-                "evaluate_gate: with n_trials > 1 pass trial_sharpes (>= 2) or sr_variance"
-            )
+        sr_variance = null_sharpe_variance(returns)
+        source = "null variance of the Sharpe estimator (1/(T-1) x Newey-West ratio)"
+    else:
+        source = "given"
     sr, n_obs, skew, kurt = sharpe_moments(returns)
     sr0 = expected_max_sharpe(n_trials, sr_variance)
     dsr = probabilistic_sharpe_ratio(sr, sr0, n_obs, skew, kurt)
     st.update(sr=sr, n_obs=float(n_obs), skew=skew, kurtosis=kurt, n_trials=float(n_trials),
               sr_variance=sr_variance, expected_max_sr=sr0, dsr=dsr,
               psr=probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt))
+    tried = f"{n_trials} trials started"
+    if trial_counts:
+        for key in ("completed", "pruned", "failed"):
+            st[f"trials_{key}"] = float(trial_counts.get(key, 0))
+        tried += (f" ({trial_counts.get('completed', 0)} completed, "
+                  f"{trial_counts.get('pruned', 0)} pruned, {trial_counts.get('failed', 0)} failed)")
+    luck = (f"per-period SR {sr:.4f} vs expected max of luck {sr0:.4f}; "
+            f"V[SR] {sr_variance:.3g} over T={n_obs} from the {source}")
     if dsr >= cfg.dsr_threshold:
         return GateReason("dsr", "dsr_pass", True,
-                          f"DSR {dsr:.3f} >= {cfg.dsr_threshold} over {n_trials} trials")
+                          f"DSR {dsr:.3f} >= {cfg.dsr_threshold} over {tried} ({luck})")
     return GateReason("dsr", "dsr_below_threshold", False,
-                      f"DSR {dsr:.3f} < {cfg.dsr_threshold} over {n_trials} trials "
-                      f"(per-period SR {sr:.4f} vs expected max of luck {sr0:.4f})")
+                      f"DSR {dsr:.3f} < {cfg.dsr_threshold} over {tried} ({luck})")
 
 
 def evaluate_gate(
@@ -143,21 +154,23 @@ def evaluate_gate(
     champion_fold_metrics: FoldMetrics | None,
     challenger_returns: Sequence[float] | np.ndarray,
     n_trials: int,
-    trial_sharpes: Sequence[float] | None = None,
     sr_variance: float | None = None,
     config: GateConfig | None = None,
+    trial_counts: Mapping[str, int] | None = None,
 ) -> GateVerdict:
     """Run rules (a)–(c) and return the verdict.
 
-    `challenger_returns`: the challenger's out-of-sample per-period net returns (all test folds).
-    `trial_sharpes` / `sr_variance`: **per-period** Sharpe ratios of the trials (or their variance),
-    on the same return frequency — used for E[max SR]. Fold metrics need `config.metric` and
+    `challenger_returns`: the challenger's out-of-sample per-period net returns (all test folds,
+    concatenated). `n_trials`: every trial the search started. `sr_variance`: the per-period
+    variance of the luck benchmark; None (the default and what the pipeline uses) computes the
+    Sharpe estimator's null variance from `challenger_returns`. `trial_counts` (``completed``,
+    ``pruned``, ``failed``) only enrich the verdict. Fold metrics need `config.metric` and
     ``n_trades`` (a `StrategyMetrics` or a mapping).
     """
     cfg = config or GateConfig()
     st: dict[str, float] = {}
     reasons = [_champion_rule(challenger_fold_metrics, champion_fold_metrics, cfg, st)]
-    reasons.append(_dsr_rule(challenger_returns, n_trials, trial_sharpes, sr_variance, cfg, st))
+    reasons.append(_dsr_rule(challenger_returns, n_trials, sr_variance, trial_counts, cfg, st))
     n_trades = int(_values(challenger_fold_metrics, "n_trades", "challenger").sum())
     st["n_trades"] = float(n_trades)
     if n_trades >= cfg.min_trades:
