@@ -46,6 +46,7 @@ from autoopt.events import Event, decode, encode
 from autoopt.log.connect import NatsSettings, dial
 from autoopt.log.deadletter import dead_letter_event
 from autoopt.log.pullfeed import Collector, PullFeed, status_of
+from autoopt.log.retry import Backoff, consumer_gone, is_transient, retrying
 from autoopt.log.server import EmbeddedServer
 from autoopt.log.streams import StreamChange, ensure_streams
 from autoopt.redact import redact
@@ -255,6 +256,12 @@ class DurableConsumer:
         self.ack_wait = ack_wait
         self.retry_delay_s = retry_delay_s
         self._feed: PullFeed | None = None
+        # how to re-create the consumer on the server (set by `EventLog.durable`)
+        self.ensure: Callable[[], Awaitable[Any]] | None = None
+        self._backoff = Backoff()
+        self.failures = 0
+        """Consecutive failed pulls (503, no responders, consumer gone); 0 once one works."""
+        self.last_error: str | None = None
 
     async def fetch(self, batch: int = 1, timeout: float = 1.0) -> list[Delivered]:
         """Up to ``batch`` messages (waiting at most ``timeout`` s; empty list if none).
@@ -265,8 +272,41 @@ class DurableConsumer:
         try:
             msgs = await self._psub.fetch(batch, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
+            self._recovered()
             return []
+        except Exception as exc:
+            if not (is_transient(exc) or consumer_gone(exc)):
+                raise
+            await self._stalled(_describe(exc), consumer_gone(exc), timeout)
+            return []
+        self._recovered()
         return await self.deliveries(msgs)
+
+    def _recovered(self) -> None:
+        if self.failures:
+            log.info("consumer %s on %s pulls again", self.name, self.stream)
+        self.failures = 0
+        self.last_error = None
+        self._backoff.reset()
+
+    async def _stalled(self, error: str, gone: bool, limit_s: float) -> None:
+        """A pull failed for a passing reason (leader election, reconnect, the consumer was
+        deleted or lost): wait the retry schedule (at most ``limit_s``), and every few failures,
+        or at once when it is known to be gone, re-create the consumer (idempotent)."""
+        self.failures += 1
+        self.last_error = error
+        if self.failures == 1 or self.failures % 50 == 0:
+            log.warning(
+                "consumer %s on %s cannot pull (%d tries): %s",
+                self.name, self.stream, self.failures, error,
+            )
+        if self.ensure is not None and (gone or self.failures % 5 == 0):
+            try:
+                async with asyncio.timeout(self._log.settings.request_timeout_s):
+                    await self.ensure()
+            except Exception as exc:
+                self.last_error = f"{error}; re-creating the consumer failed: {_describe(exc)}"
+        await self._backoff.sleep(limit_s)
 
     async def next_batch(self, max_n: int = 512, timeout: float = 1.0) -> list[Delivered]:
         """The messages delivered since the last call (at most ``max_n``), waiting at most
@@ -282,7 +322,21 @@ class DurableConsumer:
         if self._feed is None:
             self._feed = PullFeed(self._log.nc, self._psub._nms, batch=max(1, max_n))
             await self._feed.start()
-        return await self._feed.take(max_n, timeout)
+        msgs = await self._feed.take(max_n, timeout)
+        if msgs or self._feed.failing is None:
+            self._recovered()
+        elif self._feed.failures > self.failures:
+            # the feed spaces its own re-requests; only count, and re-create when needed
+            self.failures = self._feed.failures
+            self.last_error = self._feed.failing
+            gone = "consumer deleted" in self._feed.failing.lower()
+            if self.ensure is not None and (gone or self.failures % 5 == 0):
+                try:
+                    async with asyncio.timeout(self._log.settings.request_timeout_s):
+                        await self.ensure()
+                except Exception as exc:
+                    self.last_error = f"{self._feed.failing}; re-creating failed: {_describe(exc)}"
+        return msgs
 
     async def deliveries(self, msgs: list[Msg]) -> list[Delivered]:
         """Decode fetched messages; dead-letter the undecodable and the over-delivered."""
@@ -447,34 +501,60 @@ class EventLog:
         return self._js
 
     @property
+    def _retry_window_s(self) -> float:
+        """How long appends and consumer creation retry transient failures (a leader election
+        takes seconds; each try is bounded by the request timeout)."""
+        return 3 * self.settings.request_timeout_s
+
+    @property
     def url(self) -> str:
         """The server URL currently connected to."""
         cur = self._nc.connected_url
         return cur.geturl() if cur is not None else ""
 
-    async def ensure_streams(self) -> list[StreamChange]:
-        """Create or update every autoopt stream (idempotent)."""
-        return await ensure_streams(self._js, self.settings)
+    async def ensure_streams(self, *, apply: bool = False) -> list[StreamChange]:
+        """Create missing autoopt streams; differences of existing ones are reported, and only
+        applied (the safe ones) with ``apply`` (idempotent; `autoopt.log.streams`)."""
+        return await ensure_streams(self._js, self.settings, apply=apply)
 
     # ---------------------------------------------------------------------- write
 
     async def _publish(self, event: Event, headers: dict[str, str]) -> AppendResult:
+        """Publish and wait for the stream's ack. 503 / no responders / an unacknowledged publish
+        (a leader election, a reconnect) are retried on the `retrying` schedule for
+        `_retry_window_s`: the ``Nats-Msg-Id`` header makes a retry idempotent."""
         event.validate()  # DataError naming type and field, before anything is sent
         subject = subject_for(event)
-        try:
-            ack = await self._js.publish(
-                subject, encode(event), headers=headers, timeout=self.settings.request_timeout_s
-            )
-        except NoStreamResponseError as exc:
-            raise EventLogError(
-                f"no stream captures {subject} (were the streams created? EventLog.ensure_streams)"
-            ) from exc
-        except nats.errors.TimeoutError as exc:
-            raise EventLogError(
-                f"append of {event.type_tag()} {event.event_id} to {subject} was not acknowledged "
-                f"within {self.settings.request_timeout_s}s"
-            ) from exc
+        data = encode(event)
+        timeout = self.settings.request_timeout_s
+
+        async def once() -> Any:
+            try:
+                return await self._js.publish(subject, data, headers=headers, timeout=timeout)
+            except NoStreamResponseError as exc:
+                if not await self._stream_exists(subject):
+                    raise EventLogError(
+                        f"no stream captures {subject} (were the streams created? "
+                        "EventLog.ensure_streams)"
+                    ) from exc
+                raise  # the stream exists: it has no leader right now
+
+        ack = await retrying(
+            once,
+            what=f"append of {event.type_tag()} {event.event_id} to {subject}",
+            deadline_s=self._retry_window_s,
+        )
         return AppendResult(seq=ack.seq, stream=ack.stream, duplicate=bool(ack.duplicate))
+
+    async def _stream_exists(self, subject: str) -> bool:
+        """False only when the server says the subject's stream does not exist."""
+        try:
+            await self._js.stream_info(stream_name_for_subject(subject))
+        except NotFoundError:
+            return False
+        except Exception:  # unknown (no leader, timeout): assume it exists and retry
+            return True
+        return True
 
     async def append(self, event: Event, *, raise_on_duplicate: bool = False) -> AppendResult:
         """Store one event with ``Nats-Msg-Id = event_id``; a duplicate is not stored again and is
@@ -864,15 +944,25 @@ class EventLog:
             cfg.filter_subject = filters[0]
         elif filters:
             cfg.filter_subjects = filters
+        async def ensure() -> Any:
+            return await self._js.add_consumer(stream, cfg)
+
         try:
-            await self._js.add_consumer(stream, cfg)
+            # while the stream has no leader (election, a node down) creation answers 503
+            await retrying(
+                ensure,
+                what=f"creating durable consumer {name!r} on {stream}",
+                deadline_s=self._retry_window_s,
+            )
         except APIError as exc:
             raise EventLogError(
                 f"cannot create durable consumer {name!r} on {stream}: {exc.description} "
                 f"(code {exc.err_code})"
             ) from exc
         psub = await self._js.pull_subscribe_bind(durable=name, stream=stream)
-        return DurableConsumer(self, stream, name, psub, max_deliver, ack_wait, retry_delay_s)
+        consumer = DurableConsumer(self, stream, name, psub, max_deliver, ack_wait, retry_delay_s)
+        consumer.ensure = ensure
+        return consumer
 
     async def consume(
         self,
@@ -916,11 +1006,11 @@ class EventLog:
                         await handler(item.event, item.info)
                     except Exception as exc:
                         keepalive.cancel()
-                        await consumer.reject(item, exc)
+                        await _settle(consumer.reject(item, exc), item)
                         continue
                     finally:
                         keepalive.cancel()
-                    await item.ack()
+                    await _settle(item.ack(), item)
         finally:
             await consumer.close()
 
@@ -951,6 +1041,20 @@ class EventLog:
                 )
             )
         return out
+
+
+async def _settle(step: Awaitable[Any], item: Delivered) -> None:
+    """Ack / nak / dead-letter one message; a transient failure (reconnect, no leader) only
+    logs: the message stays unacknowledged and is redelivered after ack_wait."""
+    try:
+        await step
+    except Exception as exc:
+        if not is_transient(exc) and not isinstance(exc, EventLogError):
+            raise
+        log.warning(
+            "could not settle %s seq %d (it will be redelivered): %s",
+            item.info.subject, item.info.seq, _describe(exc),
+        )
 
 
 async def _keep_in_progress(item: Delivered, every: float) -> None:

@@ -18,10 +18,13 @@ Checkpoints therefore only ever hold completed state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -35,7 +38,7 @@ from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
 from autoopt.log.deadletter import dead_letter_event
 from autoopt.log.eventlog import delivery_fields
-from autoopt.log.retry import Backoff, describe
+from autoopt.log.retry import Backoff, describe, is_transient
 from autoopt.plugins import Plugins
 from autoopt.service.checkpoint import Checkpoints
 from autoopt.service.core_stream import CORE_STREAM, core_last_seq
@@ -43,6 +46,9 @@ from autoopt.service.metrics import ServiceMetrics
 from autoopt.subjects import subject_for
 
 log = logging.getLogger(__name__)
+
+_STALL_S = 2.0
+"""No CORE message for this long while CORE holds more: the consumer is re-created."""
 
 CONSUMER = "decider"
 """The consumer name the decider's dead letters carry."""
@@ -83,6 +89,9 @@ class Decider:
         self.lag = 0
         self._since_checkpoint = 0
         self._stop: asyncio.Event | None = None
+        self.stalled: str | None = None
+        """Why CORE is not being read right now (None: it is); /readyz reports it."""
+        self._core_last = 0  # CORE's last sequence as last seen
 
     async def restore(self) -> int:
         """Load the latest usable checkpoint; returns the sequence it covers (0: none)."""
@@ -108,28 +117,100 @@ class Decider:
         if saved:
             self._metrics.checkpoints.inc()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Decide every CORE message from the current position until ``stop`` is set."""
-        self._stop = stop
+    async def _subscribe(self) -> Any:
+        """An ordered consumer on CORE from the message after the last decided one."""
         if self.seq:
             cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.seq + 1)
         else:
             cfg = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        sub = await self._log.js.subscribe(
-            "autoopt.>", stream=CORE_STREAM, ordered_consumer=True, config=cfg,
-            pending_msgs_limit=100_000,
-        )
+        async with asyncio.timeout(self._log.settings.request_timeout_s):
+            return await self._log.js.subscribe(
+                "autoopt.>", stream=CORE_STREAM, ordered_consumer=True, config=cfg,
+                pending_msgs_limit=100_000,
+            )
+
+    async def _refresh_lag(self) -> None:
+        """Lag = CORE's last sequence - the last decided one, read from the stream itself (not
+        from a delivery's pending count, which stops changing when deliveries stop); a stream
+        that does not answer marks the decider stalled."""
+        try:
+            async with asyncio.timeout(min(self._log.settings.request_timeout_s, _STALL_S)):
+                self._core_last = await core_last_seq(self._log)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.stalled = f"{CORE_STREAM} does not answer: {describe(exc)}"
+        self._set_lag()
+
+    def _set_lag(self) -> None:
+        self.lag = max(0, self._core_last - self.seq)
+        self._metrics.consumer_lag.set(self.lag)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide every CORE message from the current position until ``stop`` is set.
+
+        Survives leader elections, node kills and reconnects: when the ordered consumer cannot
+        be created, or stops delivering for ``_STALL_S`` while CORE holds more, it is dropped
+        and re-created from the last decided sequence on the `Backoff` schedule. Meanwhile
+        ``stalled`` says why (``/readyz`` answers 503) and the lag keeps growing honestly."""
+        self._stop = stop
+        backoff = Backoff()
+        sub: Any = None
+        refreshed = heard = time.monotonic()
         try:
             while not stop.is_set():
+                if sub is None:
+                    try:
+                        sub = await self._subscribe()
+                        heard = time.monotonic()
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        self.stalled = f"cannot subscribe to {CORE_STREAM}: {describe(exc)}"
+                        await self._refresh_lag()
+                        await backoff.sleep()
+                        continue
                 try:
                     msg = await sub.next_msg(timeout=0.5)
                 except (TimeoutError, NatsTimeout):
-                    self.lag = max(0, await core_last_seq(self._log) - self.seq)
-                    self._metrics.consumer_lag.set(self.lag)
+                    msg = None
+                except Exception as exc:  # the subscription broke (reconnect, consumer lost)
+                    if not is_transient(exc) and not isinstance(exc, nats.errors.Error):
+                        raise
+                    self.stalled = f"{CORE_STREAM} subscription failed: {describe(exc)}"
+                    sub = None
+                    await backoff.sleep()
                     continue
-                await self._handle(msg)
+                now = time.monotonic()
+                if msg is not None:
+                    await self._handle(msg)
+                    self._core_last = max(self._core_last, self.seq + self.lag)
+                    self._set_lag()
+                    heard = now
+                    if self.stalled is not None:
+                        log.info("reading %s again at sequence %d", CORE_STREAM, self.seq)
+                    self.stalled = None
+                    backoff.reset()
+                if msg is None or now - refreshed >= 1.0:
+                    refreshed = now
+                    stalled_before = self.stalled
+                    self.stalled = None
+                    await self._refresh_lag()
+                    if self.stalled is None and self.lag and now - heard > _STALL_S:
+                        self.stalled = (
+                            f"{CORE_STREAM} consumer silent for {now - heard:.0f}s, "
+                            f"{self.lag} events behind: re-creating it"
+                        )
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                        sub = None
+                        await backoff.sleep()
+                    if self.stalled is not None and self.stalled != stalled_before:
+                        log.warning("decider stalled: %s", self.stalled)
         finally:
-            await sub.unsubscribe()
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             await self.checkpoint()
 
     async def _handle(self, msg: Any) -> None:
