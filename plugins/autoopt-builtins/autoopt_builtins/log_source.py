@@ -1,8 +1,11 @@
 """Bars already in the event log: ``log:[<SYMBOL>[,<SYMBOL>...]][@<timeframe>]``.
 
 Replays the ``BarBatch`` events of each symbol (``autoopt.market.bars.<symbol>``) and joins
-them into one frame, sorted, one row per timestamp. ``@1m`` picks a timeframe when a symbol
-has bars of several. This is how a retrain runs on what earlier ingests stored, without
+them into one frame, then runs the one validation layer on it (`autoopt.pipeline.ingest.
+stored_bars` with the config's data policy): batches out of order and repeated timestamps are
+put right (sorted, last copy kept) and reported as ``unsorted`` / ``duplicate_ts`` repairs, never
+fixed silently; any other rule acts as the policy says. ``@1m`` picks a timeframe when a symbol
+has bars of several. Every symbol asked for passes `autoopt.symbols.validate_symbol`. This is how a retrain runs on what earlier ingests stored, without
 touching the original files or exchange again.
 
 Inside the pipeline (a running event loop with an open log) `aload` is used; `load` opens its
@@ -18,9 +21,11 @@ from typing import Any
 import polars as pl
 
 from autoopt.config import Config, load_config
+from autoopt.data import ValidationPolicy
 from autoopt.errors import DataError
 from autoopt.pipeline.ingest import stored_bars
 from autoopt.plugins import hookimpl
+from autoopt.symbols import validate_symbol
 
 
 def parse_uri(uri: str) -> tuple[list[str], str | None]:
@@ -33,7 +38,7 @@ def parse_uri(uri: str) -> tuple[list[str], str | None]:
         spec, timeframe = spec.rsplit("@", 1)
         if not timeframe:
             raise DataError(f"{uri!r}: empty timeframe after '@'")
-    return [s.strip() for s in spec.split(",") if s.strip()], timeframe
+    return [validate_symbol(s.strip(), "symbol") for s in spec.split(",") if s.strip()], timeframe
 
 
 class EventLogSource:
@@ -49,12 +54,12 @@ class EventLogSource:
         self, uri: str, symbols: Sequence[str] | None, log: Any
     ) -> dict[str, pl.DataFrame]:
         named, timeframe = parse_uri(uri)
-        wanted = list(symbols) if symbols else named
+        wanted = [validate_symbol(s, "symbol") for s in symbols] if symbols else named
         if not wanted:
             raise DataError(f"{uri!r}: name the symbols (log:EURUSD,GOOG or --symbols)")
         out: dict[str, pl.DataFrame] = {}
         for symbol in wanted:
-            bars = await stored_bars(log, symbol, timeframe)
+            bars = await stored_bars(log, symbol, timeframe, self.policy())
             if bars is None:
                 raise DataError(
                     f"{symbol}: the event log holds no bars"
@@ -63,6 +68,12 @@ class EventLogSource:
                 )
             out[symbol] = bars
         return out
+
+    def policy(self) -> ValidationPolicy:
+        """The config's data policy (defaults when no config was given)."""
+        if self.config is None:
+            return ValidationPolicy()
+        return ValidationPolicy.from_config(self.config.pipeline.data_policy)
 
     def load(self, uri: str, symbols: Sequence[str] | None = None) -> dict[str, pl.DataFrame]:
         try:
