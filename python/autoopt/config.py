@@ -425,6 +425,7 @@ def load_config(
             config, policy=msgspec.structs.replace(config.policy, schedule=None)
         )
     _check_schedules(config)
+    _check_symbols(config)
     if not config.data_dir:
         config = msgspec.structs.replace(config, data_dir=str(default_data_dir(env)))
     return config
@@ -437,6 +438,19 @@ _OFF = {"", "off", "none", "never"}
 def schedule_off(expr: str | None) -> bool:
     """True for a schedule value that means "no schedule" (None, "", "off", "none", "never")."""
     return expr is None or expr.strip().lower() in _OFF
+
+
+def _check_symbols(config: Config) -> None:
+    """Symbols in the config (``symbols``, ``[policy.symbols.<symbol>]`` keys) obey the one
+    grammar (`autoopt.symbols`): a bad one is a ConfigError naming its key, at start."""
+    from autoopt.symbols import symbol_problem
+
+    entries = [(f"symbols[{i}]", s) for i, s in enumerate(config.symbols)]
+    entries += [(f"policy.symbols.{s}", s) for s in config.policy.symbols]
+    for key, symbol in entries:
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            raise ConfigError(f"config key {key!r}: symbol {symbol!r} {problem}")
 
 
 def _check_schedules(config: Config) -> None:
