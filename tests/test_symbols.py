@@ -3,11 +3,17 @@ a path or a consumer is refused with one line naming what is wrong."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoopt.errors import DataError
+from autoopt.config import load_config
+from autoopt.errors import ConfigError, DataError
 from autoopt.symbols import (
     MAX_NAME_LEN,
     MAX_SYMBOL_LEN,
@@ -77,3 +83,51 @@ def test_the_fast_path_agrees_with_the_character_rules(value: str) -> None:
         and all(c.isprintable() and not c.isspace() and c not in "*>" for c in value)
     )
     assert (symbol_problem(value) is None) == ok
+
+
+def test_config_refuses_a_bad_symbol_naming_its_key(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    ok = load_config(environ=env, overrides={
+        "symbols": ["BTC/USDT", "ES.Z26"], "policy": {"symbols": {"EUR-USD": {}}}})  # fmt: skip
+    assert ok.symbols == ["BTC/USDT", "ES.Z26"] and list(ok.policy.symbols) == ["EUR-USD"]
+    with pytest.raises(ConfigError, match=r"'symbols\[1\]': symbol '' must not be empty"):
+        load_config(environ=env, overrides={"symbols": ["BTC", ""]})
+    with pytest.raises(ConfigError, match=r"'policy.symbols.log:\*'.*NATS wildcard"):
+        load_config(environ=env, overrides={"policy": {"symbols": {"log:*": {}}}})
+
+
+def _autoopt(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AUTOOPT_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "autoopt.cli", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("releases", "show", ""), "error: symbol '' must not be empty"),
+        (("releases", "list", "BTC USDT"), "error: symbol 'BTC USDT' must not contain whitespace"),
+        (("releases", "rollback", "*"), "error: symbol '*' must not contain '*'"),
+        (("retrain", "--source", "bundled:EURUSD", "--symbols", "EURUSD,,GOOG"),
+         "error: --symbols 'EURUSD,,GOOG': give a comma-separated list of non-empty symbols"),
+        (("retrain", "--source", "bundled:EURUSD", "--symbols", "EURUSD," + "X" * 500),
+         "500 characters long (at most 64)"),
+        (("ab", "create", "x", "--symbol", ">", "--variant", "a:r1:1"),
+         "error: --symbol '>' must not contain '>'"),
+    ],
+)
+def test_cli_refuses_bad_symbols_with_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    out = _autoopt(tmp_path / "data", *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_cli_takes_an_exchange_symbol(tmp_path: Path) -> None:
+    out = _autoopt(tmp_path / "data", "releases", "list", "BTC/USDT", "--json")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from autoopt.cli.context import CliContext, console, fail, run
+from autoopt.cli.context import CliContext, cli_symbol, console, fail, run
 from autoopt.errors import ConfigError
 
 app = typer.Typer(help="A/B experiments: define, run, watch, conclude.", no_args_is_help=True)
@@ -114,6 +114,7 @@ def create(
     from autoopt.runtime import open_event_log
 
     keys = plugin_key or []
+    symbol = cli_symbol(symbol, "--symbol", allow_all=True)
     try:
         spec = ExperimentSpec(
             name=name,

@@ -62,6 +62,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def cli_symbol(value: str, what: str = "symbol", *, allow_all: bool = False) -> str:
+    """A symbol argument under the one grammar (`autoopt.symbols`), or exit with one line
+    naming ``what``; ``allow_all``: ``"*"`` (every symbol) is accepted too."""
+    from autoopt.symbols import ALL_SYMBOLS, validate_symbol
+
+    if allow_all and value == ALL_SYMBOLS:
+        return value
+    try:
+        return validate_symbol(value, what)
+    except AutooptError as exc:
+        fail(str(exc))
+
+
+def cli_symbols(text: str, what: str = "--symbols") -> list[str]:
+    """A comma-separated symbol list argument, each under the grammar, or exit with one line."""
+    from autoopt.symbols import parse_symbols
+
+    try:
+        return parse_symbols(text, what)
+    except AutooptError as exc:
+        fail(str(exc))
+
+
 def check_models(plugins: Any, names: list[str], key: str) -> None:
     """Exit with one line when a requested model has no registered trainer, listing those that
     are (and the closest name), before any work starts instead of when a job reaches it."""

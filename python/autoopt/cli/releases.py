@@ -13,7 +13,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from autoopt.cli.context import CliContext, console, fail, run
+from autoopt.cli.context import CliContext, cli_symbol, console, fail, run
 from autoopt.errors import ArtifactError
 from autoopt.registry import CURRENT, ModelRegistry
 
@@ -40,7 +40,7 @@ def list_releases(
 ) -> None:
     """Releases per symbol, oldest first; ``*`` marks the current one."""
     registry = ModelRegistry(_cli(ctx).config().data_dir)
-    symbols = [symbol] if symbol else registry_symbols(registry)
+    symbols = [cli_symbol(symbol)] if symbol else registry_symbols(registry)
     rows = []
     for s in symbols:
         cur = registry.current(s)
@@ -76,6 +76,7 @@ def show(
     release: str | None = typer.Argument(None, help=f"Release id (default: {CURRENT})."),
 ) -> None:
     """A release's manifest as JSON, after verifying its checksums."""
+    symbol = cli_symbol(symbol)
     registry = ModelRegistry(_cli(ctx).config().data_dir)
     try:
         manifest, _ = registry.load(symbol, release)
@@ -105,6 +106,7 @@ def rollback(
     reason: str = typer.Option("manual rollback", "--reason", help="Recorded in the event."),
 ) -> None:
     """Point ``current`` back and record a ModelRolledBack event."""
+    symbol = cli_symbol(symbol)
     cli = _cli(ctx)
     registry = ModelRegistry(cli.config().data_dir)
     try:

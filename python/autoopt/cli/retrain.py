@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoopt.cli.context import CliContext, console, fail, run
+from autoopt.cli.context import CliContext, cli_symbols, console, fail, run
 from autoopt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,7 +119,8 @@ def retrain(
         budget = parse_duration(time_budget) if time_budget is not None else None
     except ConfigError as exc:
         fail(str(exc))
-    summary = run(_run(config, source, _split(symbols), _split(models), trials, budget, quiet))
+    wanted = cli_symbols(symbols) if symbols is not None else None
+    summary = run(_run(config, source, wanted, _split(models), trials, budget, quiet))
     console.print(_table(summary))
     if summary.global_best is not None:
         b = summary.global_best
