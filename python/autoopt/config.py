@@ -95,7 +95,9 @@ class PipelineConfig(_Section):
     min_features: PositiveInt = 3
     validator: str = "purged_cv"
     data_policy: dict[str, Any] = msgspec.field(default_factory=dict)
-    """`autoopt.data.ValidationPolicy` fields (repairs to apply); empty: reject every issue."""
+    """`autoopt.data.ValidationPolicy` fields: per rule ``reject | repair | warn`` and the
+    thresholds (see `autoopt.data.validate`); empty: every rule on, rejecting, at its default
+    threshold. Bars are validated before they are appended to the log."""
     ingest_batch_rows: PositiveInt = 10_000
     history_days: PositiveInt = 365
     """How far back an exchange source fetches when the log holds no bars of a symbol yet."""
