@@ -36,6 +36,7 @@ _RESERVED_ENV = {
     "AUTOOPT_NATS_URL",
     "AUTOOPT_DEBUG",  # the CLI's traceback switch
     "AUTOOPT_NATS_SERVER",  # the embedded nats-server binary (autoopt.log.server)
+    "AUTOOPT_FAULT_AT",  # crash tests' kill switch (autoopt.faults)
 }
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]

@@ -37,15 +37,13 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from autoopt import faults
 from autoopt.clock import Clock, SystemClock
 from autoopt.config import Config
 from autoopt.data import ValidationPolicy
-from autoopt.errors import DataError, PluginError
+from autoopt.errors import ArtifactError, DataError, PluginError
 from autoopt.events import (
     Event,
-    FeatureBatch,
-    ModelPromoted,
-    ModelReleased,
     TrainingFinished,
     TrainingStarted,
     TrialCompleted,
@@ -60,6 +58,7 @@ from autoopt.pipeline.dataset import (
     validation_policy,
 )
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
+from autoopt.pipeline.release import ReleaseHistory, ReleaseSteps, read_history, step_id
 from autoopt.pipeline.selection import FeatureSelection, select_features
 from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
 from autoopt.plugins.interfaces import (
@@ -71,7 +70,8 @@ from autoopt.plugins.interfaces import (
     ValidationResult,
     Validator,
 )
-from autoopt.registry import ModelRegistry
+from autoopt.plugins.manager import trainer_id
+from autoopt.registry import Manifest, ModelRegistry
 from autoopt.tuning import pruning_budget_note
 from autoopt.validation.gate import GateConfig, evaluate_gate
 
@@ -227,11 +227,65 @@ def _trial_event(rec: TrialRecord, symbol: str, run_id: str, study: str, clock: 
     )
 
 
-def _trainer_for_type(plugins: Plugins, model_type: str) -> Trainer:
-    for t in plugins.components("trainer").values():
-        if t.model_type == model_type:
-            return t  # type: ignore[no-any-return]
-    raise PluginError(f"no trainer loads model type {model_type!r}")
+def reference_fields(config: Config, ds: Dataset) -> Callable[[Manifest], dict[str, Any]]:
+    """The release's training reference for drift checks: its latest training rows (up to the
+    end of the manifest's data range) of every feature, as `FeatureBatch` fields (what PSI/KS
+    compare live batches to)."""
+
+    def build(manifest: Manifest) -> dict[str, Any]:
+        end = int(np.searchsorted(ds.ts, manifest.data_range.end, side="right"))
+        part = slice(max(0, end - config.policy.drift.reference_max_rows), end)
+        return {
+            "symbol": ds.symbol,
+            "feature_set": config.pipeline.feature_set, "columns": list(ds.feature_names),
+            "ts": np.ascontiguousarray(ds.ts[part], dtype="<i8").tobytes(),
+            "values": np.ascontiguousarray(ds.X[part].T, dtype="<f8").tobytes(),
+        }
+
+    return build
+
+
+def release_steps(events: _Events, registry: ModelRegistry) -> ReleaseSteps:
+    return ReleaseSteps(events.log, registry, events.clock, events.run_id)
+
+
+def _decided(verdict: ValidationVerdict, model: str, history: ReleaseHistory,
+             registry: ModelRegistry, metric: str, note: str) -> ModelResult:
+    """A job an earlier attempt already decided, reported from its verdict (and release)."""
+    promoted = verdict.passed and step_id(verdict, "model.promoted") in history.ids
+    manifest = registry.manifest(verdict.symbol, verdict.challenger) if promoted else None
+    return ModelResult(
+        symbol=verdict.symbol, model=model,
+        score=float(verdict.metrics.get(metric, math.nan)), metrics=finite(verdict.metrics),
+        params=dict(manifest.params) if manifest else {},
+        features=list(manifest.features) if manifest else [], deployed=promoted,
+        reasons=[*verdict.reasons, note], release_id=verdict.challenger if promoted else None,
+        champion=verdict.champion, n_trials=verdict.n_trials,
+        feature_importances=dict(manifest.feature_importances) if manifest else {},
+    )
+
+
+async def _finish_pending(
+    config: Config, symbol: str, ds: Dataset, event_log: EventLog, registry: ModelRegistry,
+    events: _Events,
+) -> tuple[ReleaseHistory, dict[str, ModelResult]]:
+    """Complete the symbol's pending release (a passing verdict a killed run left unpromoted)
+    before any job runs; returns the history and the resumed result by trainer name."""
+    history = await read_history(event_log, symbol)
+    pending = history.pending
+    if pending is None:
+        return history, {}
+    try:
+        manifest = await release_steps(events, registry).complete(
+            pending, history, reference_fields(config, ds))
+    except ArtifactError as exc:  # nothing staged to finish: this run's promotion supersedes it
+        log.error("retrain %s: cannot finish release %s of verdict %s: %s", symbol,
+                  pending.challenger, pending.event_id, exc)
+        return history, {}
+    model = trainer_id(manifest.trainer, manifest.model_type)
+    return history, {model: _decided(
+        pending, model, history, registry, config.pipeline.gate.metric,
+        f"resumed: finished release {pending.challenger} of verdict {pending.event_id}")}
 
 
 @dataclass
@@ -350,63 +404,40 @@ class _Job:
         )
 
         release_id: str | None = None
-        manifest = None
+        created_at = self.clock.now_ns()  # the verdict's time, and the release's created_at
         if verdict.passed:
+            # staged (hidden) before the verdict names it: every step after it can be redone
             final = await asyncio.to_thread(
                 self.trainer.fit, sel_ds.X, sel_ds.y, tuned.params, names,
                 seed=seed, threads=threads)
-            manifest = self.registry.save(
+            manifest, blobs = self.registry.prepare(
                 self.symbol, final.to_files(), model_type=self.trainer.model_type,
-                created_at=self.clock.now_ns(), params=tuned.params, features=names,
-                metrics=metrics, data_range=ds.data_range, feature_importances=importances,
+                trainer=self.model, created_at=created_at, params=tuned.params, features=names,
+                metrics=metrics, data_range=ds.data_range, parent_release=champion_id,
+                feature_importances=importances,
             )
+            self.registry.stage(manifest, blobs)
             release_id = manifest.release_id
         candidate = release_id or f"{self.run_id}/{self.symbol}/{self.model}"
-        await self.events.append(
+        verdict_event = await self.events.append(
             ValidationVerdict, "model.verdict", symbol=self.symbol, challenger=candidate,
             passed=verdict.passed, reasons=reasons, metrics=metrics,
             champion=champion_id, champion_metrics=champion.metrics if champion else {},
             n_trials=tuned.n_trials,
-            deflated_sharpe=verdict.stats.get("dsr"),
+            deflated_sharpe=verdict.stats.get("dsr"), ts_event=created_at,
         )
-        if manifest is not None:
-            await self.events.append(
-                ModelReleased, "model.released", symbol=self.symbol,
-                release_id=manifest.release_id, model_type=manifest.model_type,
-                sha256=manifest.sha256,
-                uri=str(self.registry.release_dir(self.symbol, manifest.release_id)),
-                metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
-                features=names, params=dict(tuned.params), parent=manifest.parent_release,
-                run_id=self.run_id,
-            )
-            await self._append_reference(ds, manifest.release_id)
-            previous = self.registry.current(self.symbol)
-            self.registry.set_current(self.symbol, manifest.release_id)
-            await self.events.append(
-                ModelPromoted, "model.promoted", symbol=self.symbol,
-                release_id=manifest.release_id, previous_release_id=previous,
-                reason="passed the release gate: " + "; ".join(reasons),
-            )
+        if release_id is not None:
+            faults.reached("after_verdict")
+            history = await read_history(self.events.log, self.symbol)
+            await release_steps(self.events, self.registry).complete(
+                verdict_event, history, reference_fields(self.config, ds))  # type: ignore[arg-type]
         self.report("done", self.n_trials + _STAGES)
         return ModelResult(
             symbol=self.symbol, model=self.model, score=float(metrics.get(p.gate.metric, math.nan)),
             metrics=finite(metrics), params=dict(tuned.params), features=names,
-            deployed=manifest is not None, reasons=reasons, release_id=release_id,
+            deployed=release_id is not None, reasons=reasons, release_id=release_id,
             champion=champion_id, n_trials=tuned.n_trials, study=study,
             feature_importances=importances, duration_s=time.perf_counter() - t0,
-        )
-
-    async def _append_reference(self, ds: Dataset, release_id: str) -> None:
-        """The release's training reference for drift checks: its latest training rows of every
-        feature, as a `FeatureBatch` tagged with the release (what PSI/KS compare live batches to)."""
-        rows = self.config.policy.drift.reference_max_rows
-        part = slice(max(0, ds.n_rows - rows), ds.n_rows)
-        await self.events.append(
-            FeatureBatch, "model.reference", symbol=self.symbol,
-            feature_set=self.config.pipeline.feature_set, columns=list(ds.feature_names),
-            ts=np.ascontiguousarray(ds.ts[part], dtype="<i8").tobytes(),
-            values=np.ascontiguousarray(ds.X[part].T, dtype="<f8").tobytes(),
-            release_id=release_id,
         )
 
     def _champion(self, task: TrainTask) -> tuple[str | None, ValidationResult | None, str]:
@@ -415,7 +446,7 @@ class _Job:
         if rid is None:
             return None, None, ""
         manifest, files = self.registry.load(self.symbol, rid)
-        trainer = _trainer_for_type(self.plugins, manifest.model_type)
+        trainer = self.plugins.release_trainer(manifest.trainer, manifest.model_type)
         trainer.load(files)  # the artifact must load, not just checksum
         missing = [f for f in manifest.features if f not in self.ds.feature_names]
         if missing:
@@ -509,14 +540,25 @@ async def run_retrain(
                 raise DataError(f"{symbol}: source {source!r} returned no bars for it")
             frame, _ = bars[symbol]
             ds = await asyncio.to_thread(build_dataset, symbol, frame, feature_set, p.label, policy)
+            scope = _Events(event_log, run_id, cause, clock, f"{symbol}/release")
+            history, resumed = await _finish_pending(config, symbol, ds, event_log, registry,
+                                                     scope)
         except Exception as exc:  # one symbol's bad data must not stop the others
-            log.error("retrain %s: dataset failed: %s", symbol, exc)
+            log.error("retrain %s: dataset or pending release failed: %s", symbol, exc)
             for model in models:
                 results.append(_failed(symbol, model, exc, t0))
                 jobs_left -= 1
             continue
         for model in models:
             t0 = time.perf_counter()
+            own = history.verdicts.get(
+                derived_event_id(run_id, f"{symbol}/{model}/model.verdict"))
+            if model in resumed or own is not None:  # decided by an earlier attempt
+                results.append(resumed.get(model) or _decided(
+                    own, model, history, registry, p.gate.metric,  # type: ignore[arg-type]
+                    "already decided by an earlier attempt of this run"))
+                jobs_left -= 1
+                continue
             share = None
             if budget is not None:
                 share = max(1.0, (budget - (time.perf_counter() - t_start)) / max(jobs_left, 1))

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "autoopt"
 
+LEGACY_MODEL_TYPES = {"lightgbm": "lgbm"}
+"""Model types of releases written before manifests recorded their trainer, mapped to the trainer
+that loads them (a model type missing here is its trainer's name, as ``"tft"`` is)."""
+
+
+def trainer_id(trainer: str, model_type: str) -> str:
+    """The trainer name a release is loaded with: the one it recorded, else its legacy model type's
+    (`LEGACY_MODEL_TYPES`)."""
+    return trainer or LEGACY_MODEL_TYPES.get(model_type, model_type)
+
 _COMPONENT_HOOKS = {
     "trainer": "autoopt_register_trainers",
     "validator": "autoopt_register_validators",
@@ -132,6 +142,11 @@ class Plugins:
 
     def trainer(self, name: str) -> Any:
         return self.component("trainer", name)
+
+    def release_trainer(self, trainer: str, model_type: str) -> Any:
+        """The trainer that loads a release, from its manifest's ``trainer`` and ``model_type``
+        (see `trainer_id`); PluginError naming what is available when none is registered."""
+        return self.trainer(trainer_id(trainer, model_type))
 
     def data_source_for(self, uri: str) -> Any:
         """The data source whose scheme prefixes ``uri`` (``scheme:rest``)."""

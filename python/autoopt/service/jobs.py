@@ -23,11 +23,12 @@ from autoopt.config import Config
 from autoopt.events import DecisionMade, ErrorRaised, Event, TrainingFinished
 from autoopt.ids import derived_event_id
 from autoopt.log import Delivery, EventLog
+from autoopt.pipeline.release import read_history, step_id
 from autoopt.pipeline.retrain import run_retrain
 from autoopt.plugins import Plugins
 from autoopt.registry import ModelRegistry
 from autoopt.service.metrics import ServiceMetrics
-from autoopt.subjects import subject_filter, subject_filter_for_type
+from autoopt.subjects import subject_filter_for_type
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +70,23 @@ class JobRunner:
         )
 
     async def _already_done(self, decision: DecisionMade) -> bool:
-        """True when an earlier attempt of this decision recorded a verdict for every model.
+        """True when an earlier attempt of this decision finished every model: its verdict
+        refused, or passed and its release was promoted (a passing verdict is a promise to
+        release, so a kill after it leaves the job undone and the rerun completes the release).
 
-        The pipeline derives its run id from the decision and each event id from (run id,
-        symbol/model/step), so the verdict ids of this job are known in advance.
+        The pipeline derives its run id from the decision, each verdict id from (run id,
+        symbol/model/step) and each release step's id from its verdict (`step_id`).
         """
         run_id = derived_event_id(decision.event_id, "retrain")
-        wanted = {
-            derived_event_id(run_id, f"{decision.symbol}/{model}/model.verdict")
-            for model in self._config.pipeline.models
-        }
-        async for event in self._log.replay(subject_filter("model", "verdict", decision.symbol)):
-            wanted.discard(event.event_id)
-            if not wanted:
-                return True
-        return False
+        history = await read_history(self._log, decision.symbol)
+        for model in self._config.pipeline.models:
+            verdict = history.verdicts.get(
+                derived_event_id(run_id, f"{decision.symbol}/{model}/model.verdict"))
+            if verdict is None:
+                return False
+            if verdict.passed and step_id(verdict, "model.promoted") not in history.ids:
+                return False
+        return True
 
     async def _record_failure(
         self, decision: DecisionMade, delivery: Delivery, exc: Exception, last: bool

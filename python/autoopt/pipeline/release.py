@@ -1,0 +1,146 @@
+"""The steps after a passing verdict, each idempotent and resumed after a kill at any point.
+
+Order (the `autoopt.faults` step after each): the artifact is staged (hidden) before the
+verdict names it; then ``ValidationVerdict`` (after_verdict), the staged dir renamed into
+place (after_artifact), ``ModelReleased`` and the training reference (after_released),
+``current`` switched (after_current), ``ModelPromoted`` (after_promoted).
+
+Why this shape: a verdict is a promise to release. Every later event's id is derived from the
+verdict's id, so any rerun (a redelivered service job with the same run id, or a restarted
+``autoopt retrain`` with a new one) derives the same ids; each step checks the log and the
+registry first and does only what is missing, so each event is stored once and nothing is
+retrained. The release to finish is found in the log (`ReleaseHistory.pending`): the last
+passing verdict of the symbol that no promotion or rollback followed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from autoopt import faults
+from autoopt.clock import Clock
+from autoopt.errors import ArtifactError
+from autoopt.events import (
+    Event,
+    FeatureBatch,
+    ModelPromoted,
+    ModelReleased,
+    ModelRolledBack,
+    ValidationVerdict,
+)
+from autoopt.ids import derived_event_id
+from autoopt.registry import Manifest, ModelRegistry, Recorded, manifest_bytes, sha256_bytes
+from autoopt.subjects import subject_filter
+
+if TYPE_CHECKING:
+    from autoopt.log import EventLog
+
+
+@dataclass
+class ReleaseHistory:
+    """A symbol's model events, read once: which ids are stored and which release is pending."""
+
+    ids: set[str] = field(default_factory=set)
+    verdicts: dict[str, ValidationVerdict] = field(default_factory=dict)
+    """By event id."""
+    pending: ValidationVerdict | None = None
+    """The last passing verdict not yet promoted, unless a later verdict, promotion or rollback
+    of the symbol superseded it (then completing it would replace a newer decision)."""
+
+    def observe(self, event: Event) -> None:
+        self.ids.add(event.event_id)
+        if isinstance(event, ValidationVerdict):
+            self.verdicts[event.event_id] = event
+            self.pending = event if event.passed else None
+        elif isinstance(event, ModelPromoted | ModelRolledBack):
+            self.pending = None
+
+
+async def read_history(event_log: EventLog, symbol: str) -> ReleaseHistory:
+    history = ReleaseHistory()
+    async for event in event_log.replay(subject_filter("model", scope=symbol)):
+        history.observe(event)
+    return history
+
+
+def step_id(verdict: ValidationVerdict, step: str) -> str:
+    """The id of a release step's event: derived from its verdict, the same in every rerun."""
+    return derived_event_id(verdict.event_id, step)
+
+
+def recorded_of(event: ModelReleased) -> Recorded:
+    """What a ``ModelReleased`` makes the authority for its release's files."""
+    return Recorded(sha256=event.sha256, manifest_sha256=event.manifest_sha256)
+
+
+@dataclass(frozen=True)
+class ReleaseSteps:
+    """Completes the release a passing verdict names; see the module docstring."""
+
+    event_log: EventLog
+    registry: ModelRegistry
+    clock: Clock
+    run_id: str
+
+    def _event(self, cls: type[Event], verdict: ValidationVerdict, step: str,
+               **fields: Any) -> Event:
+        now = self.clock.now_ns()
+        return cls(event_id=step_id(verdict, step), ts_event=now, ts_init=now,
+                   causation_id=verdict.event_id, correlation_id=verdict.correlation_id,
+                   **fields)
+
+    async def _append_once(self, history: ReleaseHistory, event: Event) -> None:
+        if event.event_id not in history.ids:
+            await self.event_log.append(event)
+            history.ids.add(event.event_id)
+
+    async def complete(
+        self,
+        verdict: ValidationVerdict,
+        history: ReleaseHistory,
+        reference: Callable[[Manifest], Mapping[str, Any]] | None,
+    ) -> Manifest:
+        """Do the missing steps after ``verdict`` (which must have passed); returns the
+        manifest. ``reference`` builds the fields of the release's training-reference
+        `FeatureBatch` from its manifest (None: not recorded)."""
+        symbol, rid = verdict.symbol, verdict.challenger
+        if not verdict.passed:
+            raise ArtifactError(f"{symbol}: verdict {verdict.event_id} refused {rid}: no release")
+        manifest = self.registry.publish(symbol, rid)
+        faults.reached("after_artifact")
+
+        raw = manifest_bytes(manifest)
+        released = self._event(
+            ModelReleased, verdict, "model.released", symbol=symbol, release_id=rid,
+            model_type=manifest.model_type, sha256=manifest.sha256,
+            uri=str(self.registry.release_dir(symbol, rid)),
+            metrics={k: v for k, v in manifest.metrics.items()
+                     if v is not None and math.isfinite(v)},
+            features=list(manifest.features), params=dict(manifest.params),
+            parent=manifest.parent_release, run_id=self.run_id,
+            manifest_sha256=sha256_bytes(raw), trainer=manifest.trainer,
+        )
+        await self._append_once(history, released)
+        if reference is not None:
+            await self._append_once(history, self._event(
+                FeatureBatch, verdict, "model.reference", release_id=rid, **reference(manifest)))
+        faults.reached("after_released")
+
+        if self.registry.current(symbol) != rid:
+            self.registry.set_current(symbol, rid, recorded=recorded_of(released))  # type: ignore[arg-type]
+        faults.reached("after_current")
+
+        await self._append_once(history, self._event(
+            ModelPromoted, verdict, "model.promoted", symbol=symbol, release_id=rid,
+            previous_release_id=verdict.champion,
+            reason="passed the release gate: " + "; ".join(verdict.reasons),
+        ))
+        faults.reached("after_promoted")
+        history.pending = None
+        return manifest
+
+
+__all__ = ["ReleaseHistory", "ReleaseSteps", "read_history", "recorded_of", "step_id"]
