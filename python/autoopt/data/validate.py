@@ -74,7 +74,7 @@ import datetime as dt
 import logging
 import re
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -579,10 +579,9 @@ def validate_bars(
     policy: ValidationPolicy | None = None,
     *,
     ts_col: str = "ts",
-    only: Collection[str] | None = None,
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Check one symbol's bars against every rule (or just ``only``); return (clean frame,
-    report), or raise DataError naming symbol, rule, row, ts and value.
+    """Check one symbol's bars against every rule; return (clean frame, report), or raise
+    DataError naming symbol, rule, row, ts and value.
 
     The clean frame has the input's columns, ts as Int64 UTC ns, bar columns as Float64, sorted,
     with the repairs applied; every repair and warning is in the report and logged.
@@ -590,12 +589,10 @@ def validate_bars(
     policy = policy or ValidationPolicy()
     run = _start(df, symbol, policy, ts_col)
     for name, rule in _NUMERIC_RULES:
-        if only is None or name in only:
-            rule(run)
+        rule(run)
         if run.df.height == 0:
             raise DataError(f"{symbol}: no rows left after rule '{name}' (rule: empty)")
-    if only is None or "gap" in only:
-        _gap(run, symbol)
+    _gap(run, symbol)
     out = run.df.with_columns(pl.col(_TS).alias(ts_col)).select(df.columns)
     _log(run.reports)
     return out, ValidationReport(symbol, df.height, out.height, run.reports)
