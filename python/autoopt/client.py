@@ -1,11 +1,17 @@
 """What a trading engine embeds to follow the champion model of a symbol.
 
-`ModelWatcher` replays the symbol's model events to find the current champion, loads it from
-the registry (every SHA-256 checked), then follows new `ModelPromoted` / `ModelRolledBack`
-events live and swaps the loaded model in one reference assignment, so a caller's
-``watcher.current`` is always a complete model, never a half-loaded one. A release whose
-artifact fails its checksum is refused: the previous model keeps serving, the failure is
-appended to the log as an `ErrorRaised` event and passed to ``on_error``.
+Open one with ``watcher = await ModelWatcher.open(symbol, config)``. It replays the symbol's
+model events to find the current champion, loads it from the registry, then follows new
+`ModelPromoted` / `ModelRolledBack` events live and swaps the loaded model in one reference
+assignment, so a caller's ``watcher.current`` is always a complete model, never a half-loaded one.
+
+Loading checks the release against what the log recorded for it (its ``ModelReleased``: the
+artifact-set and ``manifest.json`` SHA-256, the DESIGN's authority), and the registry re-derives
+the release id from the manifest, so editing any file or manifest field is refused. The trainer
+that loads it is the one the release recorded (`Plugins.release_trainer`). A refused release
+(tampered, missing, never recorded as released) leaves the previous model serving; the refusal is
+appended to the log as an `ErrorRaised` event of component ``model-watcher`` (operators already
+watch the SYSTEM stream for those) and passed to ``on_error``.
 """
 
 from __future__ import annotations
@@ -22,11 +28,18 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from autoopt.config import Config
 from autoopt.errors import ArtifactError, AutooptError
-from autoopt.events import ErrorRaised, Event, ModelPromoted, ModelRolledBack, decode
+from autoopt.events import (
+    ErrorRaised,
+    Event,
+    ModelPromoted,
+    ModelReleased,
+    ModelRolledBack,
+    decode,
+)
 from autoopt.log import EventLog
 from autoopt.plugins import Plugins
 from autoopt.plugins.interfaces import lookback_of
-from autoopt.registry import Manifest, ModelRegistry
+from autoopt.registry import Manifest, ModelRegistry, Recorded
 from autoopt.subjects import subject_filter
 
 log = logging.getLogger(__name__)
@@ -89,6 +102,8 @@ class ModelWatcher:
         self._sub: Any = None
         self._changed = asyncio.Condition()
         self._owns_log = False
+        self._released: dict[str, Recorded] = {}
+        """What each release's ModelReleased recorded: the authority its files must match."""
         self.errors: list[tuple[str, Exception]] = []
 
     @classmethod
@@ -134,6 +149,7 @@ class ModelWatcher:
         latest: Event | None = None
         async for record in self._log.replay_records(filt):
             last_seq = record.seq
+            self._note_release(record.event)
             if _champion_change(record.event) is not None:
                 latest = record.event
         if latest is not None:
@@ -152,8 +168,14 @@ class ModelWatcher:
         except Exception as exc:  # not ours to dead-letter; the service's consumer does that
             log.error("undecodable model event on %s: %s", msg.subject, exc)
             return
+        self._note_release(event)
         if _champion_change(event) is not None:
             await self._apply(event)
+
+    def _note_release(self, event: Event) -> None:
+        if isinstance(event, ModelReleased):
+            self._released[event.release_id] = Recorded(
+                sha256=event.sha256, manifest_sha256=event.manifest_sha256)
 
     async def _apply(self, event: Event) -> None:
         release_id = _champion_change(event)
@@ -181,8 +203,14 @@ class ModelWatcher:
             self._changed.notify_all()
 
     def _load(self, release_id: str, event_id: str) -> LoadedModel:
-        manifest, files = self._registry.load(self.symbol, release_id)  # verifies SHA-256
-        trainer = self._plugins.trainer(manifest.model_type)
+        recorded = self._released.get(release_id)
+        if recorded is None:
+            raise ArtifactError(
+                f"{self.symbol}: release {release_id} has no ModelReleased in the log: an "
+                "unrecorded artifact is not loaded"
+            )
+        manifest, files = self._registry.load(self.symbol, release_id, recorded=recorded)
+        trainer = self._plugins.release_trainer(manifest.trainer, manifest.model_type)
         predictor = trainer.load(files)
         return LoadedModel(self.symbol, release_id, manifest, predictor, event_id)
 

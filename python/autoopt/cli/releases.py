@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import msgspec
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autoopt.cli.context import CliContext, cli_symbol, console, fail, run
@@ -38,35 +39,50 @@ def list_releases(
     symbol: str | None = typer.Argument(None, help="One symbol (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Releases per symbol, oldest first; ``*`` marks the current one."""
+    """Releases per symbol, oldest first; ``*`` marks the current one. Each is verified: one
+    that fails (corrupt or truncated manifest, edited field, missing or changed file) is listed
+    with status ``corrupt`` and its problem, and the others are still listed."""
     registry = ModelRegistry(_cli(ctx).config().data_dir)
     symbols = [cli_symbol(symbol)] if symbol else registry_symbols(registry)
     rows = []
     for s in symbols:
         cur = registry.current(s)
-        for m in registry.list(s):
+        for e in registry.entries(s):
+            m = e.manifest
             rows.append({
-                "symbol": s, "release_id": m.release_id, "current": m.release_id == cur,
-                "model_type": m.model_type, "created_at": m.created_at,
-                "sharpe": m.metrics.get("sharpe"), "dsr": m.metrics.get("dsr"),
-                "parent": m.parent_release, "features": len(m.features),
+                "symbol": s, "release_id": e.release_id, "current": e.release_id == cur,
+                "status": "ok" if m is not None else "corrupt", "problem": e.problem,
+                "model_type": m.model_type if m else None,
+                "trainer": (m.trainer or None) if m else None,
+                "created_at": m.created_at if m else None,
+                "sharpe": m.metrics.get("sharpe") if m else None,
+                "dsr": m.metrics.get("dsr") if m else None,
+                "parent": m.parent_release if m else None,
+                "features": len(m.features) if m else None,
             })
     if as_json:
         console.print_json(msgspec.json.encode(rows).decode())
         return
     table = Table(title="releases")
-    for col in ("", "symbol", "release", "model", "created", "sharpe", "dsr", "parent"):
+    for col in ("", "symbol", "release", "status", "model", "created", "sharpe", "dsr", "parent"):
         table.add_column(col)
     for r in rows:
+        if r["status"] != "ok":
+            table.add_row("*" if r["current"] else "", r["symbol"], r["release_id"],
+                          "[red]corrupt[/red]", "-", "-", "-", "-", "-")
+            continue
         created = dt.datetime.fromtimestamp(r["created_at"] / 1e9, tz=dt.UTC)
         table.add_row(
-            "*" if r["current"] else "", r["symbol"], r["release_id"], r["model_type"],
+            "*" if r["current"] else "", r["symbol"], r["release_id"], "ok", r["model_type"],
             created.strftime("%Y-%m-%d %H:%M:%S"),
             "-" if r["sharpe"] is None else f"{r['sharpe']:.3f}",
             "-" if r["dsr"] is None else f"{r['dsr']:.3f}",
             r["parent"] or "-",
         )
     console.print(table)
+    for r in rows:
+        if r["problem"]:
+            console.print(f"[red]corrupt[/red] {escape(r['problem'])}", highlight=False)
 
 
 @app.command("show")
