@@ -5,8 +5,9 @@
 2. The nightly pipeline retrains on that history: features, labels, Optuna + LightGBM under
    purged walk-forward CV, the gate (margin, Deflated Sharpe, minimum trades), release or refusal.
 3. `autoopt serve` runs in this process; the remaining 30% is replayed as a live feed: bars,
-   the trading engine's signals (the champion's, through `ModelWatcher`, or a moving-average
-   rule where no model passed the gate), their trade outcomes, rolling performance metrics and
+   the trading engine's signals (the released champion's, loaded through `ModelWatcher`; a
+   moving-average rule only where no model passed the gate, and a release the watcher cannot
+   load stops the demo), their trade outcomes, rolling performance metrics and
    feature batches. The decision core watches them; a degradation or drift trigger fires and the
    service retrains on everything the log holds by then, gated again.
 4. The log is replayed through the decision core twice: the digests are equal.
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoopt.config import Config
+from autoopt.errors import ArtifactError
 from autoopt.events import (
     BarBatch,
     DecisionMade,
@@ -186,6 +188,11 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
         for s, df in bars.items():
             watcher = ModelWatcher(s, log=log, registry=registry, plugins=plugins)
             champion = await watcher.start()
+            released = [r.release_id for r in nightly.results if r.symbol == s and r.deployed]
+            if released and champion is None:  # a release the engine cannot load is a failure
+                await watcher.close()
+                raise ArtifactError(f"{s}: the watcher could not load release {released[-1]}: "
+                                    + "; ".join(str(e) for _, e in watcher.errors))
             feats = feature_set.compute(df)
             if champion is not None:
                 X = feats.select(champion.feature_names).to_numpy()
