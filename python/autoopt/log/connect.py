@@ -255,6 +255,8 @@ async def dial(
             cause = f"no connection within nats.connect_timeout_s={budget:g}s"
         raise EventLogError(f"could not connect to NATS at {where}: {cause}") from failure
     connected = True
+    # reconnects after an outage: the full per-attempt timeout and the outage budget
+    nc.options["connect_timeout"] = budget
     nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
     return nc
 
