@@ -46,6 +46,8 @@ class ReleaseHistory:
     ids: set[str] = field(default_factory=set)
     verdicts: dict[str, ValidationVerdict] = field(default_factory=dict)
     """By event id."""
+    released: dict[str, Recorded] = field(default_factory=dict)
+    """What each release's ``ModelReleased`` recorded, by release id."""
     pending: ValidationVerdict | None = None
     """The last passing verdict not yet promoted, unless a later verdict, promotion or rollback
     of the symbol superseded it (then completing it would replace a newer decision)."""
@@ -55,6 +57,8 @@ class ReleaseHistory:
         if isinstance(event, ValidationVerdict):
             self.verdicts[event.event_id] = event
             self.pending = event if event.passed else None
+        elif isinstance(event, ModelReleased):
+            self.released[event.release_id] = recorded_of(event)
         elif isinstance(event, ModelPromoted | ModelRolledBack):
             self.pending = None
 

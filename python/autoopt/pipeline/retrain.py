@@ -27,7 +27,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,7 +71,7 @@ from autoopt.plugins.interfaces import (
     Validator,
 )
 from autoopt.plugins.manager import trainer_id
-from autoopt.registry import Manifest, ModelRegistry
+from autoopt.registry import Manifest, ModelRegistry, Recorded
 from autoopt.tuning import pruning_budget_note
 from autoopt.validation.gate import GateConfig, evaluate_gate
 
@@ -372,8 +372,9 @@ class _Job:
         challenger = await asyncio.to_thread(
             self.validator.validate, full_task, fit_challenger, ds.columns(names))
         self.report("scoring champion", 2 + self.n_trials)
+        released = (await read_history(self.events.log, self.symbol)).released
         champion_id, champion, champion_note = await asyncio.to_thread(
-            self._champion, full_task)
+            self._champion, full_task, released)
         self.report("gate", 3 + self.n_trials)
 
         gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
@@ -440,12 +441,15 @@ class _Job:
             feature_importances=importances, duration_s=time.perf_counter() - t0,
         )
 
-    def _champion(self, task: TrainTask) -> tuple[str | None, ValidationResult | None, str]:
-        """(champion id, its scores on the task's folds, a note when it cannot be scored)."""
+    def _champion(
+        self, task: TrainTask, released: Mapping[str, Recorded]
+    ) -> tuple[str | None, ValidationResult | None, str]:
+        """(champion id, its scores on the task's folds, a note when it cannot be scored). The
+        champion is verified against its ModelReleased digests when the log recorded them."""
         rid = self.registry.current(self.symbol)
         if rid is None:
             return None, None, ""
-        manifest, files = self.registry.load(self.symbol, rid)
+        manifest, files = self.registry.load(self.symbol, rid, recorded=released.get(rid))
         trainer = self.plugins.release_trainer(manifest.trainer, manifest.model_type)
         trainer.load(files)  # the artifact must load, not just checksum
         missing = [f for f in manifest.features if f not in self.ds.feature_names]
