@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoopt.cli.context import CliContext, cli_symbols, console, fail, run
+from autoopt.cli.context import CliContext, check_models, cli_symbols, console, fail, run
 from autoopt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class _Bars:
 
 async def _run(
     config: Config, source: str, symbols: list[str] | None, models: list[str] | None,
-    trials: int | None, budget: float | None, quiet: bool,
+    trials: int | None, budget: float | None, quiet: bool, plugins: Any,
 ) -> RetrainSummary:
     from autoopt.pipeline import run_retrain
     from autoopt.runtime import open_event_log
@@ -69,7 +69,7 @@ async def _run(
         ) as progress:
             return await run_retrain(
                 config, source=source, event_log=log, symbols=symbols, models=models,
-                trials=trials, time_budget_s=budget, progress=_Bars(progress),
+                trials=trials, time_budget_s=budget, progress=_Bars(progress), plugins=plugins,
             )
     finally:
         await log.close()
@@ -120,7 +120,13 @@ def retrain(
     except ConfigError as exc:
         fail(str(exc))
     wanted = cli_symbols(symbols) if symbols is not None else None
-    summary = run(_run(config, source, wanted, _split(models), trials, budget, quiet))
+    from autoopt.runtime import open_plugins
+
+    wanted_models = _split(models)
+    plugins = open_plugins(config)
+    check_models(plugins, wanted_models or config.pipeline.models,
+                 "--models" if wanted_models else "pipeline.models")  # before any work starts
+    summary = run(_run(config, source, wanted, wanted_models, trials, budget, quiet, plugins))
     console.print(_table(summary))
     if summary.global_best is not None:
         b = summary.global_best
