@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,81 @@ def _recorded(event: ModelReleased):  # noqa: ANN202
     from autoopt.pipeline.release import recorded_of
 
     return recorded_of(event)
+
+
+SERVICE_CONFIG = """
+symbols = ["GOOG"]
+[pipeline]
+models = ["lgbm"]
+trials = 3
+threads = 1
+pruning = false
+[pipeline.gate]
+margin = 0.0
+dsr_threshold = 0.0
+min_trades = 0
+[policy]
+schedule = "off"
+cooldown_s = 0
+[policy.drift]
+enabled = false
+[service]
+ack_wait_s = 3
+http_port = 0
+max_job_age_s = 0
+"""
+
+
+async def _ingest_and_request(config_path: Path, env: dict[str, str]) -> None:
+    from autoopt.config import load_config
+    from autoopt.events import RetrainRequested
+    from autoopt.pipeline.retrain import load_bars
+    from autoopt.runtime import open_event_log, open_plugins
+
+    config = load_config(config_path, environ=env)
+    log = await open_event_log(config)
+    try:
+        source = open_plugins(config).data_source_for("bundled:GOOG")
+        await load_bars(source, "bundled:GOOG", ["GOOG"], log, batch_rows=1000)
+        await log.append(RetrainRequested.new(symbol="GOOG", reason="manual", requested_by="test"))
+    finally:
+        await log.close()
+
+
+def test_serve_killed_mid_release_completes_it_on_restart(tmp_path: Path, nats_server: str) -> None:
+    config_path = tmp_path / "autoopt.toml"
+    config_path.write_text(SERVICE_CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOOPT_")}
+    env |= {"AUTOOPT_CONFIG": str(config_path), "AUTOOPT_DATA_DIR": str(tmp_path / "data"),
+            "AUTOOPT_NATS_URL": nats_server}
+    asyncio.run(_ingest_and_request(config_path, env))
+    cmd = [sys.executable, "-m", "autoopt.cli", "serve"]
+    with (tmp_path / "first.log").open("w") as out:
+        first = subprocess.run(cmd, env=env | {faults.ENV: "after_released"}, stdout=out,
+                               stderr=subprocess.STDOUT, timeout=300)
+    assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    registry = ModelRegistry(tmp_path / "data")
+    assert registry.current("GOOG") is None  # killed before the switch
+
+    with (tmp_path / "second.log").open("w") as out:
+        second = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):  # the redelivered job (after ack_wait) completes the release
+            events = asyncio.run(_model_events(nats_server))
+            if any(isinstance(e, ModelPromoted) for e in events):
+                break
+            assert second.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
+            time.sleep(0.3)
+        time.sleep(4)  # longer than ack_wait: a duplicate run would have appended by now
+        events = asyncio.run(_model_events(nats_server))
+    finally:
+        second.kill()
+        second.wait(timeout=30)
+    released = [e for e in events if isinstance(e, ModelReleased)]
+    promoted = [e for e in events if isinstance(e, ModelPromoted)]
+    verdicts = [e for e in events if isinstance(e, ValidationVerdict)]
+    assert len(verdicts) == 1 and verdicts[0].passed
+    assert [e.release_id for e in released] == [verdicts[0].challenger]
+    assert [e.release_id for e in promoted] == [verdicts[0].challenger]
+    assert registry.current("GOOG") == verdicts[0].challenger
+    assert [e.release_id for e in registry.entries("GOOG")] == [verdicts[0].challenger]
