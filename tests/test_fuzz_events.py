@@ -4,13 +4,16 @@ exception; every event it returns re-encodes, decodes to itself and validates.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoopt import events as ev
+from autoopt import fieldrules as fr
 from autoopt.errors import DataError
 
 # bounded: the whole file runs in seconds; sample_events is constant, so sharing it is safe
@@ -91,3 +94,34 @@ def test_corrupted_real_payloads_decode_or_raise_data_error(
     i = at % len(raw)
     _check(raw[:i] + junk + raw[i + len(junk) :])
     _check(raw[:i])
+
+
+CHECKERS = [
+    fr.id_problem, fr.opt_id_problem, fr.timestamp_problem, fr.finite_problem,
+    fr.opt_finite_problem, fr.nonneg_finite_problem, fr.opt_nonneg_finite_problem,
+    fr.unit_interval_problem, fr.finite_map_problem, fr.count_problem, fr.schema_problem,
+    fr.text_problem, fr.symbol_problem, fr.name_problem, fr.symbol_or_all_problem,
+    fr.opt_symbol_problem, fr.opt_name_problem, fr.sha256_problem, fr.kind_problem,
+    fr.enum(ev.SIGNAL_SIDES),
+]  # fmt: skip
+
+
+class _Holder:
+    f: Any = None
+
+
+@FUZZ
+@given(st.sampled_from(CHECKERS), values, values)
+def test_every_generated_screen_agrees_with_its_checker(check: Any, first: Any, second: Any) -> None:
+    """The compiled rule (cheap screen, then the checker) raises exactly when the checker
+    finds a problem, also for a value seen before (valid values are cached)."""
+    compiled = fr.compile_rules("T", (("f", check),))
+    for value in (first, second, first):
+        holder = _Holder()
+        holder.f = value
+        problem = check(value)
+        if problem is None:
+            compiled(holder)
+        else:
+            with pytest.raises(DataError, match=re.escape(f"T.f {fr.shown(value)}{problem}")):
+                compiled(holder)
