@@ -169,3 +169,22 @@ def test_retrain_on_an_empty_csv_gives_one_line_and_exit_code_2(
                    "retrain", "--quiet", "--source", f"file:{tmp_path / 'x.csv'}")
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.strip() == f"error: {tmp_path / 'x.csv'}: no rows (rule: empty)"
+
+
+def _intraday_stock_bars(drop: range = range(0)) -> pl.DataFrame:
+    """Hourly bars 14:00-20:00 UTC on the weekdays of two weeks (a US stock's session)."""
+    day0 = np.datetime64("2024-03-04", "D")
+    ts = [int((day + np.timedelta64(h, "h")).astype("datetime64[ns]").astype(np.int64))
+          for day in (day0 + np.arange(14)) if np.is_busday(day) for h in range(14, 21)]
+    ts = [t for i, t in enumerate(ts) if i not in drop]
+    n = len(ts)
+    return pl.DataFrame({"ts": np.asarray(ts, dtype=np.int64), "open": np.full(n, 10.0),
+                         "high": np.full(n, 10.5), "low": np.full(n, 9.5),
+                         "close": np.full(n, 10.0), "volume": np.full(n, 100.0)})
+
+
+def test_nights_between_intraday_sessions_are_not_gaps_but_a_lost_day_is() -> None:
+    out, report = validate_bars(_intraday_stock_bars(), "AAPL")
+    assert report.clean and out.height == 70
+    with pytest.raises(DataError, match="rule 'gap'"):
+        validate_bars(_intraday_stock_bars(drop=range(14, 30)), "AAPL")

@@ -528,7 +528,18 @@ def _missing_bars(ts: np.ndarray, symbol: str, policy: ValidationPolicy) -> np.n
         missing = np.rint(step / interval) - 1
     else:
         opens, closes = _sessions(name, int(ts[0]), int(ts[-1]), policy.holidays)
-        if daily:  # a daily bar stands for its date's session: count sessions in between
+        if name == "weekdays" and not daily and np.unique(ts // DAY_NS).size >= 5:
+            # the weekday rule knows days, not hours: over a week or more of bars, take the
+            # session's hours from the bars themselves (earliest to latest time of day seen),
+            # so the night between two sessions of intraday stock bars is not a gap, while
+            # 24/5 FX keeps whole days
+            tod = ts % DAY_NS
+            day_open = opens - opens % DAY_NS
+            opens, closes = day_open + int(tod.min()), day_open + min(
+                DAY_NS, int(tod.max() + interval))
+        if opens.size == 0:  # no session of the calendar covers these bars: nothing to count on
+            missing = np.zeros(step.size)
+        elif daily:  # a daily bar stands for its date's session: count sessions in between
             day = ts - ts % DAY_NS
             idx = np.searchsorted(opens - opens % DAY_NS, day, side="left")
             missing = np.diff(idx) - 1
