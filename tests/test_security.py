@@ -71,6 +71,9 @@ def test_config_command_masks_secrets(tmp_path: Path, env: dict[str, str]) -> No
         assert "***" in out.stdout
     nats = json.loads(shown.stdout)["nats"]
     assert "***" in (nats["password"], nats["token"], nats["nkeys_seed"])
+    # an RNG seed is not a secret: it is shown as it is
+    assert json.loads(shown.stdout)["pipeline"]["seed"] == 42
+    assert "\nseed = 42\n" in as_toml.stdout
 
 
 def test_connect_error_and_logs_never_print_the_url_password(tmp_path: Path) -> None:

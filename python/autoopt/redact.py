@@ -20,7 +20,7 @@ _NKEY_SEED = re.compile(r"\bS[ABCNOPUVX][A-Z2-7]{40,}\b")
 # ``-----BEGIN ... PRIVATE KEY----- ... -----END`` blocks, JWTs of .creds files included.
 _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|\Z)", re.S)
 _SECRET_KEY_NAME = re.compile(
-    r"(password|passwd|passphrase|token|secret|seed|api_?key|private_?key|credentials?)$",
+    r"(password|passwd|passphrase|token|secret|nkeys?_seed|api_?key|private_?key|credentials?)$",
     re.IGNORECASE,
 )
 
@@ -40,7 +40,8 @@ def redact(text: str) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    """True when a setting's name says it holds a secret (password, token, secret, seed...)."""
+    """True when a setting's name says it holds a secret (password, token, secret, nkeys_seed...;
+    not an RNG seed such as ``pipeline.seed``)."""
     return bool(_SECRET_KEY_NAME.search(name))
 
 
