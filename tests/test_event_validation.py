@@ -160,3 +160,15 @@ async def test_a_consumer_dead_letters_a_hostile_event_and_goes_on(event_log: Ev
     (letter,) = [e async for e in event_log.replay(deadletter_subject("SIGNALS"))]
     assert isinstance(letter, ev.DeadLettered)
     assert letter.payload == raw and "SignalEmitted.event_id '' must not be empty" in letter.error
+
+
+def test_a_release_with_a_malformed_manifest_digest_is_refused() -> None:
+    from autoopt.errors import DataError
+    from autoopt.events import ModelReleased
+
+    fields = dict(symbol="GOOG", release_id="r1", model_type="lightgbm", sha256="a" * 64,
+                  uri="file:///x", trainer="lgbm")
+    assert ModelReleased.new(**fields, manifest_sha256="").manifest_sha256 == ""
+    assert ModelReleased.new(**fields, manifest_sha256="b" * 64).manifest_sha256 == "b" * 64
+    with pytest.raises(DataError, match="manifest_sha256"):
+        ModelReleased.new(**fields, manifest_sha256="not-a-digest")

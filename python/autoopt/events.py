@@ -68,6 +68,7 @@ from autoopt.fieldrules import (
     opt_id_problem,
     opt_name_problem,
     opt_nonneg_finite_problem,
+    opt_sha256_problem,
     opt_symbol_problem,
     schema_problem,
     sha256_problem,
@@ -686,6 +687,7 @@ class ModelReleased(Event, tag="model.released", kw_only=True, frozen=True):
         ("sha256", sha256_problem),
         ("parent", opt_id_problem),
         ("run_id", opt_id_problem),
+        ("manifest_sha256", opt_sha256_problem),
     )
 
 

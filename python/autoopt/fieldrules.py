@@ -185,6 +185,11 @@ def sha256_problem(value: Any) -> str | None:
     return "must be 64 lowercase hex digits"
 
 
+def opt_sha256_problem(value: Any) -> str | None:
+    """``""`` (not recorded: events written before the field existed) or a sha256."""
+    return None if value == "" else sha256_problem(value)
+
+
 def enum(values: Iterable[str]) -> Check:
     """A checker accepting exactly ``values``."""
     allowed = frozenset(values)
@@ -292,6 +297,7 @@ __all__ = [
     "opt_nonneg_finite_problem",
     "opt_symbol_problem",
     "schema_problem",
+    "opt_sha256_problem",
     "sha256_problem",
     "symbol_or_all_problem",
     "symbol_problem",
