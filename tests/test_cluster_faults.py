@@ -135,7 +135,15 @@ async def test_killing_a_stream_leader_loses_nothing_and_the_service_keeps_decid
             return set(recorder.applied) == ids
 
         await _until(all_applied, 25, "every event applied by the durable consumer")
-        await _until(lambda: _decided_all(producer, ids), 25, "a decision for every request")
+        # CORE sources TRAINING: after the leader change the server re-establishes the source
+        # on its own schedule, so decisions may trail the consumer by some seconds
+        core = (await producer.js.stream_info("CORE")).state
+        decider = service.decider
+        await _until(
+            lambda: _decided_all(producer, ids), 45,
+            f"a decision for every request (CORE had {core.messages} messages; decider at "
+            f"{decider and decider.seq}, stalled: {decider and decider.stalled})",
+        )
         assert not serving.done(), "the service stopped"
         assert len(recorder.applied) == n  # nothing lost, each applied once
         stored = [e async for e in producer.replay(subject_filter_for_type(RetrainRequested))]
@@ -223,7 +231,7 @@ async def test_readyz_is_false_without_quorum_and_true_after(
         async def not_ready() -> bool:
             return (await asyncio.to_thread(_readyz, port))[0] == 503
 
-        await _until(not_ready, 20, "/readyz 503 without quorum")
+        await _until(not_ready, 40, "/readyz 503 without quorum")
         status, body = await asyncio.to_thread(_readyz, port)
         assert status == 503 and not body["ready"] and body["reason"]
         for name in others:

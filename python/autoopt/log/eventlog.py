@@ -504,7 +504,7 @@ class EventLog:
     def _retry_window_s(self) -> float:
         """How long appends and consumer creation retry transient failures (a leader election
         takes seconds; each try is bounded by the request timeout)."""
-        return 3 * self.settings.request_timeout_s
+        return max(30.0, 3 * self.settings.request_timeout_s)
 
     @property
     def url(self) -> str:

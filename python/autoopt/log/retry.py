@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import nats.errors
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from autoopt.errors import EventLogError
 
@@ -85,6 +85,7 @@ def is_transient(exc: BaseException) -> bool:
             nats.errors.TimeoutError,
             nats.errors.NoRespondersError,
             NoStreamResponseError,
+            ServiceUnavailableError,  # 503 status (no responders); nats-py leaves code None
             nats.errors.ConnectionReconnectingError,
             nats.errors.StaleConnectionError,
             nats.errors.OutboundBufferLimitError,
