@@ -1,0 +1,124 @@
+"""What a policy backtest produces: per policy and symbol, the out-of-sample path the champion of
+each moment traded (after costs), the markers of what the core decided along it, and the figures
+computed on those paths.
+
+Why a struct of plain lists: `--json` writes it as is, the report module reads it, and the run
+digest hashes its msgpack bytes, so one shape serves all three.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+MarkerKind = Literal["retrain", "release", "refusal", "failed"]
+
+
+class Marker(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the policy did at ``ts`` (Unix ns): a retrain decided (``retrain``), a release
+    swapped in (``release``), a challenger refused by the gate (``refusal``) or a failed job."""
+
+    ts: int
+    kind: MarkerKind
+    text: str
+    release_id: str | None = None
+
+
+class SymbolPath(msgspec.Struct, kw_only=True):
+    """One symbol under one policy: a row per traded bar (the bars after the warm-up).
+
+    ``returns[i]``: net simple return of holding ``positions[i]`` from bar ``ts[i]`` to the next
+    bar, after fees and slippage; ``model_age_s[i]``: seconds since the model trading bar i was
+    released (NaN while no model trades); ``release_ids[i]``: that model ("" for none)."""
+
+    symbol: str
+    ts: list[int]
+    returns: list[float]
+    positions: list[float]
+    model_age_s: list[float]
+    release_ids: list[str]
+    markers: list[Marker] = []
+    periods_per_year: float = 252.0
+
+
+class PolicyResult(msgspec.Struct, kw_only=True):
+    """One policy: its settings, paths, and figures per symbol and ``"pooled"`` (see
+    `autoopt.backtest.metrics.path_metrics` for the keys)."""
+
+    policy: str
+    settings: dict[str, Any]
+    paths: dict[str, SymbolPath]
+    metrics: dict[str, dict[str, float]] = {}
+    retrains: int = 0
+    releases: int = 0
+    refusals: int = 0
+    failures: int = 0
+    compute_s: float = 0.0
+    mean_model_age_s: float = 0.0
+
+
+class PairwiseTest(msgspec.Struct, frozen=True, kw_only=True):
+    """``policy`` against ``baseline``, paired on the same bars (pooled path)."""
+
+    policy: str
+    baseline: str
+    sharpe_diff: float
+    """Annualised Sharpe of ``policy`` minus that of ``baseline``."""
+    ci_low: float
+    ci_high: float
+    """Block-bootstrap confidence interval of ``sharpe_diff`` (level ``Comparison.level``)."""
+    jkm_z: float
+    jkm_p: float
+    """Jobson-Korkie test with Memmel's correction: z and two-sided p."""
+    p_adjusted: float
+    """``jkm_p`` after Holm's step-down correction over every pairwise test of the run."""
+    verdict: Literal["better", "worse", "indistinguishable"]
+
+
+class Comparison(msgspec.Struct, frozen=True, kw_only=True):
+    """Is any difference real? Pairwise tests, the deflated Sharpe of the best policy for having
+    compared K, and the answer in words."""
+
+    tests: list[PairwiseTest]
+    level: float = 0.95
+    k_policies: int = 0
+    best_policy: str = ""
+    best_deflated_sharpe: float = float("nan")
+    summary: list[str] = []
+
+
+class BacktestResult(msgspec.Struct, kw_only=True):
+    """A whole run: what went in, what each policy earned, and the comparison."""
+
+    run_digest: str
+    source: str
+    symbols: list[str]
+    start_ns: int
+    end_ns: int
+    warmup: float
+    seed: int
+    trials: int
+    train_delay: str
+    policies: list[PolicyResult]
+    comparison: Comparison | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    wall_s: float = 0.0
+
+    def policy(self, name: str) -> PolicyResult:
+        for p in self.policies:
+            if p.policy == name:
+                return p
+        raise KeyError(name)
+
+
+__all__ = [
+    "BacktestResult",
+    "Comparison",
+    "Marker",
+    "MarkerKind",
+    "PairwiseTest",
+    "PolicyResult",
+    "SymbolPath",
+]
