@@ -19,7 +19,7 @@ from typing import Any
 from autoopt.log import find_nats_server
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """``n`` distinct free loopback ports (held open together so none repeats)."""
     socks = []
     try:
@@ -49,7 +49,7 @@ class NatsNode:
         self.name = name
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.http_port = _free_ports(2)
+        self.port, self.http_port = free_ports(2)
         self.url = f"nats://127.0.0.1:{self.port}"
         self.conf = self.dir / "server.conf"
         self._cluster = cluster
@@ -103,7 +103,7 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 3, cluster_name: str = "autoopt-test") -> None:
         names = [f"n{i + 1}" for i in range(size)]
-        route_ports = _free_ports(size) if size > 1 else []
+        route_ports = free_ports(size) if size > 1 else []
         self.nodes: dict[str, NatsNode] = {}
         for i, name in enumerate(names):
             cluster = None
@@ -159,4 +159,4 @@ class NatsCluster:
             node.kill()
 
 
-__all__ = ["NatsCluster", "NatsNode"]
+__all__ = ["NatsCluster", "NatsNode", "free_ports"]
