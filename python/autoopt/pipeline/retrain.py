@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,30 +50,26 @@ from autoopt.events import (
     ValidationVerdict,
 )
 from autoopt.ids import derived_event_id, new_event_id
+from autoopt.pipeline.candidate import final_model, fit_candidate, judge, score_recipe
 from autoopt.pipeline.dataset import (
     Dataset,
     build_dataset,
-    make_folds,
     timeframe_label,
     validation_policy,
 )
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
 from autoopt.pipeline.release import ReleaseHistory, ReleaseSteps, read_history, step_id
-from autoopt.pipeline.selection import FeatureSelection, select_features
 from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
 from autoopt.plugins.interfaces import (
-    Costs,
     Trainer,
     TrainTask,
     TrialRecord,
-    TuneResult,
     ValidationResult,
     Validator,
 )
 from autoopt.plugins.manager import trainer_id
 from autoopt.registry import Manifest, ModelRegistry, Recorded
 from autoopt.tuning import pruning_budget_note
-from autoopt.validation.gate import GateConfig, evaluate_gate
 
 if TYPE_CHECKING:
     from autoopt.log import EventLog
@@ -310,18 +306,6 @@ class _Job:
         if self.progress is not None:
             self.progress(Progress(self.symbol, self.model, stage, done, self.n_trials + _STAGES))
 
-    def task(self, ds: Dataset, **extra: Any) -> TrainTask:
-        p = self.config.pipeline
-        return TrainTask(
-            symbol=self.symbol, X=ds.X, y=ds.y, feature_names=ds.feature_names,
-            folds=make_folds(ds, p.cv), forward_returns=ds.forward_returns,
-            periods_per_year=ds.periods_per_year,
-            costs=Costs(fee_bps=p.costs.fees_bps, slippage_bps=p.costs.slippage_bps),
-            n_trials=self.n_trials, time_budget_s=self.time_budget_s, seed=p.seed,
-            threads=p.threads, pruning=p.pruning, pruner=p.pruner,
-            min_completed_trials=p.min_completed_trials, storage=self.storage, **extra,
-        )
-
     async def run(self) -> ModelResult:
         p = self.config.pipeline
         t0 = time.perf_counter()
@@ -335,64 +319,44 @@ class _Job:
                     "pruning": p.pruning, "time_budget_s": self.time_budget_s},
         )
         self.report("selecting features", 0)
-        full_task = self.task(ds)
-        if p.feature_selection:
-            selection = await asyncio.to_thread(
-                select_features, self.trainer, full_task, min_features=p.min_features)
-        else:
-            selection = FeatureSelection(ds.feature_names, {}, {})
-        sel_ds = ds.select(selection.selected)
-        study = study_name(self.symbol, self.model, ds, selection.selected, self.config)
-        self.report("tuning", 1)
 
         loop = asyncio.get_running_loop()
         pending: list[Future[Any]] = []
         done_trials = 0
+        study_ref: list[str] = []
+
+        def study_of(features: Sequence[str]) -> str:
+            study_ref.append(study_name(self.symbol, self.model, ds, features, self.config))
+            return study_ref[-1]
 
         def on_trial(rec: TrialRecord) -> None:
             nonlocal done_trials
             done_trials += 1
-            ev = _trial_event(rec, self.symbol, self.run_id, study, self.clock,
+            ev = _trial_event(rec, self.symbol, self.run_id, study_ref[-1], self.clock,
                               self.events.correlation_id)
             pending.append(asyncio.run_coroutine_threadsafe(self.events.log.append(ev), loop))
             self.report(f"trial {rec.number} {rec.state.lower()}", 1 + done_trials)
 
-        tune_task = replace(self.task(sel_ds), study_name=study, on_trial=on_trial)
-        tuned: TuneResult = await asyncio.to_thread(self.trainer.tune, tune_task)
+        def stage(name: str) -> None:
+            self.report(name, 1 if name == "tuning" else 1 + self.n_trials)
+
+        cand = await asyncio.to_thread(
+            fit_candidate, self.config, ds, self.trainer, self.validator,
+            n_trials=self.n_trials, study_of=study_of, time_budget_s=self.time_budget_s,
+            storage=self.storage, on_trial=on_trial, stage=stage)
         for fut in pending:
             await asyncio.wrap_future(fut)
-        self.report("validating", 1 + self.n_trials)
-
-        seed, threads = p.seed, p.threads
-        names = list(sel_ds.feature_names)
-
-        def fit_challenger(X: np.ndarray, y: np.ndarray) -> Any:
-            return self.trainer.fit(X, y, tuned.params, names, seed=seed, threads=threads)
-
-        challenger = await asyncio.to_thread(
-            self.validator.validate, full_task, fit_challenger, ds.columns(names))
+        selection, tuned, names, study = cand.selection, cand.tuned, cand.names, cand.study
         self.report("scoring champion", 2 + self.n_trials)
         released = (await read_history(self.events.log, self.symbol)).released
         champion_id, champion, champion_note = await asyncio.to_thread(
-            self._champion, full_task, released)
+            self._champion, cand.task, released)
         self.report("gate", 3 + self.n_trials)
 
-        gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
-                              min_trades=p.gate.min_trades, metric=p.gate.metric)
-        verdict = evaluate_gate(
-            challenger.fold_metrics, champion.fold_metrics if champion else None,
-            challenger.returns, tuned.n_trials, config=gate_cfg,
-            trial_counts=tuned.trial_counts())
+        verdict, metrics = judge(self.config, cand, champion)
         reasons = [f"{r.code}: {r.message}" for r in verdict.reasons]
         if champion_note:
             reasons.append(champion_note)
-        metrics = dict(challenger.metrics)
-        metrics["cv_log_loss"] = tuned.best_value
-        metrics["n_trials"] = float(tuned.n_trials)
-        for k in ("dsr", "psr", "expected_max_sr", "sr_variance", "trials_completed",
-                  "trials_pruned", "trials_failed"):
-            if k in verdict.stats:
-                metrics[k] = float(verdict.stats[k])
         importances = selection.importances()
 
         await self.events.append(
@@ -408,9 +372,7 @@ class _Job:
         created_at = self.clock.now_ns()  # the verdict's time, and the release's created_at
         if verdict.passed:
             # staged (hidden) before the verdict names it: every step after it can be redone
-            final = await asyncio.to_thread(
-                self.trainer.fit, sel_ds.X, sel_ds.y, tuned.params, names,
-                seed=seed, threads=threads)
+            final = await asyncio.to_thread(final_model, self.config, self.trainer, cand)
             manifest, blobs = self.registry.prepare(
                 self.symbol, final.to_files(), model_type=self.trainer.model_type,
                 trainer=self.model, created_at=created_at, params=tuned.params, features=names,
@@ -457,15 +419,8 @@ class _Job:
             return rid, None, (
                 f"champion_unscorable: champion {rid} uses features {missing} this feature set "
                 "no longer computes; compared as if there were no champion")
-        cols = self.ds.columns(manifest.features)
-        params = dict(manifest.params)
-        names = list(manifest.features)
-        seed, threads = self.config.pipeline.seed, self.config.pipeline.threads
-
-        def fit(X: np.ndarray, y: np.ndarray) -> Any:
-            return trainer.fit(X, y, params, names, seed=seed, threads=threads)
-
-        return rid, self.validator.validate(task, fit, cols), ""
+        return rid, score_recipe(self.config, trainer, self.validator, task, self.ds,
+                                 dict(manifest.params), manifest.features), ""
 
 
 # ------------------------------------------------------------------------------ the run

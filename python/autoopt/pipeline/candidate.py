@@ -1,0 +1,158 @@
+"""The steps of one (symbol, model) retrain that decide something, free of the event log:
+select features, tune, validate the challenger, score a champion's recipe on the same folds, and
+judge them with the gate.
+
+Why a module of its own: the nightly pipeline (`autoopt.pipeline.retrain`) records each step as
+events, and the policy backtest (`autoopt.backtest`) runs the very same steps on a simulated clock
+and caches them by content. One code path decides in both, so a backtest's releases and
+refusals are the ones the live service would have made on the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from autoopt.config import Config
+from autoopt.pipeline.dataset import Dataset, make_folds
+from autoopt.pipeline.selection import FeatureSelection, select_features
+from autoopt.plugins.interfaces import (
+    Costs,
+    Predictor,
+    Trainer,
+    TrainTask,
+    TrialRecord,
+    TuneResult,
+    ValidationResult,
+    Validator,
+)
+from autoopt.validation.gate import GateConfig, GateVerdict, evaluate_gate
+
+StageFn = Callable[[str], None]
+
+
+def train_task(
+    config: Config, ds: Dataset, *, n_trials: int, time_budget_s: float | None = None,
+    storage: str | None = None, **extra: Any,
+) -> TrainTask:
+    """The trainer's task for a dataset under the pipeline settings (folds, costs, budget)."""
+    p = config.pipeline
+    return TrainTask(
+        symbol=ds.symbol, X=ds.X, y=ds.y, feature_names=ds.feature_names,
+        folds=make_folds(ds, p.cv), forward_returns=ds.forward_returns,
+        periods_per_year=ds.periods_per_year,
+        costs=Costs(fee_bps=p.costs.fees_bps, slippage_bps=p.costs.slippage_bps),
+        n_trials=n_trials, time_budget_s=time_budget_s, seed=p.seed,
+        threads=p.threads, pruning=p.pruning, pruner=p.pruner,
+        min_completed_trials=p.min_completed_trials, storage=storage, **extra,
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A tuned and validated challenger: everything the gate and a release need."""
+
+    selection: FeatureSelection
+    tuned: TuneResult
+    names: list[str]
+    study: str
+    validation: ValidationResult
+    task: TrainTask
+    selected: Dataset
+
+
+def fit_candidate(
+    config: Config,
+    ds: Dataset,
+    trainer: Trainer,
+    validator: Validator,
+    *,
+    n_trials: int,
+    study_of: Callable[[Sequence[str]], str],
+    time_budget_s: float | None = None,
+    storage: str | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    stage: StageFn | None = None,
+) -> Candidate:
+    """Select features, tune and validate (blocking: run it in a thread or a process).
+
+    ``study_of(selected features)`` names the Optuna study (same data and settings, same study,
+    so a rerun resumes it)."""
+    p = config.pipeline
+    full = train_task(config, ds, n_trials=n_trials, time_budget_s=time_budget_s,
+                      storage=storage)
+    if p.feature_selection:
+        selection = select_features(trainer, full, min_features=p.min_features)
+    else:
+        selection = FeatureSelection(ds.feature_names, {}, {})
+    sel_ds = ds.select(selection.selected)
+    study = study_of(selection.selected)
+    if stage is not None:
+        stage("tuning")
+    tune_task = replace(train_task(config, sel_ds, n_trials=n_trials,
+                                   time_budget_s=time_budget_s, storage=storage),
+                        study_name=study, on_trial=on_trial)
+    tuned = trainer.tune(tune_task)
+    if stage is not None:
+        stage("validating")
+    names = list(sel_ds.feature_names)
+    seed, threads = p.seed, p.threads
+
+    def fit(X: np.ndarray, y: np.ndarray) -> Any:
+        return trainer.fit(X, y, tuned.params, names, seed=seed, threads=threads)
+
+    validation = validator.validate(full, fit, ds.columns(names))
+    return Candidate(selection, tuned, names, study, validation, full, sel_ds)
+
+
+def score_recipe(
+    config: Config, trainer: Trainer, validator: Validator, task: TrainTask, ds: Dataset,
+    params: dict[str, Any], features: Sequence[str],
+) -> ValidationResult:
+    """A champion's recorded recipe (params, features) refitted and scored on ``task``'s folds:
+    the stored champion was trained on data that includes most test blocks, so predicting with
+    it directly would score it in-sample."""
+    names = list(features)
+    seed, threads = config.pipeline.seed, config.pipeline.threads
+
+    def fit(X: np.ndarray, y: np.ndarray) -> Any:
+        return trainer.fit(X, y, dict(params), names, seed=seed, threads=threads)
+
+    return validator.validate(task, fit, ds.columns(names))
+
+
+def judge(
+    config: Config, candidate: Candidate, champion: ValidationResult | None,
+) -> tuple[GateVerdict, dict[str, float]]:
+    """The gate's verdict on the challenger against the champion's scores on the same folds,
+    and the metrics a verdict and a release record."""
+    p = config.pipeline
+    gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
+                          min_trades=p.gate.min_trades, metric=p.gate.metric)
+    tuned = candidate.tuned
+    verdict = evaluate_gate(
+        candidate.validation.fold_metrics, champion.fold_metrics if champion else None,
+        candidate.validation.returns, tuned.n_trials, config=gate_cfg,
+        trial_counts=tuned.trial_counts())
+    metrics = dict(candidate.validation.metrics)
+    metrics["cv_log_loss"] = tuned.best_value
+    metrics["n_trials"] = float(tuned.n_trials)
+    for k in ("dsr", "psr", "expected_max_sr", "sr_variance", "trials_completed",
+              "trials_pruned", "trials_failed"):
+        if k in verdict.stats:
+            metrics[k] = float(verdict.stats[k])
+    return verdict, metrics
+
+
+def final_model(config: Config, trainer: Trainer, candidate: Candidate) -> Predictor:
+    """The release: the tuned recipe fitted on every selected row."""
+    p = config.pipeline
+    sel = candidate.selected
+    return trainer.fit(sel.X, sel.y, candidate.tuned.params, candidate.names,
+                       seed=p.seed, threads=p.threads)
+
+
+__all__ = ["Candidate", "final_model", "fit_candidate", "judge", "score_recipe", "train_task"]
