@@ -186,7 +186,8 @@ def sharpe_ratio(returns: ArrayLike) -> float:
 
 
 class SharpeDiffCI(msgspec.Struct, frozen=True):
-    """Percentile bootstrap interval of ``SR_b - SR_a`` (independent resampling of each arm)."""
+    """Percentile bootstrap interval of ``SR_b - SR_a`` (each arm resampled on its own, or the
+    paired rows together when ``paired``; in circular blocks of ``block`` rows)."""
 
     diff: float
     ci_low: float
@@ -195,21 +196,39 @@ class SharpeDiffCI(msgspec.Struct, frozen=True):
     n_boot: int
     seed: int
     degenerate: int  # resamples where an arm was constant (Sharpe undefined), left out
+    paired: bool = False
+    block: int = 1
 
 
-def _boot_sharpes(x: np.ndarray, n_boot: int, rng: np.random.Generator, cells: int) -> np.ndarray:
-    """Sharpe of ``n_boot`` resamples of ``x``, in chunks of at most ``cells`` drawn values."""
-    n = x.size
-    out = np.empty(n_boot)
-    step = max(1, cells // n)
+def _boot_indices(n: int, count: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` resamples of ``n`` row indices, each made of circular blocks of ``block``
+    consecutive rows with uniform random starts (Politis & Romano's circular block bootstrap);
+    ``block=1`` is the i.i.d. bootstrap, with exactly the draws of ``rng.integers(0, n, (count,
+    n))``. Blocks keep the serial dependence of returns inside a resample."""
+    n_blocks = -(-n // block)
+    starts = rng.integers(0, n, size=(count, n_blocks))
+    rows = (starts[:, :, None] + np.arange(block)) % n
+    return rows.reshape(count, n_blocks * block)[:, :n]
+
+
+def _boot_sharpes(
+    xs: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator, cells: int, block: int = 1
+) -> list[np.ndarray]:
+    """Sharpe of ``n_boot`` resamples of each series in ``xs`` (equal lengths), the same rows of
+    every series in a resample (paired), in chunks of at most ``cells`` drawn values."""
+    n = xs[0].size
+    outs = [np.empty(n_boot) for _ in xs]
+    step = max(1, cells // (n * len(xs)))
     for start in range(0, n_boot, step):
         stop = min(n_boot, start + step)
-        draws = x[rng.integers(0, n, size=(stop - start, n))]
-        mean = draws.mean(axis=1)
-        sd = draws.std(axis=1, ddof=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[start:stop] = np.where(sd > 0, mean / sd, np.nan)
-    return out
+        idx = _boot_indices(n, stop - start, block, rng)
+        for x, out in zip(xs, outs, strict=True):
+            draws = x[idx]
+            mean = draws.mean(axis=1)
+            sd = draws.std(axis=1, ddof=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[start:stop] = np.where(sd > 0, mean / sd, np.nan)
+    return outs
 
 
 def bootstrap_sharpe_diff(
@@ -220,19 +239,39 @@ def bootstrap_sharpe_diff(
     level: float = 0.95,
     seed: int = 0,
     max_cells: int = 4_000_000,
+    paired: bool = False,
+    block: int = 1,
 ) -> SharpeDiffCI:
     """Percentile bootstrap CI of the per-trade Sharpe difference ``SR(b) - SR(a)``.
 
-    The arms are different trades, so each is resampled on its own; the draws are vectorised in
-    chunks of at most ``max_cells`` values (bounded memory). Deterministic given ``seed``.
+    By default the arms are different trades, so each is resampled on its own. ``paired=True``
+    is for two series over the same periods (e.g. two policies on the same bars): a resample
+    takes the same rows of both, so their correlation is kept. ``block > 1`` draws circular
+    blocks of that many consecutive rows, for serially dependent returns (per-bar strategy
+    returns are). The draws are vectorised in chunks of at most ``max_cells`` values (bounded
+    memory). Deterministic given ``seed``.
     """
     xa, xb = _sample(a, "a"), _sample(b, "b")
     if n_boot < 100:
         raise DataError(f"n_boot must be >= 100 for a usable interval, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise DataError(f"level must be in (0, 1), got {level}")
+    if paired and xa.size != xb.size:
+        raise DataError(
+            f"a paired bootstrap needs series of equal length, got {xa.size} and {xb.size}"
+        )
+    if not 1 <= block <= min(xa.size, xb.size):
+        raise DataError(
+            f"block must be between 1 and the shorter series' length "
+            f"{min(xa.size, xb.size)}, got {block}"
+        )
     rng = np.random.default_rng(seed)
-    diffs = _boot_sharpes(xb, n_boot, rng, max_cells) - _boot_sharpes(xa, n_boot, rng, max_cells)
+    if paired:
+        boot_a, boot_b = _boot_sharpes((xa, xb), n_boot, rng, max_cells, block)
+    else:
+        (boot_b,) = _boot_sharpes((xb,), n_boot, rng, max_cells, block)
+        (boot_a,) = _boot_sharpes((xa,), n_boot, rng, max_cells, block)
+    diffs = boot_b - boot_a
     ok = diffs[np.isfinite(diffs)]
     if ok.size < n_boot // 2:
         raise DataError(
@@ -249,6 +288,8 @@ def bootstrap_sharpe_diff(
         n_boot=n_boot,
         seed=seed,
         degenerate=int(n_boot - ok.size),
+        paired=paired,
+        block=block,
     )
 
 
