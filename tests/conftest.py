@@ -216,6 +216,7 @@ def sample_events() -> list[ev.Event]:
             payload=b"\x00\xffraw",
             deliveries=3,
         ),
+        ev.ClockTick.at(1_700_000_040_000_000_000),
     ]
     return samples
 

@@ -211,6 +211,10 @@ class ServiceConfig(_Section):
     catching up on old history) is recorded as skipped instead of run (0: never skip)."""
     ready_lag: NonNegInt = 100
     """/readyz answers 503 while the core is more than this many events behind the log."""
+    tick_interval_s: NonNegFloat = 60.0
+    """Most seconds between the ticker's looks at the wall clock (it also wakes at each minute):
+    each new minute is recorded as a `ClockTick`, so schedules fire on time on a quiet log
+    (0: no ticks; schedules then fire on the first event after their instant)."""
 
 
 class ABConfig(_Section):

@@ -916,6 +916,44 @@ class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
     _rules: ClassVar[Rules] = (*_COMMON, ("stream", name_problem), ("seq", count_problem))
 
 
+# ---------------------------------------------------------------------------------------- clock
+
+CLOCK_SCOPE = "clock"
+"""The scope (subject tail) of every `ClockTick`: one subject, whichever instance ticked."""
+
+
+class ClockTick(Event, tag="metrics.tick", kw_only=True, frozen=True):
+    """The wall clock reached ``ts_event`` (an aligned instant, a whole minute in the service).
+
+    Why: the decision core's clock moves only with the events it reads, so on a quiet log a
+    schedule would wait for the next event. A tick is that event, recorded: the core takes it as
+    a pure clock move (no fact, no trigger), and a replay reads the same tick at the same place.
+
+    Why ``metrics.tick``: a tick is a reading taken over time, like the other metrics; the
+    METRICS stream already captures ``autoopt.metrics.>`` and CORE already sources all of it, so
+    ticks reach the core without changing any existing stream's config, and METRICS' one-hour
+    dedup window covers any skew between instances ticking the same minute. Build one with
+    `at`: its ``event_id`` derives from the instant, so every instance appends the same id and
+    the log stores the tick once (Nats-Msg-Id dedup)."""
+
+    component: str = CLOCK_SCOPE
+    """Who ticks; the service always writes ``"clock"`` (one subject for all instances)."""
+
+    scope_field: ClassVar[str] = "component"
+    _rules: ClassVar[Rules] = (*_COMMON, ("component", name_problem))
+
+    @classmethod
+    def at(cls, instant_ns: int, *, clock: Clock | None = None) -> ClockTick:
+        """The tick of ``instant_ns`` (``ts_event``), built now (``ts_init``, from ``clock``),
+        with the id every instance derives for that instant."""
+        instant = int(instant_ns)
+        return cls.new(
+            clock=clock,
+            ts_event=instant,
+            event_id=derived_event_id(CLOCK_SCOPE, f"tick/{instant}"),
+        )
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     BarBatch,
     FeatureBatch,
@@ -943,6 +981,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ErrorRaised,
     DeadLettered,
     SignalsRouted,
+    ClockTick,
 )
 
 AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
@@ -971,6 +1010,8 @@ __all__ = [
     "EVENT_TYPES_BY_TAG",
     "AnyEvent",
     "BarBatch",
+    "CLOCK_SCOPE",
+    "ClockTick",
     "DeadLettered",
     "DecisionMade",
     "DriftReported",

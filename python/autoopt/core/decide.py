@@ -8,6 +8,13 @@ back). What ``now_ns`` is, is the caller's contract and must be recoverable from
 reproduces it: the service should pass the JetStream timestamp of the message (replay reads the
 same), or ``event.ts_event`` when the log is a simulation; `replay_decisions` defaults to the latter.
 
+Clock ticks: a `ClockTick` is a pure clock move to its instant, never past the ``now_ns`` it came
+with (``min(ts_event, now_ns)``: a tick stored at 03:00:00.2 moves the clock to 03:00 exactly, and
+a forged future tick cannot move it beyond the time it was stored). It is no fact, no trigger and
+registers no symbol of its own, but it goes through every other step, so the config's symbols
+are registered on a log of ticks only and a schedule fires at the first tick at or after its
+instant. The instant is in the event, so replay reproduces the move exactly.
+
 Per event, in this order:
     1. register symbols (config symbols and per-symbol overrides on the first event; an event's
        ``symbol`` on first sight: its schedule counts from then);
@@ -34,6 +41,7 @@ from autoopt.core.context import Ctx, resolve
 from autoopt.core.policies import degradation, drift, lifecycle, manual, schedule
 from autoopt.core.state import State
 from autoopt.events import (
+    ClockTick,
     DecisionMade,
     DriftReported,
     Event,
@@ -102,6 +110,8 @@ def decide(
     resolved = resolve(config)
     if ignored(event):
         return state, []
+    if isinstance(event, ClockTick):  # a pure clock move to the tick's instant (module doc)
+        now_ns = min(int(now_ns), event.ts_event)
     data = state.data
     prev = data.clock_ns
     now = max(prev, int(now_ns))

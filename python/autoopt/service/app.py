@@ -1,5 +1,8 @@
-"""The service process: decider + job runner + HTTP endpoints (+ the A/B router and
-experiment supervisor with ``[ab] enabled``), with graceful shutdown.
+"""The service process: decider + job runner + clock ticker + HTTP endpoints (+ the A/B router
+and experiment supervisor with ``[ab] enabled``), with graceful shutdown.
+
+The ticker (``service.tick_interval_s`` > 0) records each wall-clock minute as a `ClockTick`, so
+the core's schedules fire on time on a quiet log (`autoopt.service.ticker`).
 
 SIGTERM/SIGINT set the stop flag: the decider finishes the event in hand and checkpoints, the
 job runner finishes (drains) the retrain in hand and acks it, then the process exits 0.
@@ -23,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from autoopt.ab.decision import ExperimentSupervisor
 from autoopt.ab.experiments import ExperimentBook
 from autoopt.ab.router import SignalRouter
+from autoopt.clock import Clock
 from autoopt.config import Config
 from autoopt.log import EventLog
 from autoopt.log.retry import Backoff, describe
@@ -33,6 +37,7 @@ from autoopt.service.decider import Decider
 from autoopt.service.http import HttpServer
 from autoopt.service.jobs import JobRunner
 from autoopt.service.metrics import ServiceMetrics
+from autoopt.service.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +45,14 @@ log = logging.getLogger(__name__)
 class Service:
     """One `autoopt serve` instance (several may share a log)."""
 
-    def __init__(self, config: Config, event_log: EventLog, plugins: Plugins) -> None:
+    def __init__(
+        self, config: Config, event_log: EventLog, plugins: Plugins, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.log = event_log
         self.plugins = plugins
+        self.clock = clock
+        """The ticker's wall clock (None: the system clock); tests inject a simulated one."""
         self.metrics = ServiceMetrics()
         self.stop = asyncio.Event()
         self.decider: Decider | None = None
@@ -51,6 +60,7 @@ class Service:
         self.http: HttpServer | None = None
         self.router: SignalRouter | None = None  # with [ab] enabled
         self.supervisor: ExperimentSupervisor | None = None
+        self.ticker: Ticker | None = None  # with service.tick_interval_s > 0
         self._started = asyncio.Event()
         self._down: dict[str, str] = {}  # component -> why it is being restarted
 
@@ -87,6 +97,9 @@ class Service:
             asyncio.create_task(self._supervise("decider", lambda: decider.run(self.stop))),
             asyncio.create_task(self._supervise("jobs", lambda: jobs.run(self.stop))),
         ]
+        if svc.tick_interval_s > 0:
+            ticker = self.ticker = Ticker(self.log, svc.tick_interval_s, clock=self.clock)
+            tasks.append(asyncio.create_task(self._supervise("ticker", lambda: ticker.run(self.stop))))
         ab = self.config.ab
         if ab.enabled:
             self.supervisor = await ExperimentSupervisor.open(

@@ -5,7 +5,10 @@ strictly after the moment it was last checked (when it was registered, or when i
 An event at clock ``now`` fires the schedule iff ``sched_next_ns <= now``, i.e. an instant lies in
 (last check, now]. Several instants crossed at once (a quiet log) fire once; ``details`` give the
 first (``instant``) and last (``latest``) crossed. The clock only moves with events, so a schedule
-fires on the first event at or after its instant. A changed expression (another config)
+fires on the first event at or after its instant; on time, because `autoopt serve` records a
+`autoopt.events.ClockTick` at every wall-clock minute (`autoopt.service.ticker`), which moves the
+clock to that minute exactly, so the nightly 03:00 retrain fires at the 03:00 tick on a quiet log,
+and a replay of the same log fires it at the same tick. A changed expression (another config)
 recomputes the next instant from the previous clock.
 """
 
