@@ -9,7 +9,7 @@ each column means is in `autoopt.testing.faultbench`. lost, duplicated and servi
 must be 0.
 
 Run: ``pytest benches/bench_faults.py --benchmark-only -s`` or
-``python benches/bench_faults.py [--rate 250] [--duration 8] [--json out.json]``.
+``python benches/bench_faults.py [--rate 200] [--duration 8] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_fault_scenarios(benchmark, tmp_path: Path) -> None:  # noqa: ANN001 - p
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=250.0, help="events per second")
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per row")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)

@@ -52,7 +52,7 @@ class Scenario:
     name: str
     nodes: int = 1
     fault: str = "none"
-    rate: float = 250.0
+    rate: float = 200.0
     duration_s: float = 8.0
     fault_at: float = 0.4
     """When the fault happens, as a fraction of the load's duration."""
@@ -93,7 +93,7 @@ class Row:
         return asdict(self)
 
 
-def default_scenarios(rate: float = 250.0, duration_s: float = 8.0) -> list[Scenario]:
+def default_scenarios(rate: float = 200.0, duration_s: float = 8.0) -> list[Scenario]:
     """The benchmark's three rows."""
     return [
         Scenario("steady load, 1 node", rate=rate, duration_s=duration_s),
