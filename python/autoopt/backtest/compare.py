@@ -150,8 +150,7 @@ def _summary(
     for base in baselines:
         if not any(t.baseline == base and t.verdict != "indistinguishable" for t in tests):
             lines.append(
-                f"No policy is distinguishable from {base} after costs "
-                f"({k} policies compared)."
+                f"No policy is distinguishable from {base} after costs ({k} policies compared)."
             )
     lines += [
         f"{r.policy} against {r.baseline} could not be tested: {r.untestable}."

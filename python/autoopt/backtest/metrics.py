@@ -153,7 +153,9 @@ def fill_metrics(result: PolicyResult) -> PolicyResult:
         _, r, pos = _columns(path)
         metrics[symbol] = path_metrics(r, pos, path.periods_per_year)
     _, rets, poss, turnover = _aligned(result.paths)
-    pooled = path_metrics(rets.mean(axis=0), poss.mean(axis=0), pooled_periods_per_year(result.paths))
+    pooled = path_metrics(
+        rets.mean(axis=0), poss.mean(axis=0), pooled_periods_per_year(result.paths)
+    )
     pooled["turnover"] = turnover
     pooled["trades"] = float(sum(m["trades"] for m in metrics.values()))
     metrics[POOLED] = pooled
