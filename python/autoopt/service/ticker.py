@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from autoopt.clock import NS_PER_S, Clock, SystemClock
 from autoopt.events import ClockTick
@@ -81,10 +83,15 @@ class Ticker:
         return min(self._interval_s, until)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until ``stop`` is set (first tick at once: the current minute)."""
+        """Tick until ``stop`` is set (first tick at once: the current minute). Stopping does
+        not wait for an append in hand (the log's own retries may take a while during an
+        outage): it is cancelled, which is safe, a tick changes nothing but the log."""
         backoff = Backoff()
         while not stop.is_set():
-            if await self.tick():
+            ticked = await _unless_stopped(self.tick(), stop)
+            if ticked is None:
+                return
+            if ticked:
                 backoff.reset()
                 delay = self._until_next_s()
             else:
@@ -92,6 +99,25 @@ class Ticker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()
+
+
+async def _unless_stopped(step: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool | None:
+    """``step``'s result, or None (``step`` cancelled) when ``stop`` is set first."""
+    task = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
 
 
 __all__ = ["TICK_NS", "Ticker", "tick_instant"]
