@@ -41,15 +41,24 @@ def planted_bars(
     persistence: float = STRONG_PERSISTENCE,
     n: int | None = None,
     sigma: float | None = None,
+    flip_at: float | None = None,
 ) -> pl.DataFrame:
     """``n`` bars (``ts`` Unix ns, weekdays only for daily) whose return sign persists with
-    probability ``persistence``; same seed, same bars."""
+    probability ``persistence``; same seed, same bars. With ``flip_at`` (a share of the bars,
+    e.g. 0.5) the edge flips sign there: from that bar on the sign persists with probability
+    ``1 - persistence`` (momentum becomes mean reversion), so a model trained before the flip
+    loses money after it."""
     if not 0.0 <= persistence <= 1.0:
         raise ValueError(f"persistence must be in [0, 1], got {persistence}")
     n = n or DEFAULT_BARS[freq]
     sigma = sigma or DEFAULT_SIGMA[freq]
     rng = np.random.default_rng(seed)
-    flips = rng.random(n) >= persistence
+    keep = np.full(n, persistence)
+    if flip_at is not None:
+        if not 0.0 < flip_at < 1.0:
+            raise ValueError(f"flip_at must be in (0, 1), got {flip_at}")
+        keep[int(n * flip_at):] = 1.0 - persistence
+    flips = rng.random(n) >= keep
     flips[0] = False
     sign = np.where(np.cumsum(flips) % 2 == 0, 1.0, -1.0)  # flips toggle the sign
     r = sign * np.abs(rng.normal(0.0, sigma, n))

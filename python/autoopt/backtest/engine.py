@@ -1,0 +1,383 @@
+"""The policy backtest's simulation: history fed in order through the real decision core, one
+run per (policy, symbol), on a simulated clock.
+
+Time. Bars are stamped with their open (`BarBatch`). Step ``i`` happens at bar ``i``'s close,
+``c_i = ts[i+1]`` (the last bar: ``ts[i]`` plus the median spacing): the features of row ``i``
+are known, the champion of that moment predicts, and the position is held to the next close,
+earning ``close[i+1]/close[i] - 1`` less fees and slippage on the change of position
+(`autoopt.validation.metrics.strategy_returns`, the formula validation uses). Nothing at step
+``i`` reads a bar after ``i``.
+
+What the core sees, per step (only what the policy's triggers read, which changes no decision):
+a `ClockTick` at ``c_i`` (schedules fire on time), the champion's `SignalEmitted` (its
+probability as confidence: the prediction stream), the `TradeOutcome` of the position closed at
+``c_i`` (the outcome stream), every ``report_every`` steps a `MetricsReported` with the live
+accuracy, precision and Sharpe of those steps (the scale of the release metrics the
+degradation baseline holds), and every ``drift.min_rows`` steps a live `FeatureBatch`.
+
+Retrains. A `Retrain` command at step ``i`` trains on the bars with ``ts <= ts[i]`` (all closed
+by ``c_i``) through `RetrainCache` (the real pipeline steps, shared between policies). The core
+sees `TrainingStarted` at ``c_i`` and, at ``c_i + delay`` (``--train-delay``: a duration, or
+``auto``: the measured compute seconds divided by the policy's ``hardware_speedup``),
+`TrainingFinished`, and when the gate passed `ModelReleased`, the release's training reference
+and `ModelPromoted`; the release trades from the first step at or after that instant. The
+first model of every policy is the one trained on the warm-up (bars before the first traded
+step), with no champion to beat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from autoopt.backtest.policies import PolicySpec
+from autoopt.backtest.result import Marker, PolicyResult, SymbolPath
+from autoopt.backtest.training import Outcome, Recipe, RetrainCache
+from autoopt.config import Config
+from autoopt.core import State, decide
+from autoopt.core.commands import Retrain
+from autoopt.events import (
+    ClockTick,
+    Event,
+    FeatureBatch,
+    MetricsReported,
+    ModelPromoted,
+    ModelReleased,
+    SignalEmitted,
+    TradeOutcome,
+    TrainingFinished,
+    TrainingStarted,
+)
+from autoopt.ids import derived_event_id
+from autoopt.validation.metrics import positions_from_proba, sharpe_ratio
+
+NS = 1_000_000_000
+ProgressFn = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SymbolData:
+    """One symbol's validated bars and the feature matrix of every bar (causal features)."""
+
+    symbol: str
+    ts: np.ndarray
+    close: np.ndarray
+    close_ns: np.ndarray
+    """``c_i``: when step i happens (bar i's close)."""
+    fwd: np.ndarray
+    X: np.ndarray
+    feature_names: list[str]
+    warm_rows: int
+    start: int
+    """First traded step."""
+    periods_per_year: float
+
+
+def prepare_symbol(symbol: str, bars: pl.DataFrame, feature_set: Any, warmup: float,
+                   periods_per_year: float) -> SymbolData:
+    ts = bars["ts"].to_numpy().astype(np.int64)
+    close = bars["close"].to_numpy().astype(np.float64)
+    step = int(np.median(np.diff(ts)))
+    close_ns = np.concatenate((ts[1:], [ts[-1] + step]))
+    fwd = np.full(ts.size, np.nan)
+    fwd[:-1] = close[1:] / close[:-1] - 1.0
+    feats = feature_set.compute(bars)
+    X = np.ascontiguousarray(feats.cast(pl.Float64).to_numpy())
+    start = max(int(math.ceil(ts.size * warmup)), int(feature_set.warmup()) + 2)
+    return SymbolData(symbol, ts, close, close_ns, fwd, X, list(feats.columns),
+                      int(feature_set.warmup()), start, periods_per_year)
+
+
+@dataclass
+class _Pending:
+    at_ns: int
+    events: list[Event]
+    outcome: Outcome
+    decided_ns: int
+
+
+@dataclass
+class _Sim:
+    spec: PolicySpec
+    data: SymbolData
+    config: Config
+    cache: RetrainCache
+    train_delay_s: float | None
+    progress: ProgressFn | None
+    state: State = field(default_factory=State)
+    champion: Recipe | None = None
+    champion_since: int = 0
+    proba: np.ndarray | None = None
+    pending: list[_Pending] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
+    retrains: int = 0
+    releases: int = 0
+    refusals: int = 0
+    failures: int = 0
+    compute_s: float = 0.0
+    decisions: list[str] = field(default_factory=list)
+
+    # --------------------------------------------------------------- the core's inputs
+
+    def _scope(self) -> str:
+        return f"backtest/{self.spec.name}/{self.data.symbol}"
+
+    def _feed(self, event: Event, now: int) -> list[Retrain]:
+        self.state, commands = decide(self.state, event, now, self.spec.policy)
+        out = []
+        for c in commands:
+            if c.actionable:
+                self.decisions.append(f"{now}:{c.kind}:{c.reason}")
+            if isinstance(c, Retrain):
+                out.append(c)
+        return out
+
+    def _lifecycle(self, outcome: Outcome, decided: int, run_id: str) -> list[Event]:
+        sym = self.data.symbol
+        done = decided
+        delay = self.train_delay_s
+        if delay is None:  # auto: the measured compute on the policy's hardware
+            delay = outcome.compute_s / max(self.spec.hardware_speedup, 1e-9)
+        at = done + max(1, int(delay * NS))
+        evs: list[Event] = [TrainingFinished(
+            event_id=derived_event_id(run_id, "finished"), ts_event=at, ts_init=at, symbol=sym,
+            run_id=run_id, trainer=self.config.pipeline.models[0],
+            succeeded=outcome.error is None, metrics={
+                k: v for k, v in outcome.metrics.items() if math.isfinite(v)},
+            error=outcome.error)]
+        rel = outcome.release
+        if rel is not None:
+            evs.append(ModelReleased(
+                event_id=derived_event_id(run_id, "released"), ts_event=at, ts_init=at,
+                symbol=sym, release_id=rel.release_id, model_type=rel.model_type,
+                sha256=rel.sha256, uri=f"backtest:{rel.release_id}",
+                metrics={k: v for k, v in rel.metrics.items() if math.isfinite(v)},
+                features=list(rel.features), trainer=rel.trainer))
+            d = self.data
+            end = int(np.searchsorted(d.ts, rel.data_end, side="right"))
+            lo = max(d.warm_rows, end - self.spec.policy.drift.reference_max_rows)
+            if end - lo >= 2:
+                evs.append(FeatureBatch(
+                    event_id=derived_event_id(run_id, "reference"), ts_event=at, ts_init=at,
+                    symbol=sym, feature_set=self.config.pipeline.feature_set,
+                    columns=list(d.feature_names),
+                    ts=np.ascontiguousarray(d.ts[lo:end], dtype="<i8").tobytes(),
+                    values=np.ascontiguousarray(d.X[lo:end].T, dtype="<f8").tobytes(),
+                    release_id=rel.release_id))
+            evs.append(ModelPromoted(
+                event_id=derived_event_id(run_id, "promoted"), ts_event=at, ts_init=at,
+                symbol=sym, release_id=rel.release_id, previous_release_id=(
+                    self.champion.release_id if self.champion else None)))
+        return evs
+
+    # ------------------------------------------------------------------- the models
+
+    def _swap(self, rel: Recipe, step: int, at: int) -> None:
+        from autoopt.plugins.interfaces import predict_rows
+
+        trainer = self.cache.plugins().release_trainer(rel.trainer, rel.model_type)
+        model = trainer.load(rel.files)
+        d = self.data
+        cols = [d.feature_names.index(f) for f in rel.features]
+        rows = np.arange(step, d.ts.size)
+        proba = np.full(d.ts.size, np.nan)
+        X = d.X[:, cols]
+        proba[step:] = predict_rows(model.predict_proba, int(getattr(model, "lookback", 1)),
+                                    X, rows)
+        self.proba = proba
+        self.champion = rel
+        self.champion_since = at
+
+    # ------------------------------------------------------------------- the run
+
+    async def run(self, first: Outcome) -> SymbolPath:
+        d = self.data
+        cfg = self.spec.policy
+        n = d.ts.size
+        steps = range(d.start, n - 1)
+        ppy = d.periods_per_year
+        costs = self.config.pipeline.costs
+        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
+        watch_signals = cfg.drift.enabled and bool(cfg.drift.streams)
+        watch_features = cfg.drift.enabled and any(x in cfg.drift.detectors for x in ("psi", "ks"))
+        report_every = max(1, int(round(ppy / 252.0)))  # about one report per trading day
+        min_rows = cfg.drift.min_rows
+        first_close = int(d.close_ns[d.start])
+        self._apply_first(first, first_close)
+
+        out_ts: list[int] = []
+        rets: list[float] = []
+        poss: list[float] = []
+        ages: list[float] = []
+        rids: list[str] = []
+        prev_pos = 0.0
+        since_report: list[int] = []
+        for k, i in enumerate(steps):
+            now = int(d.close_ns[i])
+            # releases whose time came: they trade from this step on
+            commands: list[Retrain] = []
+            while self.pending and self.pending[0].at_ns <= now:
+                p = self.pending.pop(0)
+                for ev in p.events:
+                    commands += self._feed(ev, ev.ts_event)
+                self._settle(p, i)
+            commands += self._feed(_tick(now), now)
+            pos = 0.0
+            if self.proba is not None and math.isfinite(self.proba[i]):
+                pos = float(positions_from_proba(self.proba[i:i + 1])[0])
+            r = pos * d.fwd[i] - cost * abs(pos - prev_pos)
+            if self.proba is not None and watch_signals and math.isfinite(self.proba[i]):
+                commands += self._feed(SignalEmitted(
+                    event_id=derived_event_id(self._scope(), f"signal/{i}"), ts_event=now,
+                    ts_init=now, symbol=d.symbol, signal_id=f"s{i}",
+                    side="long" if pos > 0 else "short" if pos < 0 else "flat",
+                    confidence=float(self.proba[i]),
+                    release_id=self.champion.release_id if self.champion else None), now)
+            if watch_signals and k > 0 and prev_pos != 0.0:
+                j = i - 1
+                commands += self._feed(TradeOutcome(
+                    event_id=derived_event_id(self._scope(), f"outcome/{j}"), ts_event=now,
+                    ts_init=now, symbol=d.symbol, trade_id=f"t{j}",
+                    side="long" if prev_pos > 0 else "short", qty=1.0,
+                    entry_price=float(d.close[j]), exit_price=float(d.close[i]),
+                    fees=0.0, pnl=float(rets[-1]), return_=float(rets[-1]),
+                    exit_ts=now), now)
+            out_ts.append(now)
+            rets.append(float(r))
+            poss.append(pos)
+            ages.append((now - self.champion_since) / NS if self.champion else math.nan)
+            rids.append(self.champion.release_id if self.champion else "")
+            since_report.append(i)
+            if cfg.degradation.enabled and len(since_report) >= report_every:
+                commands += self._report(since_report, rets[-len(since_report):], now, ppy)
+                since_report = []
+            elif not cfg.degradation.enabled:
+                since_report = []
+            if watch_features and self.champion is not None and (k + 1) % min_rows == 0:
+                lo = i + 1 - min_rows
+                commands += self._feed(FeatureBatch(
+                    event_id=derived_event_id(self._scope(), f"features/{i}"), ts_event=now,
+                    ts_init=now, symbol=d.symbol, feature_set=self.config.pipeline.feature_set,
+                    columns=list(d.feature_names),
+                    ts=np.ascontiguousarray(d.ts[lo:i + 1], dtype="<i8").tobytes(),
+                    values=np.ascontiguousarray(d.X[lo:i + 1].T, dtype="<f8").tobytes()), now)
+            self._react(commands, i)
+            for c in commands:
+                await self._retrain(c, i, now)
+            prev_pos = pos
+            if self.progress is not None and (k % 256 == 0 or i == n - 2):
+                self.progress(self.spec.name, d.symbol, k + 1, len(steps))
+            if k % 512 == 0:
+                await asyncio.sleep(0)  # let the other simulations and retrains move
+        return SymbolPath(symbol=d.symbol, ts=out_ts, returns=rets, positions=poss,
+                          model_age_s=ages, release_ids=rids, markers=self.markers,
+                          periods_per_year=ppy)
+
+    def _report(self, rows: list[int], rets: list[float], now: int, ppy: float) -> list[Retrain]:
+        d = self.data
+        if self.proba is None:
+            return []
+        p = self.proba[rows]
+        ok = np.isfinite(p)
+        if not ok.any():
+            return []
+        up_pred = p[ok] > 0.5
+        up_true = d.fwd[rows][ok] > 0
+        metrics = {"accuracy": float(np.mean(up_pred == up_true)),
+                   "sharpe": float(sharpe_ratio(np.asarray(rets), ppy))}
+        if up_pred.any():
+            metrics["precision"] = float(np.mean(up_true[up_pred]))
+        return self._feed(MetricsReported(
+            event_id=derived_event_id(self._scope(), f"metrics/{rows[-1]}"), ts_event=now,
+            ts_init=now, symbol=d.symbol, window=f"{len(rows)}bars", metrics=metrics,
+            window_start=int(d.ts[rows[0]]), window_end=now,
+            release_id=self.champion.release_id if self.champion else None), now)
+
+    def _react(self, commands: Sequence[Retrain], i: int) -> None:
+        del i
+        for c in commands:
+            self.markers.append(Marker(ts=int(self.state.clock_ns), kind="retrain",
+                                       text=f"{c.reason}"))
+
+    async def _retrain(self, command: Retrain, i: int, now: int) -> None:
+        d = self.data
+        self.retrains += 1
+        run_id = derived_event_id(self._scope(), f"retrain/{i}/{command.id}")
+        self._feed(TrainingStarted(
+            event_id=derived_event_id(run_id, "started"), ts_event=now, ts_init=now,
+            symbol=d.symbol, run_id=run_id, trainer=self.config.pipeline.models[0]), now)
+        outcome = await self.cache.outcome(d.symbol, int(d.ts[i]), self.champion)
+        self.compute_s += outcome.compute_s
+        events = self._lifecycle(outcome, now, run_id)
+        self.pending.append(_Pending(events[0].ts_event, events, outcome, now))
+        self.pending.sort(key=lambda p: p.at_ns)
+
+    def _apply_first(self, first: Outcome, at: int) -> None:
+        """The warm-up model: the same for every policy, trading from the first step."""
+        self.compute_s += first.compute_s
+        run_id = derived_event_id(self._scope(), "warmup")
+        events = self._lifecycle(first, at - 1, run_id)
+        for ev in events:
+            self._feed(msgspec.structs.replace(ev, ts_event=at - 1, ts_init=at - 1), at - 1)
+        self._settle(_Pending(at - 1, events, first, at - 1), self.data.start, at_ns=at - 1)
+
+    def _settle(self, p: _Pending, step: int, at_ns: int | None = None) -> None:
+        at = p.at_ns if at_ns is None else at_ns
+        o = p.outcome
+        if o.release is not None:
+            self.releases += 1
+            self._swap(o.release, step, at)
+            dsr = o.metrics.get("dsr")
+            self.markers.append(Marker(
+                ts=at, kind="release", release_id=o.release.release_id,
+                text=f"release {o.release.release_id}"
+                     + (f" (DSR {dsr:.3f})" if dsr is not None else "")))
+        elif o.error is not None:
+            self.failures += 1
+            self.markers.append(Marker(ts=at, kind="failed", text=o.error))
+        else:
+            self.refusals += 1
+            self.markers.append(Marker(ts=at, kind="refusal", text="; ".join(
+                r for r in o.reasons if not r.startswith(("min_trades_met", "dsr_pass",
+                                                          "beats_champion", "no_champion")))))
+
+
+def _tick(now: int) -> Event:
+    """The tick at ``now``, built on the simulated clock (deterministic to the byte)."""
+    return ClockTick(event_id=derived_event_id("clock", f"tick/{now}"), ts_event=now,
+                     ts_init=now)
+
+
+async def simulate(
+    spec: PolicySpec, data: SymbolData, config: Config, cache: RetrainCache, first: Outcome,
+    train_delay_s: float | None, progress: ProgressFn | None = None,
+) -> tuple[SymbolPath, dict[str, Any]]:
+    """Run one policy on one symbol; the path and its counters."""
+    sim = _Sim(spec, data, config, cache, train_delay_s, progress)
+    path = await sim.run(first)
+    counters = {"retrains": sim.retrains, "releases": sim.releases, "refusals": sim.refusals,
+                "failures": sim.failures, "compute_s": sim.compute_s,
+                "decisions": hashlib.sha256("\n".join(sim.decisions).encode()).hexdigest()}
+    return path, counters
+
+
+def assemble(spec: PolicySpec, paths: dict[str, SymbolPath],
+             counters: dict[str, dict[str, Any]]) -> PolicyResult:
+    return PolicyResult(
+        policy=spec.name, settings=spec.settings(), paths=paths,
+        retrains=sum(c["retrains"] for c in counters.values()),
+        releases=sum(c["releases"] for c in counters.values()),
+        refusals=sum(c["refusals"] for c in counters.values()),
+        failures=sum(c["failures"] for c in counters.values()),
+        compute_s=float(sum(c["compute_s"] for c in counters.values())))
+
+
+__all__ = ["SymbolData", "assemble", "prepare_symbol", "simulate"]

@@ -1,0 +1,148 @@
+"""`run_backtest`: load the bars once, validate them, run every (policy, symbol) simulation
+concurrently (retrains shared through one `RetrainCache`), then compute the figures and the
+comparison, and the run digest.
+
+Separate from live: nothing here appends to the live streams or touches the live registry or
+Optuna storage; retrains live in ``<data_dir>/backtests/cache`` (content-addressed), and the
+caller records one summary event in the live log. The digest covers the inputs (bars, config,
+policies, seed, trials, delay) and every decision, release, position and return, so the same
+inputs give the same digest and any change shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from autoopt.backtest.engine import ProgressFn, assemble, prepare_symbol, simulate
+from autoopt.backtest.policies import PolicySpec
+from autoopt.backtest.result import BacktestResult, SymbolPath
+from autoopt.backtest.training import RetrainCache, digest
+from autoopt.config import Config
+from autoopt.errors import ConfigError, DataError
+from autoopt.pipeline.dataset import periods_per_year, validation_policy
+
+
+def parse_warmup(text: str | float) -> float:
+    """``30%`` / ``0.3`` → 0.3 (the share of each symbol's bars used to train the first model)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ConfigError(f"--warmup {text!r}: expected a share like 30% or 0.3") from None
+    if not 0.05 <= value <= 0.9:
+        raise ConfigError(f"--warmup {text!r}: must be between 5% and 90%")
+    return value
+
+
+def _validated(config: Config, frames: dict[str, pl.DataFrame], start_ns: int | None,
+               end_ns: int | None) -> dict[str, pl.DataFrame]:
+    from autoopt.data import validate_bars
+
+    policy = validation_policy(config.pipeline.data_policy)
+    out = {}
+    for sym, df in frames.items():
+        clean, _ = validate_bars(df, sym, policy)
+        if start_ns is not None:
+            clean = clean.filter(pl.col("ts") >= start_ns)
+        if end_ns is not None:
+            clean = clean.filter(pl.col("ts") <= end_ns)
+        if clean.height < 100:
+            raise DataError(f"{sym}: {clean.height} bars in the backtest range; need >= 100")
+        out[sym] = clean
+    return out
+
+
+async def run_backtest(
+    config: Config,
+    frames: dict[str, pl.DataFrame],
+    policies: Sequence[PolicySpec],
+    *,
+    source: str = "",
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    warmup: float = 0.3,
+    trials: int | None = None,
+    train_delay_s: float | None = None,
+    jobs: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> BacktestResult:
+    """Backtest ``policies`` on ``frames`` (symbol → bars); see the package docs."""
+    from autoopt.backtest.compare import compare_policies
+    from autoopt.backtest.metrics import fill_metrics
+
+    if not policies:
+        raise ConfigError("--policies: give at least one policy")
+    t0 = time.perf_counter()
+    bars = _validated(config, frames, start_ns, end_ns)
+    n_trials = int(trials or config.pipeline.trials)
+    cache = RetrainCache(config, bars, trials=n_trials, jobs=jobs, cache_dir=cache_dir or (
+        Path(config.data_dir).expanduser() / "backtests" / "cache"))
+    try:
+        fs = cache.plugins().component("feature_set", config.pipeline.feature_set)
+        data = {s: prepare_symbol(s, df, fs, warmup,
+                                  periods_per_year(df["ts"].to_numpy()))
+                for s, df in bars.items()}
+        firsts = await asyncio.gather(*(
+            cache.outcome(s, int(d.ts[d.start - 1]), None) for s, d in data.items()))
+        first = dict(zip(data, firsts, strict=True))
+        jobs_list = [(spec, s) for spec in policies for s in data]
+        done = await asyncio.gather(*(
+            simulate(spec, data[s], config, cache, first[s], train_delay_s, progress)
+            for spec, s in jobs_list))
+    finally:
+        cache.close()
+    results = []
+    decisions: dict[str, Any] = {}
+    for spec in policies:
+        paths: dict[str, SymbolPath] = {}
+        counters: dict[str, dict[str, Any]] = {}
+        for (sp, s), (path, c) in zip(jobs_list, done, strict=True):
+            if sp is spec:
+                paths[s], counters[s] = path, c
+                decisions[f"{spec.name}/{s}"] = c["decisions"]
+        results.append(fill_metrics(assemble(spec, paths, counters)))
+    comparison = compare_policies(results, seed=config.pipeline.seed) if len(results) > 1 \
+        else None
+    all_ts = np.concatenate([d.ts for d in data.values()])
+    run_digest = _digest(config, bars, policies, n_trials, train_delay_s, warmup, results,
+                         decisions)
+    return BacktestResult(
+        run_digest=run_digest, source=source, symbols=list(data), start_ns=int(all_ts.min()),
+        end_ns=int(all_ts.max()), warmup=warmup, seed=config.pipeline.seed, trials=n_trials,
+        train_delay="auto" if train_delay_s is None else f"{train_delay_s:g}s",
+        policies=results, comparison=comparison, cache_hits=cache.hits,
+        cache_misses=cache.misses, wall_s=time.perf_counter() - t0)
+
+
+def _digest(config: Config, bars: dict[str, pl.DataFrame], policies: Sequence[PolicySpec],
+            trials: int, delay: float | None, warmup: float, results: list[Any],
+            decisions: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(digest(msgspec.to_builtins(config.pipeline), [p.settings() for p in policies],
+                    trials, delay, warmup).encode())
+    for sym in sorted(bars):
+        h.update(sym.encode())
+        h.update(bars[sym].hash_rows().to_numpy().tobytes())
+    h.update(digest(decisions).encode())
+    for r in results:
+        for sym in sorted(r.paths):
+            p = r.paths[sym]
+            h.update(np.asarray(p.positions, dtype="<f8").tobytes())
+            h.update(np.asarray([x if math.isfinite(x) else 0.0 for x in p.returns],
+                                dtype="<f8").tobytes())
+            h.update("\n".join(p.release_ids).encode())
+    return h.hexdigest()[:32]
+
+
+__all__ = ["parse_warmup", "run_backtest"]

@@ -1,0 +1,329 @@
+"""Retrains for the policy backtest: the real pipeline steps on the data available at a moment,
+content-addressed and shared between policies.
+
+A retrain at cut ``t`` for a symbol sees the bars with ``ts <= t`` only. It runs in two stages,
+both with `autoopt.pipeline.candidate` (the steps `autoopt retrain` and the service run):
+
+1. **fit** (select features, tune with Optuna, validate the challenger): depends on the symbol,
+   the data range, the pipeline config, the seed and the trial budget; its key is the digest of
+   those, so every policy that retrains at the same point shares one computation;
+2. **judge** (score the policy's champion recipe on the same folds, run the gate, fit the
+   release): depends on the fit and the champion; keyed by both.
+
+Results are kept in memory and on disk (``<cache dir>/<key>.msgpack``, written atomically), so a
+rerun of the same backtest recomputes nothing. Stages run in a thread, or with ``jobs > 1`` in
+worker processes; requests and results cross the process boundary as msgpack bytes. Models are
+exchanged in their native files (LightGBM text), never pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from autoopt.config import Config
+from autoopt.errors import AutooptError
+
+_ENC = msgspec.msgpack.Encoder()
+
+
+class Recipe(msgspec.Struct, frozen=True, kw_only=True):
+    """A released model: enough to refit it on other folds and to load it."""
+
+    release_id: str
+    trainer: str
+    model_type: str
+    params: dict[str, Any]
+    features: list[str]
+    files: dict[str, bytes]
+    metrics: dict[str, float]
+    data_end: int
+    sha256: str
+
+
+class Fitted(msgspec.Struct, frozen=True, kw_only=True):
+    """Stage 1's result: a tuned, validated challenger (or why it could not be fitted)."""
+
+    key: str
+    error: str | None = None
+    params: dict[str, Any] = {}
+    names: list[str] = []
+    selected_gain: dict[str, float] = {}
+    selected_perm: dict[str, float] = {}
+    study: str = ""
+    best_value: float = 0.0
+    best_trial: int = 0
+    trial_states: list[str] = []
+    fold_metrics: list[dict[str, float]] = []
+    returns: list[float] = []
+    metrics: dict[str, float] = {}
+    compute_s: float = 0.0
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """Stage 2's result: the verdict, and the release when the gate passed."""
+
+    key: str
+    passed: bool
+    reasons: list[str]
+    metrics: dict[str, float]
+    release: Recipe | None = None
+    error: str | None = None
+    compute_s: float = 0.0
+    """Seconds of both stages (stage 1 counted in full even when shared)."""
+
+
+class _Request(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    key: str
+    symbol: str
+    cut_ns: int
+    bars: bytes
+    config: dict[str, Any]
+    trials: int
+    fitted: Fitted | None = None
+    champion: Recipe | None = None
+
+
+def digest(*parts: Any) -> str:
+    return hashlib.sha256(msgspec.msgpack.encode(list(parts), order="deterministic")).hexdigest()
+
+
+def bars_ipc(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------- the stages (workers)
+
+_PLUGINS: dict[str, Any] = {}
+
+
+def _plugins(config: Config) -> Any:
+    from autoopt.runtime import open_plugins
+
+    key = digest(msgspec.to_builtins(config.plugins))
+    if key not in _PLUGINS:
+        _PLUGINS[key] = open_plugins(config)
+    return _PLUGINS[key]
+
+
+def _dataset(req: _Request, config: Config, plugins: Any) -> Any:
+    from autoopt.pipeline.dataset import build_dataset, validation_policy
+
+    frame = pl.read_ipc(io.BytesIO(req.bars))
+    frame = frame.filter(pl.col("ts") <= req.cut_ns)
+    fs = plugins.component("feature_set", config.pipeline.feature_set)
+    return build_dataset(req.symbol, frame, fs, config.pipeline.label,
+                         validation_policy(config.pipeline.data_policy))
+
+
+def _fit(req: _Request, config: Config) -> Fitted:
+    from autoopt.pipeline.candidate import fit_candidate
+
+    plugins = _plugins(config)
+    t0 = time.perf_counter()
+    model = config.pipeline.models[0]
+    ds = _dataset(req, config, plugins)
+    cand = fit_candidate(
+        config, ds, plugins.trainer(model), plugins.component("validator", config.pipeline.validator),
+        n_trials=req.trials, study_of=lambda feats: f"backtest.{req.key[:16]}")
+    v = cand.validation
+    return Fitted(
+        key=req.key, params=dict(cand.tuned.params), names=list(cand.names),
+        selected_gain=dict(cand.selection.gain), selected_perm=dict(cand.selection.permutation),
+        study=cand.study, best_value=float(cand.tuned.best_value),
+        best_trial=int(cand.tuned.best_trial),
+        trial_states=[t.state for t in cand.tuned.trials],
+        fold_metrics=[dict(f) for f in v.fold_metrics], returns=[float(x) for x in v.returns],
+        metrics=dict(v.metrics), compute_s=time.perf_counter() - t0)
+
+
+def _judge(req: _Request, config: Config) -> Outcome:
+    from autoopt.pipeline.candidate import (
+        Candidate,
+        final_model,
+        judge,
+        score_recipe,
+        train_task,
+    )
+    from autoopt.pipeline.selection import FeatureSelection
+    from autoopt.plugins.interfaces import TrialRecord, TuneResult, ValidationResult
+    from autoopt.registry import artifact_set_sha256, sha256_bytes
+
+    fitted = req.fitted
+    assert fitted is not None
+    t0 = time.perf_counter()
+    plugins = _plugins(config)
+    model = config.pipeline.models[0]
+    trainer = plugins.trainer(model)
+    validator = plugins.component("validator", config.pipeline.validator)
+    ds = _dataset(req, config, plugins)
+    task = train_task(config, ds, n_trials=req.trials)
+    sel = ds.select(fitted.names)
+    tuned = TuneResult(
+        study_name=fitted.study, params=dict(fitted.params), best_value=fitted.best_value,
+        best_trial=fitted.best_trial,
+        trials=tuple(TrialRecord(number=i, state=s, params={}, value=None, duration_s=0.0)
+                     for i, s in enumerate(fitted.trial_states)),
+        objective="")
+    validation = ValidationResult(fold_metrics=tuple(fitted.fold_metrics),
+                                  returns=np.asarray(fitted.returns),
+                                  metrics=dict(fitted.metrics))
+    cand = Candidate(FeatureSelection(tuple(fitted.names), fitted.selected_gain,
+                                      fitted.selected_perm),  # type: ignore[arg-type]
+                     tuned, list(fitted.names), fitted.study, validation, task, sel)
+    champion = None
+    note = ""
+    if req.champion is not None:
+        ch = req.champion
+        if all(f in ds.feature_names for f in ch.features):
+            ch_trainer = plugins.release_trainer(ch.trainer, ch.model_type)
+            champion = score_recipe(config, ch_trainer, validator, task, ds, ch.params,
+                                    ch.features)
+        else:
+            note = f"champion_unscorable: champion {ch.release_id} uses missing features"
+    verdict, metrics = judge(config, cand, champion)
+    reasons = [f"{r.code}: {r.message}" for r in verdict.reasons] + ([note] if note else [])
+    release = None
+    if verdict.passed:
+        final = final_model(config, trainer, cand)
+        files = final.to_files()
+        shas = {name: sha256_bytes(blob) for name, blob in files.items()}
+        sha = artifact_set_sha256(shas)
+        release = Recipe(
+            release_id=f"bt-{digest(req.key, sha)[:20]}", trainer=model,
+            model_type=trainer.model_type, params=dict(fitted.params),
+            features=list(fitted.names), files=dict(files), metrics=metrics,
+            data_end=int(ds.data_range[1]), sha256=sha)
+    return Outcome(key=req.key, passed=verdict.passed, reasons=reasons, metrics=metrics,
+                   release=release,
+                   compute_s=fitted.compute_s + time.perf_counter() - t0)
+
+
+def run_stage(payload: bytes) -> bytes:
+    """A worker's entry point: one stage, msgpack in and out; failures come back as data."""
+    req = msgspec.msgpack.decode(payload, type=_Request)
+    config = msgspec.convert(req.config, Config)
+    try:
+        result: Fitted | Outcome = _fit(req, config) if req.stage == "fit" else _judge(req, config)
+    except (AutooptError, ValueError, RuntimeError) as exc:
+        msg = f"{type(exc).__name__}: {exc}"
+        result = (Fitted(key=req.key, error=msg) if req.stage == "fit"
+                  else Outcome(key=req.key, passed=False, reasons=[f"failed: {msg}"],
+                               metrics={}, error=msg))
+    return _ENC.encode(result)
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+
+class RetrainCache:
+    """Shares retrains between policies: one computation per content key, in flight or done,
+    in memory and on disk. ``jobs`` > 1 runs stages in that many worker processes."""
+
+    def __init__(self, config: Config, bars: dict[str, pl.DataFrame], *, trials: int,
+                 cache_dir: str | os.PathLike[str], jobs: int = 1) -> None:
+        self._config = config
+        self._config_tree = msgspec.to_builtins(config)
+        self._bars = {s: bars_ipc(f) for s, f in bars.items()}
+        self._bars_digest = {s: hashlib.sha256(b).hexdigest() for s, b in self._bars.items()}
+        self._trials = trials
+        self._dir = Path(cache_dir)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._jobs = jobs
+        self._executor: Executor | None = None
+        self._tasks: dict[str, asyncio.Future[Any]] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self.hits = 0
+        self.misses = 0
+        p = config.pipeline
+        self._pipeline_key = digest(msgspec.to_builtins(p), config.policy.drift.reference_max_rows)
+
+    def plugins(self) -> Any:
+        """The plugins of this process (the same ones the stages use)."""
+        return _plugins(self._config)
+
+    def fit_key(self, symbol: str, cut_ns: int) -> str:
+        return digest("fit", symbol, cut_ns, self._bars_digest[symbol], self._pipeline_key,
+                      self._config.pipeline.seed, self._trials)
+
+    async def outcome(self, symbol: str, cut_ns: int, champion: Recipe | None) -> Outcome:
+        """The verdict (and release) of a retrain of ``symbol`` at ``cut_ns`` against
+        ``champion``."""
+        fkey = self.fit_key(symbol, cut_ns)
+        fitted = await self._get(fkey, Fitted, lambda: _Request(
+            stage="fit", key=fkey, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
+            config=self._config_tree, trials=self._trials))
+        if fitted.error is not None:
+            return Outcome(key=fkey, passed=False, reasons=[f"failed: {fitted.error}"],
+                           metrics={}, error=fitted.error, compute_s=fitted.compute_s)
+        jkey = digest("judge", fkey, champion.release_id if champion else None)
+        return await self._get(jkey, Outcome, lambda: _Request(
+            stage="judge", key=jkey, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
+            config=self._config_tree, trials=self._trials, fitted=fitted, champion=champion))
+
+    async def _get(self, key: str, kind: type[Any], request: Callable[[], _Request]) -> Any:
+        task = self._tasks.get(key)
+        if task is not None:
+            self.hits += 1
+            return await asyncio.shield(task)
+        path = self._dir / f"{key}.msgpack"
+        if path.is_file():
+            try:
+                value = msgspec.msgpack.decode(path.read_bytes(), type=kind)
+            except msgspec.DecodeError:
+                value = None  # a torn cache file: recompute
+            if value is not None:
+                self.hits += 1
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                fut.set_result(value)
+                self._tasks[key] = fut
+                return value
+        self.misses += 1
+        task = asyncio.ensure_future(self._compute(path, kind, request()))
+        self._tasks[key] = task
+        return await asyncio.shield(task)
+
+    async def _compute(self, path: Path, kind: type[Any], req: _Request) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._jobs)
+        async with self._slots:  # at most `jobs` stages at once, whatever asks for them
+            return await self._run(path, kind, req)
+
+    async def _run(self, path: Path, kind: type[Any], req: _Request) -> Any:
+        payload = _ENC.encode(req)
+        if self._jobs > 1:
+            if self._executor is None:
+                import multiprocessing
+
+                self._executor = ProcessPoolExecutor(
+                    self._jobs, mp_context=multiprocessing.get_context("spawn"))
+            raw = await asyncio.get_running_loop().run_in_executor(
+                self._executor, run_stage, payload)
+        else:
+            raw = await asyncio.to_thread(run_stage, payload)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(raw)
+        os.replace(tmp, path)
+        return msgspec.msgpack.decode(raw, type=kind)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+__all__ = ["Fitted", "Outcome", "Recipe", "RetrainCache", "bars_ipc", "digest", "run_stage"]
