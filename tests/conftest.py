@@ -217,6 +217,22 @@ def sample_events() -> list[ev.Event]:
             deliveries=3,
         ),
         ev.ClockTick.at(1_700_000_040_000_000_000),
+        ev.BacktestFinished.of_run(
+            "0123456789abcdef0123456789abcdef",
+            source="file:bars.csv",
+            symbols=["BTCUSDT"],
+            policies=[
+                ev.BacktestPolicyFigures(policy="never", sharpe=0.4, total_return=0.12,
+                                         releases=1),
+                ev.BacktestPolicyFigures(policy="weekly", sharpe=None, retrains=9, releases=4,
+                                         refusals=5, failures=1),
+            ],
+            period_start=1_600_000_000_000_000_000,
+            period_end=1_700_000_000_000_000_000,
+            summary=["No policy is distinguishable from never after costs."],
+            report_path="/tmp/report.html",
+            json_path="/tmp/result.json",
+        ),
     ]
     return samples
 

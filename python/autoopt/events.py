@@ -954,6 +954,96 @@ class ClockTick(Event, tag="metrics.tick", kw_only=True, frozen=True):
         )
 
 
+# ------------------------------------------------------------------------------------- backtest
+
+
+class BacktestPolicyFigures(msgspec.Struct, kw_only=True, frozen=True):
+    """One policy's pooled figures in a `BacktestFinished`; ``None`` where a figure is undefined
+    (no bars traded, a zero-variance path)."""
+
+    policy: str
+    sharpe: float | None = None
+    total_return: float | None = None
+    retrains: int = 0
+    releases: int = 0
+    refusals: int = 0
+    failures: int = 0
+
+
+def _figures_problem(value: Any) -> str | None:
+    """Each policy: a non-empty name, finite (or absent) figures, counts >= 0."""
+    if not isinstance(value, list):
+        return "must be a list of BacktestPolicyFigures"
+    for i, f in enumerate(value):
+        if not isinstance(f, BacktestPolicyFigures):
+            return f"[{i}] must be a BacktestPolicyFigures"
+        for name, check in (
+            ("policy", text_problem),
+            ("sharpe", opt_finite_problem),
+            ("total_return", opt_finite_problem),
+            ("retrains", count_problem),
+            ("releases", count_problem),
+            ("refusals", count_problem),
+            ("failures", count_problem),
+        ):
+            problem = check(getattr(f, name))
+            if problem is not None:
+                return f"[{i}].{name} {shown(getattr(f, name))}{problem}"
+    return None
+
+
+def _symbols_problem(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list of symbols"
+    for i, s in enumerate(value):
+        problem = symbol_problem(s)
+        if problem is not None:
+            return f"[{i}] {shown(s)}{problem}"
+    return None
+
+
+BACKTEST_ID_CAUSE = "backtest"
+"""What a `BacktestFinished` id derives from, with the run digest as the step."""
+
+
+class BacktestFinished(Event, tag="system.backtest", kw_only=True, frozen=True):
+    """A policy backtest (`autoopt backtest`) finished: the one record it leaves in the live log,
+    so the operators' history shows which policies were compared on what data and what each
+    earned, with the run digest that identifies the run and the paths of its full outputs.
+
+    Why ``system``: the SYSTEM stream is not a source of CORE, so the decision core never reads
+    a backtest's figures as live facts. Build it with `of_run`: the id derives from the run
+    digest, so a rerun of the same backtest (same digest) is stored once (SYSTEM's dedup
+    window). ``period_start`` / ``period_end``: the first and last bar backtested (Unix ns)."""
+
+    run_digest: str
+    source: str = ""
+    symbols: list[str] = []
+    policies: list[BacktestPolicyFigures] = []
+    period_start: int = 0
+    period_end: int = 0
+    summary: list[str] = []
+    report_path: str = ""
+    json_path: str = ""
+
+    scope_field: ClassVar[str] = "run_digest"
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("run_digest", name_problem),
+        ("symbols", _symbols_problem),
+        ("policies", _figures_problem),
+        ("period_start", timestamp_problem),
+        ("period_end", timestamp_problem),
+    )
+
+    @classmethod
+    def of_run(cls, run_digest: str, *, clock: Clock | None = None,
+               **fields: Any) -> BacktestFinished:
+        """The summary of run ``run_digest``, built now, with the id every rerun derives."""
+        return cls.new(clock=clock, run_digest=run_digest,
+                       event_id=derived_event_id(BACKTEST_ID_CAUSE, run_digest), **fields)
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     BarBatch,
     FeatureBatch,
@@ -982,6 +1072,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     DeadLettered,
     SignalsRouted,
     ClockTick,
+    BacktestFinished,
 )
 
 AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
@@ -1009,6 +1100,9 @@ __all__ = [
     "ALL_EVENT_TYPES",
     "EVENT_TYPES_BY_TAG",
     "AnyEvent",
+    "BACKTEST_ID_CAUSE",
+    "BacktestFinished",
+    "BacktestPolicyFigures",
     "BarBatch",
     "CLOCK_SCOPE",
     "ClockTick",
