@@ -99,6 +99,9 @@ class PipelineConfig(_Section):
     """`autoopt.data.ValidationPolicy` fields: per rule ``reject | repair | warn`` and the
     thresholds (see `autoopt.data.validate`); empty: every rule on, rejecting, at its default
     threshold. Bars are validated before they are appended to the log."""
+    train_window_bars: NonNegInt = 0
+    """Train on the last this many bars only (a rolling window, so a retrain after a regime
+    change is not dominated by the old regime); 0: every bar available."""
     ingest_batch_rows: PositiveInt = 10_000
     history_days: PositiveInt = 365
     """How far back an exchange source fetches when the log holds no bars of a symbol yet."""

@@ -337,17 +337,19 @@ class _Sim:
             self._swap(o.release, step, at)
             dsr = o.metrics.get("dsr")
             self.markers.append(Marker(
-                ts=at, kind="release", release_id=o.release.release_id,
+                ts=at, kind="release", release_id=o.release.release_id, decided_ts=p.decided_ns,
                 text=f"release {o.release.release_id}"
                      + (f" (DSR {dsr:.3f})" if dsr is not None else "")))
         elif o.error is not None:
             self.failures += 1
-            self.markers.append(Marker(ts=at, kind="failed", text=o.error))
+            self.markers.append(Marker(ts=at, kind="failed", text=o.error,
+                                       decided_ts=p.decided_ns))
         else:
             self.refusals += 1
-            self.markers.append(Marker(ts=at, kind="refusal", text="; ".join(
-                r for r in o.reasons if not r.startswith(("min_trades_met", "dsr_pass",
-                                                          "beats_champion", "no_champion")))))
+            self.markers.append(Marker(ts=at, kind="refusal", decided_ts=p.decided_ns,
+                                       text="; ".join(r for r in o.reasons if not r.startswith((
+                                           "min_trades_met", "dsr_pass", "beats_champion",
+                                           "no_champion")))))
 
 
 def _tick(now: int) -> Event:

@@ -23,6 +23,9 @@ class Marker(msgspec.Struct, frozen=True, kw_only=True):
     kind: MarkerKind
     text: str
     release_id: str | None = None
+    decided_ts: int | None = None
+    """For a release, refusal or failure: when the retrain that produced it was decided (the
+    difference to ``ts`` is the training delay)."""
 
 
 class SymbolPath(msgspec.Struct, kw_only=True):

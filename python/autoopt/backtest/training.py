@@ -121,10 +121,11 @@ def _plugins(config: Config) -> Any:
 
 
 def _dataset(req: _Request, config: Config, plugins: Any) -> Any:
-    from autoopt.pipeline.dataset import build_dataset, validation_policy
+    from autoopt.pipeline.dataset import build_dataset, training_bars, validation_policy
 
     frame = pl.read_ipc(io.BytesIO(req.bars))
-    frame = frame.filter(pl.col("ts") <= req.cut_ns)
+    frame = training_bars(frame.filter(pl.col("ts") <= req.cut_ns),
+                          config.pipeline.train_window_bars)
     fs = plugins.component("feature_set", config.pipeline.feature_set)
     return build_dataset(req.symbol, frame, fs, config.pipeline.label,
                          validation_policy(config.pipeline.data_policy))
@@ -239,7 +240,11 @@ class RetrainCache:
         self._config = config
         self._config_tree = msgspec.to_builtins(config)
         self._bars = {s: bars_ipc(f) for s, f in bars.items()}
-        self._bars_digest = {s: hashlib.sha256(b).hexdigest() for s, b in self._bars.items()}
+        # rows as one contiguous array per symbol: a retrain's key hashes the rows it may see
+        # (ts <= cut) and nothing after, so changing later bars never changes an earlier key
+        self._rows = {s: (f["ts"].to_numpy().astype(np.int64), np.ascontiguousarray(
+            f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
+            .to_numpy())) for s, f in bars.items()}
         self._trials = trials
         self._dir = Path(cache_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -257,8 +262,10 @@ class RetrainCache:
         return _plugins(self._config)
 
     def fit_key(self, symbol: str, cut_ns: int) -> str:
-        return digest("fit", symbol, cut_ns, self._bars_digest[symbol], self._pipeline_key,
-                      self._config.pipeline.seed, self._trials)
+        ts, rows = self._rows[symbol]
+        seen = rows[: int(np.searchsorted(ts, cut_ns, side="right"))]
+        return digest("fit", symbol, cut_ns, hashlib.sha256(seen.tobytes()).hexdigest(),
+                      self._pipeline_key, self._config.pipeline.seed, self._trials)
 
     async def outcome(self, symbol: str, cut_ns: int, champion: Recipe | None) -> Outcome:
         """The verdict (and release) of a retrain of ``symbol`` at ``cut_ns`` against

@@ -162,6 +162,12 @@ def build_dataset(
     )
 
 
+def training_bars(bars: pl.DataFrame, window: int) -> pl.DataFrame:
+    """The bars a retrain learns from: the last ``window`` (``pipeline.train_window_bars``),
+    or all of them when ``window`` is 0. One rule for the pipeline and the backtest."""
+    return bars.tail(window) if window and bars.height > window else bars
+
+
 def make_folds(ds: Dataset, cfg: CVConfig) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Purged walk-forward folds over the dataset's rows, as configured."""
     n = ds.n_rows
@@ -184,5 +190,6 @@ __all__ = [
     "make_labels",
     "periods_per_year",
     "timeframe_label",
+    "training_bars",
     "validation_policy",
 ]

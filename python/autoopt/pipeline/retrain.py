@@ -55,6 +55,7 @@ from autoopt.pipeline.dataset import (
     Dataset,
     build_dataset,
     timeframe_label,
+    training_bars,
     validation_policy,
 )
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
@@ -498,6 +499,7 @@ async def run_retrain(
             if symbol not in bars:
                 raise DataError(f"{symbol}: source {source!r} returned no bars for it")
             frame, _ = bars[symbol]
+            frame = training_bars(frame, p.train_window_bars)
             ds = await asyncio.to_thread(build_dataset, symbol, frame, feature_set, p.label, policy)
             scope = _Events(event_log, run_id, cause, clock, f"{symbol}/release")
             history, resumed = await _finish_pending(config, symbol, ds, event_log, registry,
