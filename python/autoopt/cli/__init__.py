@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from autoopt.cli import ab, demo, log_cmds, releases, retrain, serve, server_cmds
+from autoopt.cli import ab, backtest, demo, log_cmds, releases, retrain, serve, server_cmds
 from autoopt.cli.context import (
     DEBUG_ENV,
     CliContext,
@@ -38,6 +38,7 @@ app.add_typer(releases.app, name="releases")
 app.add_typer(ab.app, name="ab")
 app.command("demo")(demo.demo)
 app.command("retrain")(retrain.retrain)
+app.command("backtest")(backtest.backtest)
 app.command("serve")(serve.serve)
 app.command("replay")(serve.replay)
 

@@ -1,0 +1,403 @@
+"""``autoopt backtest``: compare retraining policies on history, with progress bars, a table of
+figures after costs, the significance tests, ``--json`` / ``--report`` outputs and one
+`BacktestFinished` summary event in the live log.
+
+Why the bars are read from the source directly: a backtest is a what-if over history, so it
+never ingests bars, decisions or releases into the live streams; its retrains live in the
+content-addressed cache under ``<data_dir>/backtests``. The one record it leaves in the live
+log is the summary event (id derived from the run digest, so a rerun is stored once).
+
+`backtest_and_record` is the whole job on loaded bars and an open log; the demo calls it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autoopt.cli.context import CliContext, check_models, cli_symbols, console, fail, run
+from autoopt.errors import AutooptError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from autoopt.backtest.policies import PolicySpec
+    from autoopt.backtest.result import BacktestResult
+    from autoopt.config import Config
+    from autoopt.events import BacktestFinished
+    from autoopt.log import EventLog
+
+_MAX_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01, the events' timestamp bound
+
+
+# ------------------------------------------------------------------------------- parsing
+
+
+def parse_instant(text: str, what: str) -> int:
+    """``--start`` / ``--end``: an ISO date or datetime (UTC when no offset is given) or Unix
+    nanoseconds; ConfigError naming ``what`` otherwise."""
+    raw = text.strip()
+    if raw.isdigit():
+        value = int(raw)
+    else:
+        try:
+            stamp = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise ConfigError(f"{what} {text!r}: expected an ISO date or datetime (UTC), e.g. "
+                              "2024-01-31 or 2024-01-31T12:00, or Unix nanoseconds") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        value = round(stamp.timestamp() * 1e6) * 1000
+    if not 0 <= value <= _MAX_NS:
+        raise ConfigError(f"{what} {text!r}: outside 1970-01-01 .. 2200-01-01")
+    return value
+
+
+def parse_train_delay(text: str) -> float | None:
+    """``auto`` (None: the measured training time, scaled by the policy's hardware speed-up)
+    or a duration like ``90s``, ``10m``, ``1h``."""
+    from autoopt.cli.retrain import parse_duration
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return parse_duration(text)
+    except ConfigError:
+        raise ConfigError(f"--train-delay {text!r}: expected auto or a positive duration like "
+                          "90s, 10m, 1h") from None
+
+
+def _output_path(text: str | None, what: str) -> Path | None:
+    """An output file's path, its folder created now: a bad path fails before the run, not
+    after minutes of retraining."""
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise ConfigError(f"{what} {text!r}: expected a file path, not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what} {text!r}: cannot create its folder: "
+                          f"{exc.strerror or exc}") from None
+    return path.resolve()
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+class _Bars:
+    """One rich progress bar per (policy, symbol), fed by the engine's progress callback."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, policy: str, symbol: str, done: int, total: int) -> None:
+        key = (policy, symbol)
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"{policy} {symbol}", total=total)
+        self.progress.update(self.tasks[key], completed=done, total=total)
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def summary_event(result: BacktestResult, *, report_path: Path | None = None,
+                  json_path: Path | None = None) -> BacktestFinished:
+    """The one live-log record of ``result`` (see `autoopt.events.BacktestFinished`)."""
+    from autoopt.backtest.metrics import POOLED
+    from autoopt.events import BacktestFinished, BacktestPolicyFigures
+    from autoopt.redact import redact
+
+    figures = [
+        BacktestPolicyFigures(
+            policy=p.policy,
+            sharpe=_finite(p.metrics.get(POOLED, {}).get("sharpe")),
+            total_return=_finite(p.metrics.get(POOLED, {}).get("total_return")),
+            retrains=p.retrains, releases=p.releases, refusals=p.refusals, failures=p.failures,
+        )
+        for p in result.policies
+    ]
+    return BacktestFinished.of_run(
+        result.run_digest, source=redact(result.source), symbols=list(result.symbols),
+        policies=figures, period_start=result.start_ns, period_end=result.end_ns,
+        summary=list(result.comparison.summary) if result.comparison else [],
+        report_path=str(report_path or ""), json_path=str(json_path or ""),
+    )
+
+
+async def backtest_and_record(
+    config: Config,
+    frames: dict[str, pl.DataFrame],
+    specs: Sequence[PolicySpec],
+    log: EventLog,
+    *,
+    source: str,
+    out: Console = console,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    warmup: float = 0.3,
+    trials: int | None = None,
+    train_delay_s: float | None = None,
+    jobs: int = 1,
+    json_path: Path | None = None,
+    report_path: Path | None = None,
+    quiet: bool = False,
+) -> tuple[BacktestResult, BacktestFinished]:
+    """Run the backtest with progress bars, print it, write ``--json`` / ``--report``, then
+    append the summary event (last: the outputs exist even if the log is down)."""
+    import msgspec
+
+    from autoopt.backtest.run import run_backtest
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=out, disable=quiet, transient=False,
+    ) as progress:
+        result = await run_backtest(
+            config, frames, specs, source=source, start_ns=start_ns, end_ns=end_ns,
+            warmup=warmup, trials=trials, train_delay_s=train_delay_s, jobs=jobs,
+            progress=_Bars(progress))
+    print_result(result, out)
+    if json_path is not None:
+        _write(json_path, msgspec.json.format(msgspec.json.encode(result)), "--json")
+        out.print(f"result JSON written to {escape(str(json_path))}")
+    if report_path is not None:
+        from autoopt.reports.backtest import write_backtest_report
+
+        try:
+            write_backtest_report(result, report_path)
+        except OSError as exc:
+            raise ConfigError(f"--report {report_path}: {exc.strerror or exc}") from None
+        out.print(f"report written to {escape(str(report_path))}")
+    event = summary_event(result, report_path=report_path, json_path=json_path)
+    stored = await log.append(event)
+    out.print(f"summary event {type(event).type_tag()} {event.scope} "
+              + ("already in the log (same run digest)" if stored.duplicate
+                 else f"recorded in {stored.stream} at seq {stored.seq}"))
+    return result, event
+
+
+def _write(path: Path, data: bytes, what: str) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+async def _load(config: Config, source: str, symbols: list[str] | None,
+                log: EventLog) -> dict[str, pl.DataFrame]:
+    """The bars of ``source``, read directly (never ingested into the live log)."""
+    from autoopt.runtime import open_plugins
+
+    src = open_plugins(config).data_source_for(source)
+    if hasattr(src, "aload"):
+        frames = await src.aload(source, symbols, log)
+    else:
+        frames = await asyncio.to_thread(src.load, source, symbols)
+    if symbols:
+        missing = [s for s in symbols if s not in frames]
+        if missing:
+            raise DataError(f"--source {source!r} returned no bars for {missing}; it has "
+                            f"{sorted(frames)}")
+        frames = {s: frames[s] for s in symbols}
+    if not frames:
+        raise DataError(f"--source {source!r} returned no bars")
+    return frames
+
+
+async def _run(config: Config, source: str, symbols: list[str] | None,
+               specs: list[PolicySpec], **kwargs: Any) -> BacktestResult:
+    from autoopt.runtime import open_event_log
+
+    log = await open_event_log(config)  # first: an unreachable log fails before any work
+    try:
+        frames = await _load(config, source, symbols, log)
+        result, _ = await backtest_and_record(config, frames, specs, log, source=source,
+                                              **kwargs)
+        return result
+    finally:
+        await log.close()
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return fmt.format(value)
+
+
+def _pct(value: float | None) -> str:
+    return _num(None if value is None else value * 100, "{:.1f}%")
+
+
+def metrics_table(result: BacktestResult) -> Table:
+    """Figures after costs: each policy pooled (equal weight), then per symbol when several."""
+    from autoopt.backtest.metrics import POOLED
+
+    table = Table(title="after costs")
+    for col in ("policy", "symbols", "total", "annual", "Sharpe", "Sortino", "max DD",
+                "Calmar", "hit rate", "turnover", "trades"):
+        table.add_column(col, justify="left" if col in ("policy", "symbols") else "right")
+    several = len(result.symbols) > 1
+    for p in result.policies:
+        scopes = [POOLED, *(result.symbols if several else [])]
+        for scope in scopes:
+            m = p.metrics.get(scope, {})
+            table.add_row(
+                p.policy if scope == POOLED else "",
+                ("pooled" if several else result.symbols[0]) if scope == POOLED else scope,
+                _pct(m.get("total_return")), _pct(m.get("annual_return")),
+                _num(m.get("sharpe")), _num(m.get("sortino")), _pct(m.get("max_drawdown")),
+                _num(m.get("calmar")), _pct(m.get("hit_rate")),
+                _num(m.get("turnover"), "{:.3f}"), _num(m.get("trades"), "{:.0f}"),
+            )
+    return table
+
+
+def activity_table(result: BacktestResult) -> Table:
+    """What each policy did: retrains, releases, refusals, failures, compute, model age."""
+    table = Table(title="what each policy did")
+    for col in ("policy", "retrains", "releases", "refusals", "failures", "compute s",
+                "mean model age (days)"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for p in result.policies:
+        table.add_row(p.policy, str(p.retrains), str(p.releases), str(p.refusals),
+                      str(p.failures), f"{p.compute_s:.1f}",
+                      _num(p.mean_model_age_s / 86_400.0, "{:.1f}"))
+    return table
+
+
+def significance_table(result: BacktestResult) -> Table | None:
+    """The pairwise tests (paired block bootstrap, Jobson-Korkie-Memmel, Holm), or None."""
+    cmp = result.comparison
+    if cmp is None or not cmp.tests:
+        return None
+    table = Table(title=f"is the difference real? ({cmp.level:.0%} intervals, Holm-adjusted p)")
+    for col in ("policy", "vs", "Sharpe diff", "CI", "JKM p", "Holm p", "verdict"):
+        table.add_column(col, justify="right" if col not in ("policy", "vs", "verdict")
+                         else "left")
+    colour = {"better": "green", "worse": "red", "indistinguishable": "yellow"}
+    for t in cmp.tests:
+        table.add_row(t.policy, t.baseline, _num(t.sharpe_diff),
+                      f"[{_num(t.ci_low)}, {_num(t.ci_high)}]", _num(t.jkm_p, "{:.3f}"),
+                      _num(t.p_adjusted, "{:.3f}"),
+                      f"[{colour[t.verdict]}]{t.verdict}[/{colour[t.verdict]}]")
+    return table
+
+
+def print_result(result: BacktestResult, out: Console = console) -> None:
+    """The tables, the comparison's sentences and the run's identity."""
+    out.print(metrics_table(result))
+    out.print(activity_table(result))
+    sig = significance_table(result)
+    if sig is not None:
+        out.print(sig)
+    for sentence in result.comparison.summary if result.comparison else ():
+        out.print(escape(sentence))
+    out.print(f"run digest {result.run_digest} · {result.trials} trials per retrain · seed "
+              f"{result.seed} · train delay {result.train_delay} · retrain cache "
+              f"{result.cache_hits} hits, {result.cache_misses} misses · {result.wall_s:.1f}s")
+
+
+# ------------------------------------------------------------------------------ command
+
+
+def backtest(
+    ctx: typer.Context,
+    source: str = typer.Option(
+        ..., "--source", "-s",
+        help="Bars: bundled:EURUSD,GOOG | file:PATH | ccxt:EXCHANGE:SYMBOL:TF | log:SYMBOLS.",
+    ),
+    symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated symbols."),
+    policies: str = typer.Option(
+        "never,nightly,weekly,drift,degradation", "--policies", "-p",
+        help="Comma-separated: never, nightly, weekly, drift, degradation, or path/to/x.toml "
+             "(a policy file; see the README). The first is the baseline of the tests.",
+    ),
+    start: str | None = typer.Option(
+        None, "--start", help="First bar: ISO date/datetime (UTC) or Unix ns."),
+    end: str | None = typer.Option(None, "--end", help="Last bar: ISO date/datetime or Unix ns."),
+    warmup: str = typer.Option(
+        "30%", "--warmup", help="Share of each symbol's bars that trains the first model."),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, help="Optuna trials per retrain (default pipeline.trials)."),
+    train_delay: str = typer.Option(
+        "auto", "--train-delay",
+        help="Time from a retrain decision to its release: auto (measured) or 90s, 10m, 1h."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Retrains run in parallel."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="RNG seed (default pipeline.seed)."),
+    json_path: str | None = typer.Option(
+        None, "--json",
+        help="Write the whole result here (figures, tests, equity curves); NaN/inf → null."),
+    report_path: str | None = typer.Option(
+        None, "--report", help="Write a self-contained HTML report here (PATH.html)."),
+    config_path: str | None = typer.Option(None, "--config", help="TOML config file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Backtest retraining policies: replay history through the real decision core, retrain
+    when each policy says so, trade the champion of each moment after costs, and test whether
+    the differences are real. Records one summary event (system.backtest) in the live log."""
+    import msgspec
+
+    from autoopt.backtest.policies import parse_policies
+    from autoopt.backtest.run import parse_warmup
+    from autoopt.runtime import open_plugins
+
+    base = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    cli = CliContext(config_path=config_path or base.config_path, data_dir=base.data_dir,
+                     verbose=base.verbose)
+    config = cli.config()
+    wanted = cli_symbols(symbols) if symbols is not None else None
+    try:
+        if seed is not None:
+            config = msgspec.structs.replace(
+                config, pipeline=msgspec.structs.replace(config.pipeline, seed=seed))
+        specs = parse_policies(policies, config.policy)
+        start_ns = parse_instant(start, "--start") if start is not None else None
+        end_ns = parse_instant(end, "--end") if end is not None else None
+        if start_ns is not None and end_ns is not None and start_ns >= end_ns:
+            raise ConfigError(f"--start {start!r} must be before --end {end!r}")
+        share = parse_warmup(warmup)
+        delay = parse_train_delay(train_delay)
+        json_out = _output_path(json_path, "--json")
+        report_out = _output_path(report_path, "--report")
+        check_models(open_plugins(config), config.pipeline.models, "pipeline.models")
+    except AutooptError as exc:
+        fail(str(exc))
+    run(_run(config, source, wanted, specs, start_ns=start_ns, end_ns=end_ns, warmup=share,
+             trials=trials, train_delay_s=delay, jobs=jobs, json_path=json_out,
+             report_path=report_out, quiet=quiet))
+
+
+app = typer.Typer(help="Backtest retraining policies.")
+app.command("backtest")(backtest)
+
+__all__ = [
+    "app",
+    "backtest",
+    "backtest_and_record",
+    "parse_instant",
+    "parse_train_delay",
+    "print_result",
+    "summary_event",
+]
