@@ -314,7 +314,8 @@ class _Sim:
         self._feed(TrainingStarted(
             event_id=derived_event_id(run_id, "started"), ts_event=now, ts_init=now,
             symbol=d.symbol, run_id=run_id, trainer=self.config.pipeline.models[0]), now)
-        outcome = await self.cache.outcome(d.symbol, int(d.ts[i]), self.champion)
+        outcome = await self.cache.outcome(d.symbol, int(d.ts[i]), self.champion,
+                                           self.spec.name)
         self.compute_s += outcome.compute_s
         events = self._lifecycle(outcome, now, run_id)
         self.pending.append(_Pending(events[0].ts_event, events, outcome, now))

@@ -76,8 +76,10 @@ async def run_backtest(
     jobs: int = 1,
     cache_dir: str | Path | None = None,
     progress: ProgressFn | None = None,
+    share: bool = True,
 ) -> BacktestResult:
-    """Backtest ``policies`` on ``frames`` (symbol → bars); see the package docs."""
+    """Backtest ``policies`` on ``frames`` (symbol → bars); see the package docs. ``share``:
+    policies share retrains at the same point (False: each computes its own, for comparison)."""
     from autoopt.backtest.compare import compare_policies
     from autoopt.backtest.metrics import fill_metrics
 
@@ -86,8 +88,9 @@ async def run_backtest(
     t0 = time.perf_counter()
     bars = _validated(config, frames, start_ns, end_ns)
     n_trials = int(trials or config.pipeline.trials)
-    cache = RetrainCache(config, bars, trials=n_trials, jobs=jobs, cache_dir=cache_dir or (
-        Path(config.data_dir).expanduser() / "backtests" / "cache"))
+    cache = RetrainCache(config, bars, trials=n_trials, jobs=jobs, share=share,
+                         cache_dir=cache_dir or (
+                             Path(config.data_dir).expanduser() / "backtests" / "cache"))
     try:
         fs = cache.plugins().component("feature_set", config.pipeline.feature_set)
         data = {s: prepare_symbol(s, df, fs, warmup,

@@ -236,7 +236,7 @@ class RetrainCache:
     in memory and on disk. ``jobs`` > 1 runs stages in that many worker processes."""
 
     def __init__(self, config: Config, bars: dict[str, pl.DataFrame], *, trials: int,
-                 cache_dir: str | os.PathLike[str], jobs: int = 1) -> None:
+                 cache_dir: str | os.PathLike[str], jobs: int = 1, share: bool = True) -> None:
         self._config = config
         self._config_tree = msgspec.to_builtins(config)
         self._bars = {s: bars_ipc(f) for s, f in bars.items()}
@@ -249,6 +249,7 @@ class RetrainCache:
         self._dir = Path(cache_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._jobs = jobs
+        self._share = share
         self._executor: Executor | None = None
         self._tasks: dict[str, asyncio.Future[Any]] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -267,10 +268,14 @@ class RetrainCache:
         return digest("fit", symbol, cut_ns, hashlib.sha256(seen.tobytes()).hexdigest(),
                       self._pipeline_key, self._config.pipeline.seed, self._trials)
 
-    async def outcome(self, symbol: str, cut_ns: int, champion: Recipe | None) -> Outcome:
+    async def outcome(self, symbol: str, cut_ns: int, champion: Recipe | None,
+                      owner: str = "") -> Outcome:
         """The verdict (and release) of a retrain of ``symbol`` at ``cut_ns`` against
-        ``champion``."""
+        ``champion``. ``owner`` (the policy) only matters with ``share=False``, the peer a
+        benchmark compares with: then nothing is shared between owners."""
         fkey = self.fit_key(symbol, cut_ns)
+        if not self._share:
+            fkey = digest(fkey, owner)
         fitted = await self._get(fkey, Fitted, lambda: _Request(
             stage="fit", key=fkey, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
             config=self._config_tree, trials=self._trials))
