@@ -44,6 +44,7 @@ from autoopt.backtest.training import Outcome, Recipe, RetrainCache
 from autoopt.config import Config
 from autoopt.core import State, decide
 from autoopt.core.commands import Retrain
+from autoopt.errors import DataError
 from autoopt.events import (
     ClockTick,
     Event,
@@ -82,7 +83,9 @@ class SymbolData:
 
 
 def prepare_symbol(symbol: str, bars: pl.DataFrame, feature_set: Any, warmup: float,
-                   periods_per_year: float) -> SymbolData:
+                   periods_per_year: float, trade_from_ns: int | None = None) -> SymbolData:
+    """``trade_from_ns``: trading starts at the first bar at or after it (the bars before are
+    history to train on) instead of after the ``warmup`` share."""
     ts = bars["ts"].to_numpy().astype(np.int64)
     close = bars["close"].to_numpy().astype(np.float64)
     step = int(np.median(np.diff(ts)))
@@ -91,7 +94,12 @@ def prepare_symbol(symbol: str, bars: pl.DataFrame, feature_set: Any, warmup: fl
     fwd[:-1] = close[1:] / close[:-1] - 1.0
     feats = feature_set.compute(bars)
     X = np.ascontiguousarray(feats.cast(pl.Float64).to_numpy())
-    start = max(int(math.ceil(ts.size * warmup)), int(feature_set.warmup()) + 2)
+    first = int(math.ceil(ts.size * warmup)) if trade_from_ns is None else int(
+        np.searchsorted(ts, trade_from_ns, side="left"))
+    start = max(first, int(feature_set.warmup()) + 2)
+    if start >= ts.size - 2:
+        raise DataError(f"{symbol}: no bar left to trade after the warm-up "
+                        f"({ts.size} bars, trading from bar {start})")
     return SymbolData(symbol, ts, close, close_ns, fwd, X, list(feats.columns),
                       int(feature_set.warmup()), start, periods_per_year)
 
@@ -281,6 +289,43 @@ class _Sim:
                           model_age_s=ages, release_ids=rids, markers=self.markers,
                           periods_per_year=ppy)
 
+    def run_scripted(self, first: Recipe | None, swaps: Sequence[tuple[int, Recipe | None]],
+                     markers: Sequence[Marker]) -> SymbolPath:
+        """Trade a recorded timeline (``--from-log``'s ``actual``): ``first`` from the first
+        step, each swap from the first step at or after its instant; no decision is made."""
+        d = self.data
+        costs = self.config.pipeline.costs
+        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
+        queue = sorted(swaps, key=lambda x: x[0])
+        if first is not None:
+            self._swap(first, d.start, int(d.close_ns[d.start]) - 1)
+        out = SymbolPath(symbol=d.symbol, ts=[], returns=[], positions=[], model_age_s=[],
+                         release_ids=[], markers=list(markers),
+                         periods_per_year=d.periods_per_year)
+        prev = 0.0
+        for i in range(d.start, d.ts.size - 1):
+            now = int(d.close_ns[i])
+            while queue and queue[0][0] <= now:
+                at, rel = queue.pop(0)
+                if rel is None:
+                    self.proba, self.champion = None, None
+                else:
+                    self._swap(rel, i, at)
+                    self.releases += 1
+            pos = 0.0
+            if self.proba is not None and math.isfinite(self.proba[i]):
+                pos = float(positions_from_proba(self.proba[i:i + 1])[0])
+            out.ts.append(now)
+            out.returns.append(float(pos * d.fwd[i] - cost * abs(pos - prev)))
+            out.positions.append(pos)
+            out.model_age_s.append((now - self.champion_since) / NS if self.champion
+                                   else math.nan)
+            out.release_ids.append(self.champion.release_id if self.champion else "")
+            prev = pos
+        self.retrains = sum(1 for m in markers if m.kind == "retrain")
+        self.refusals = sum(1 for m in markers if m.kind == "refusal")
+        return out
+
     def _report(self, rows: list[int], rets: list[float], now: int, ppy: float) -> list[Retrain]:
         d = self.data
         if self.proba is None:
@@ -372,6 +417,20 @@ async def simulate(
     return path, counters
 
 
+def replay_actual(
+    spec: PolicySpec, data: SymbolData, config: Config, cache: RetrainCache,
+    first: Recipe | None, swaps: Sequence[tuple[int, Recipe | None]], markers: Sequence[Marker],
+) -> tuple[SymbolPath, dict[str, Any]]:
+    """The recorded champions of a period traded on its bars (``--from-log``'s ``actual``)."""
+    sim = _Sim(spec, data, config, cache, None, None)
+    path = sim.run_scripted(first, swaps, markers)
+    return path, {"retrains": sim.retrains, "releases": sim.releases,
+                  "refusals": sim.refusals, "failures": 0, "compute_s": 0.0,
+                  "decisions": hashlib.sha256(
+                      "\n".join(f"{m.ts}:{m.kind}:{m.text}" for m in markers).encode()
+                  ).hexdigest()}
+
+
 def assemble(spec: PolicySpec, paths: dict[str, SymbolPath],
              counters: dict[str, dict[str, Any]]) -> PolicyResult:
     return PolicyResult(
@@ -383,4 +442,4 @@ def assemble(spec: PolicySpec, paths: dict[str, SymbolPath],
         compute_s=float(sum(c["compute_s"] for c in counters.values())))
 
 
-__all__ = ["SymbolData", "assemble", "prepare_symbol", "simulate"]
+__all__ = ["SymbolData", "assemble", "prepare_symbol", "replay_actual", "simulate"]

@@ -23,10 +23,17 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from autoopt.backtest.engine import ProgressFn, assemble, prepare_symbol, simulate
-from autoopt.backtest.policies import PolicySpec
+from autoopt.backtest.engine import (
+    ProgressFn,
+    assemble,
+    prepare_symbol,
+    replay_actual,
+    simulate,
+)
+from autoopt.backtest.fromlog import Actual
+from autoopt.backtest.policies import PolicySpec, preset
 from autoopt.backtest.result import BacktestResult, SymbolPath
-from autoopt.backtest.training import RetrainCache, digest
+from autoopt.backtest.training import Outcome, RetrainCache, digest
 from autoopt.config import Config
 from autoopt.errors import ConfigError, DataError
 from autoopt.pipeline.dataset import periods_per_year, validation_policy
@@ -77,9 +84,16 @@ async def run_backtest(
     cache_dir: str | Path | None = None,
     progress: ProgressFn | None = None,
     share: bool = True,
+    trade_from_ns: int | None = None,
+    actual: dict[str, Actual] | None = None,
 ) -> BacktestResult:
     """Backtest ``policies`` on ``frames`` (symbol → bars); see the package docs. ``share``:
-    policies share retrains at the same point (False: each computes its own, for comparison)."""
+    policies share retrains at the same point (False: each computes its own, for comparison).
+
+    ``--from-log``: ``trade_from_ns`` starts trading at that instant (earlier bars are history)
+    and ``actual`` (`autoopt.backtest.fromlog.read_period`) gives each symbol's recorded
+    champion at the start, which every policy starts from, and the recorded timeline, traded
+    as the extra policy ``actual`` and used as the first baseline of the comparison."""
     from autoopt.backtest.compare import compare_policies
     from autoopt.backtest.metrics import fill_metrics
 
@@ -94,20 +108,38 @@ async def run_backtest(
     try:
         fs = cache.plugins().component("feature_set", config.pipeline.feature_set)
         data = {s: prepare_symbol(s, df, fs, warmup,
-                                  periods_per_year(df["ts"].to_numpy()))
+                                  periods_per_year(df["ts"].to_numpy()), trade_from_ns)
                 for s, df in bars.items()}
-        firsts = await asyncio.gather(*(
-            cache.outcome(s, int(d.ts[d.start - 1]), None) for s, d in data.items()))
+
+        async def first_model(s: str) -> Outcome:
+            recorded = actual[s].at_start if actual and s in actual else None
+            if recorded is not None:  # the live champion when the period starts
+                return Outcome(key=f"recorded/{recorded.release_id}", passed=True,
+                               reasons=["recorded champion at the start of the period"],
+                               metrics=dict(recorded.metrics), release=recorded)
+            return await cache.outcome(s, int(data[s].ts[data[s].start - 1]), None)
+
+        firsts = await asyncio.gather(*(first_model(s) for s in data))
         first = dict(zip(data, firsts, strict=True))
-        jobs_list = [(spec, s) for spec in policies for s in data]
-        done = await asyncio.gather(*(
+        specs = list(policies)
+        jobs_list = [(spec, s) for spec in specs for s in data]
+        done = list(await asyncio.gather(*(
             simulate(spec, data[s], config, cache, first[s], train_delay_s, progress)
-            for spec, s in jobs_list))
+            for spec, s in jobs_list)))
+        if actual is not None:
+            real = PolicySpec(name="actual", policy=preset("never", config.policy).policy)
+            specs.insert(0, real)
+            for s in data:
+                a = actual.get(s, Actual())
+                jobs_list.append((real, s))
+                done.append(replay_actual(real, data[s], config, cache, a.at_start, a.swaps,
+                                          a.markers))
+
     finally:
         cache.close()
     results = []
     decisions: dict[str, Any] = {}
-    for spec in policies:
+    for spec in specs:
         paths: dict[str, SymbolPath] = {}
         counters: dict[str, dict[str, Any]] = {}
         for (sp, s), (path, c) in zip(jobs_list, done, strict=True):
@@ -115,10 +147,11 @@ async def run_backtest(
                 paths[s], counters[s] = path, c
                 decisions[f"{spec.name}/{s}"] = c["decisions"]
         results.append(fill_metrics(assemble(spec, paths, counters)))
-    comparison = compare_policies(results, seed=config.pipeline.seed) if len(results) > 1 \
-        else None
+    baselines = ("actual", "never", "nightly") if actual is not None else ("never", "nightly")
+    comparison = compare_policies(results, baselines=baselines, seed=config.pipeline.seed) \
+        if len(results) > 1 else None
     all_ts = np.concatenate([d.ts for d in data.values()])
-    run_digest = _digest(config, bars, policies, n_trials, train_delay_s, warmup, results,
+    run_digest = _digest(config, bars, specs, n_trials, train_delay_s, warmup, results,
                          decisions)
     return BacktestResult(
         run_digest=run_digest, source=source, symbols=list(data), start_ns=int(all_ts.min()),
