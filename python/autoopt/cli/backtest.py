@@ -173,7 +173,7 @@ async def backtest_and_record(
     print_result(result, out)
     if json_path is not None:
         _write(json_path, msgspec.json.format(msgspec.json.encode(result)), "--json")
-        out.print(f"result JSON written to {escape(str(json_path))}")
+        out.print(f"result JSON written to {escape(str(json_path))}", soft_wrap=True)
     if report_path is not None:
         from autoopt.reports.backtest import write_backtest_report
 
@@ -181,12 +181,12 @@ async def backtest_and_record(
             write_backtest_report(result, report_path)
         except OSError as exc:
             raise ConfigError(f"--report {report_path}: {exc.strerror or exc}") from None
-        out.print(f"report written to {escape(str(report_path))}")
+        out.print(f"report written to {escape(str(report_path))}", soft_wrap=True)
     event = summary_event(result, report_path=report_path, json_path=json_path)
     stored = await log.append(event)
     out.print(f"summary event {type(event).type_tag()} {event.scope} "
               + ("already in the log (same run digest)" if stored.duplicate
-                 else f"recorded in {stored.stream} at seq {stored.seq}"))
+                 else f"recorded in {stored.stream} at seq {stored.seq}"), soft_wrap=True)
     return result, event
 
 
@@ -249,40 +249,57 @@ def _pct(value: float | None) -> str:
     return _num(None if value is None else value * 100, "{:.1f}%")
 
 
+_ROWS: tuple[tuple[str, str, Any], ...] = (
+    ("total return", "total_return", _pct),
+    ("annual return", "annual_return", _pct),
+    ("Sharpe", "sharpe", _num),
+    ("Sortino", "sortino", _num),
+    ("max drawdown", "max_drawdown", _pct),
+    ("Calmar", "calmar", _num),
+    ("hit rate", "hit_rate", _pct),
+    ("turnover / bar", "turnover", lambda v: _num(v, "{:.3f}")),
+    ("trades", "trades", lambda v: _num(v, "{:.0f}")),
+)
+
+
 def metrics_table(result: BacktestResult) -> Table:
-    """Figures after costs: each policy pooled (equal weight), then per symbol when several."""
+    """Each policy's pooled figures after costs (equal weight over symbols) and what it did,
+    one column per policy so the policies read side by side at any terminal width."""
     from autoopt.backtest.metrics import POOLED
 
-    table = Table(title="after costs")
-    for col in ("policy", "symbols", "total", "annual", "Sharpe", "Sortino", "max DD",
-                "Calmar", "hit rate", "turnover", "trades"):
-        table.add_column(col, justify="left" if col in ("policy", "symbols") else "right")
-    several = len(result.symbols) > 1
+    scope = "pooled over " + ", ".join(result.symbols) if len(result.symbols) > 1 \
+        else result.symbols[0]
+    table = Table(title=f"after costs ({scope})")
+    table.add_column("")
     for p in result.policies:
-        scopes = [POOLED, *(result.symbols if several else [])]
-        for scope in scopes:
-            m = p.metrics.get(scope, {})
-            table.add_row(
-                p.policy if scope == POOLED else "",
-                ("pooled" if several else result.symbols[0]) if scope == POOLED else scope,
-                _pct(m.get("total_return")), _pct(m.get("annual_return")),
-                _num(m.get("sharpe")), _num(m.get("sortino")), _pct(m.get("max_drawdown")),
-                _num(m.get("calmar")), _pct(m.get("hit_rate")),
-                _num(m.get("turnover"), "{:.3f}"), _num(m.get("trades"), "{:.0f}"),
-            )
+        table.add_column(p.policy, justify="right")
+    for label, key, fmt in _ROWS:
+        table.add_row(label, *(fmt(p.metrics.get(POOLED, {}).get(key)) for p in result.policies))
+    table.add_section()
+    for label, value in (
+        ("retrains", lambda p: str(p.retrains)),
+        ("releases", lambda p: str(p.releases)),
+        ("refusals", lambda p: str(p.refusals)),
+        ("failures", lambda p: str(p.failures)),
+        ("compute s", lambda p: f"{p.compute_s:.1f}"),
+        ("mean model age (days)", lambda p: _num(p.mean_model_age_s / 86_400.0, "{:.1f}")),
+    ):
+        table.add_row(label, *(value(p) for p in result.policies))
     return table
 
 
-def activity_table(result: BacktestResult) -> Table:
-    """What each policy did: retrains, releases, refusals, failures, compute, model age."""
-    table = Table(title="what each policy did")
-    for col in ("policy", "retrains", "releases", "refusals", "failures", "compute s",
-                "mean model age (days)"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+def symbols_table(result: BacktestResult) -> Table | None:
+    """Per symbol (when several): each policy's Sharpe and total return after costs."""
+    if len(result.symbols) < 2:
+        return None
+    table = Table(title="per symbol: Sharpe · total return")
+    table.add_column("symbol")
     for p in result.policies:
-        table.add_row(p.policy, str(p.retrains), str(p.releases), str(p.refusals),
-                      str(p.failures), f"{p.compute_s:.1f}",
-                      _num(p.mean_model_age_s / 86_400.0, "{:.1f}"))
+        table.add_column(p.policy, justify="right")
+    for sym in result.symbols:
+        table.add_row(sym, *(
+            f"{_num(p.metrics.get(sym, {}).get('sharpe'))} · "
+            f"{_pct(p.metrics.get(sym, {}).get('total_return'))}" for p in result.policies))
     return table
 
 
@@ -291,14 +308,15 @@ def significance_table(result: BacktestResult) -> Table | None:
     cmp = result.comparison
     if cmp is None or not cmp.tests:
         return None
-    table = Table(title=f"is the difference real? ({cmp.level:.0%} intervals, Holm-adjusted p)")
-    for col in ("policy", "vs", "Sharpe diff", "CI", "JKM p", "Holm p", "verdict"):
-        table.add_column(col, justify="right" if col not in ("policy", "vs", "verdict")
-                         else "left")
+    table = Table(title=f"is the difference real? ({cmp.level:.0%} bootstrap CI of the Sharpe "
+                        "difference; p: Jobson-Korkie-Memmel, then Holm-adjusted)")
+    for col in ("policy", "vs", "ΔSharpe", "CI", "p", "Holm p", "verdict"):
+        table.add_column(col, justify="left" if col in ("policy", "vs", "verdict") else "right",
+                         no_wrap=col in ("policy", "ΔSharpe", "CI", "verdict"))
     colour = {"better": "green", "worse": "red", "indistinguishable": "yellow"}
     for t in cmp.tests:
         table.add_row(t.policy, t.baseline, _num(t.sharpe_diff),
-                      f"[{_num(t.ci_low)}, {_num(t.ci_high)}]", _num(t.jkm_p, "{:.3f}"),
+                      f"{_num(t.ci_low)}..{_num(t.ci_high)}", _num(t.jkm_p, "{:.3f}"),
                       _num(t.p_adjusted, "{:.3f}"),
                       f"[{colour[t.verdict]}]{t.verdict}[/{colour[t.verdict]}]")
     return table
@@ -307,7 +325,9 @@ def significance_table(result: BacktestResult) -> Table | None:
 def print_result(result: BacktestResult, out: Console = console) -> None:
     """The tables, the comparison's sentences and the run's identity."""
     out.print(metrics_table(result))
-    out.print(activity_table(result))
+    per_symbol = symbols_table(result)
+    if per_symbol is not None:
+        out.print(per_symbol)
     sig = significance_table(result)
     if sig is not None:
         out.print(sig)
