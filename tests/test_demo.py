@@ -35,3 +35,18 @@ def test_demo_runs_end_to_end_and_replays_to_the_same_digest(tmp_path: Path) -> 
     )
     assert again.returncode == 0, again.stderr
     assert f"digest {digest}" in again.stdout
+
+    # ---- 5. the short policy backtest: its report, and its one summary event in the log
+    assert "5. autoopt backtest: does retraining pay?" in out
+    report = tmp_path / "data" / "demo" / "backtest.html"
+    assert f"backtest report: {report}" in out
+    assert report.is_file() and "Policy backtest: never, weekly, drift" in report.read_text()
+    assert re.search(r"after costs \((EURUSD|GOOG)\)", out)
+    run = re.search(r"summary event system\.backtest ([0-9a-f]{32}) recorded in SYSTEM", out)
+    assert run, out[-3000:]
+    system = subprocess.run(
+        [sys.executable, "-m", "autoopt.cli", "--config", str(config_file), "log", "replay",
+         "--subject", "SYSTEM"], env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert system.returncode == 0, system.stderr
+    assert re.search(rf"system\.backtest\s+{run.group(1)} ", system.stdout), system.stdout

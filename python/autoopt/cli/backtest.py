@@ -333,6 +333,10 @@ def print_result(result: BacktestResult, out: Console = console) -> None:
         out.print(sig)
     for sentence in result.comparison.summary if result.comparison else ():
         out.print(escape(sentence))
+    for p in result.policies:
+        if p.releases == 0:  # a flat path is the gate's verdict, not a bug: say so
+            out.print(f"{escape(p.policy)}: no model passed the release gate ({p.refusals} "
+                      f"refused, {p.failures} failed), so it never traded")
     out.print(f"run digest {result.run_digest} · {result.trials} trials per retrain · seed "
               f"{result.seed} · train delay {result.train_delay} · retrain cache "
               f"{result.cache_hits} hits, {result.cache_misses} misses · {result.wall_s:.1f}s")
