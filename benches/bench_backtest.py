@@ -1,0 +1,335 @@
+"""The policy backtest (issue 14): shared, batched retrains against the same policies run one
+after another, each alone, measured in the same run.
+
+Workload (the issue's, the default): 17,520 hourly bars (2 years, around the clock) x 3 symbols
+of seeded planted-edge bars whose edge flips two thirds of the way through (so the drift policy
+has something to find), policies ``never,nightly,weekly,drift``, 16 Optuna trials per retrain,
+warm-up 30 %, a fixed training delay of 10 minutes (a measured delay would make the figures
+depend on this machine's load).
+
+* **ours**: one `run_backtest` with every policy, ``share=True`` (a retrain at the same point is
+  computed once for every policy that asks), ``jobs=2`` (stages in two worker processes);
+* **the peer**: the same policies one after another, each alone (``share=False``, ``jobs=1``).
+
+Both get a fresh cache dir, so neither reads the other's retrains. Sharing must not change what
+a policy earns: every policy's pooled figures, counters and path (positions and returns) must be
+identical in both, which is asserted. Release ids differ on purpose (a retrain's key carries its
+owner when nothing is shared), so the run digests are reported, not compared.
+
+Run as pytest-benchmark::
+
+    python -m pytest benches/bench_backtest.py --benchmark-only -s
+
+(size with ``AUTOOPT_BENCH_BARS`` / ``_SYMBOLS`` / ``_TRIALS`` / ``_JOBS`` / ``_POLICIES``), or as
+a script printing a table::
+
+    python benches/bench_backtest.py [--bars N] [--symbols K] [--trials T] [--jobs J]
+    python benches/bench_backtest.py --time-retrain [--bars N]   # one retrain's stages
+
+Measured on the shared 2-core dev machine (other engineers' tests running, load 1.5-4): see
+``RESULTS`` at the end of this file's docstring section in the report of issue 14; the figures
+that matter are repeated here.
+
+RESULTS
+"""
+
+from __future__ import annotations
+
+import os
+
+# This machine is shared: with OpenMP's default active waiting, LightGBM's threads spin against
+# other processes and a fit can get many times slower; passive waiting keeps timings honest.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import msgspec  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from autoopt.backtest.policies import PolicySpec, parse_policies  # noqa: E402
+from autoopt.backtest.result import BacktestResult, PolicyResult  # noqa: E402
+from autoopt.backtest.run import run_backtest  # noqa: E402
+from autoopt.config import Config  # noqa: E402
+from autoopt.synthetic import STRONG_PERSISTENCE, planted_bars  # noqa: E402
+
+BARS = 17_520  # 2 years of hourly bars
+SYMBOLS = 3
+TRIALS = 16
+JOBS = 2
+POLICIES = "never,nightly,weekly,drift"
+WARMUP = 0.3
+TRAIN_DELAY_S = 600.0
+FLIP_AT = 2 / 3
+SEED = 42
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What both sides run: the bars, the settings, the policies."""
+
+    bars: int = BARS
+    symbols: int = SYMBOLS
+    trials: int = TRIALS
+    jobs: int = JOBS
+    policies: str = POLICIES
+    threads: int = 2
+    train_window_bars: int = 0
+
+
+def make_frames(w: Workload) -> dict[str, pl.DataFrame]:
+    """Seeded bars per symbol (a different seed each), the edge flipping at ``FLIP_AT``."""
+    return {f"SYN{s}": planted_bars(SEED + s, "hourly", STRONG_PERSISTENCE, n=w.bars,
+                                    flip_at=FLIP_AT) for s in range(w.symbols)}
+
+
+def make_config(data_dir: Path, w: Workload) -> Config:
+    cfg = Config(data_dir=str(data_dir))
+    return msgspec.structs.replace(cfg, pipeline=msgspec.structs.replace(
+        cfg.pipeline, trials=w.trials, seed=SEED, threads=w.threads,
+        train_window_bars=w.train_window_bars))
+
+
+async def _run(config: Config, frames: dict[str, pl.DataFrame], specs: list[PolicySpec],
+               w: Workload, *, jobs: int, share: bool, cache_dir: Path) -> BacktestResult:
+    return await run_backtest(config, frames, specs, warmup=WARMUP, trials=w.trials,
+                              train_delay_s=TRAIN_DELAY_S, jobs=jobs, cache_dir=cache_dir,
+                              share=share)
+
+
+def run_ours(work: Path, frames: dict[str, pl.DataFrame], w: Workload) -> dict[str, Any]:
+    """Every policy in one run: retrains shared, stages in ``w.jobs`` worker processes."""
+    config = make_config(work, w)
+    specs = parse_policies(w.policies, config.policy)
+    cache = Path(tempfile.mkdtemp(prefix="ours-cache-", dir=work))
+    t0 = time.perf_counter()
+    res = asyncio.run(_run(config, frames, specs, w, jobs=w.jobs, share=True, cache_dir=cache))
+    return {"wall_s": time.perf_counter() - t0, "digest": res.run_digest,
+            "hits": res.cache_hits, "misses": res.cache_misses,
+            "policies": {p.policy: p for p in res.policies}}
+
+
+def run_peer(work: Path, frames: dict[str, pl.DataFrame], w: Workload) -> dict[str, Any]:
+    """The policies one after another, each alone: nothing shared, one stage at a time, a
+    fresh cache dir each."""
+    config = make_config(work, w)
+    specs = parse_policies(w.policies, config.policy)
+    out: dict[str, Any] = {"wall_s": 0.0, "hits": 0, "misses": 0, "digests": {},
+                           "policy_wall_s": {}, "policies": {}}
+    for spec in specs:
+        cache = Path(tempfile.mkdtemp(prefix=f"peer-{spec.name}-cache-", dir=work))
+        t0 = time.perf_counter()
+        res = asyncio.run(_run(config, frames, [spec], w, jobs=1, share=False, cache_dir=cache))
+        wall = time.perf_counter() - t0
+        out["wall_s"] += wall
+        out["policy_wall_s"][spec.name] = wall
+        out["hits"] += res.cache_hits
+        out["misses"] += res.cache_misses
+        out["digests"][spec.name] = res.run_digest
+        out["policies"][spec.name] = res.policies[0]
+    return out
+
+
+def path_digest(p: PolicyResult) -> str:
+    """What a policy traded, per symbol: positions and net returns (not the release ids, which
+    carry the retrain's owner when nothing is shared)."""
+    h = hashlib.sha256()
+    for sym in sorted(p.paths):
+        path = p.paths[sym]
+        h.update(sym.encode())
+        h.update(np.asarray(path.positions, dtype="<f8").tobytes())
+        h.update(np.asarray([x if math.isfinite(x) else 0.0 for x in path.returns],
+                            dtype="<f8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(
+        (math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
+
+
+def differences(ours: dict[str, Any], peer: dict[str, Any]) -> list[str]:
+    """Where a policy's result under sharing differs from the one it computed alone (empty:
+    sharing changed nothing)."""
+    out = []
+    for name, a in ours["policies"].items():
+        b = peer["policies"][name]
+        for field in ("retrains", "releases", "refusals", "failures"):
+            if getattr(a, field) != getattr(b, field):
+                out.append(f"{name}: {field} {getattr(a, field)} (ours) != "
+                           f"{getattr(b, field)} (peer)")
+        if not _same(a.metrics.get("pooled", {}), b.metrics.get("pooled", {})):
+            out.append(f"{name}: pooled figures differ: {a.metrics.get('pooled')} (ours) != "
+                       f"{b.metrics.get('pooled')} (peer)")
+        if path_digest(a) != path_digest(b):
+            out.append(f"{name}: traded paths differ ({path_digest(a)} != {path_digest(b)})")
+    return out
+
+
+def compare(w: Workload, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """The report: wall times, the ratio, per policy retrains, compute and figures."""
+    per_policy = {}
+    for name, a in ours["policies"].items():
+        pooled = a.metrics.get("pooled", {})
+        per_policy[name] = {
+            "retrains": a.retrains, "releases": a.releases, "refusals": a.refusals,
+            "failures": a.failures, "compute_s": round(a.compute_s, 1),
+            "peer_wall_s": round(peer["policy_wall_s"][name], 1),
+            "sharpe": round(pooled.get("sharpe", math.nan), 3),
+            "total_return": round(pooled.get("total_return", math.nan), 4),
+            "path": path_digest(a), "peer_digest": peer["digests"][name],
+        }
+    return {
+        "workload": {"bars": w.bars, "symbols": w.symbols, "trials": w.trials, "jobs": w.jobs,
+                     "policies": w.policies, "threads": w.threads,
+                     "train_window_bars": w.train_window_bars, "cpu_count": os.cpu_count(),
+                     "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "ours_wall_s": round(ours["wall_s"], 1), "peer_wall_s": round(peer["wall_s"], 1),
+        "ratio": round(peer["wall_s"] / ours["wall_s"], 2),
+        "ours_cache": {"hits": ours["hits"], "misses": ours["misses"]},
+        "peer_cache": {"hits": peer["hits"], "misses": peer["misses"]},
+        "ours_digest": ours["digest"], "policies": per_policy,
+        "differences": differences(ours, peer),
+    }
+
+
+def run_both(work: Path, w: Workload) -> dict[str, Any]:
+    """Bars, a warm-up of this process's imports, then ours and the peer in the same run."""
+    from autoopt.runtime import open_plugins
+
+    frames = make_frames(w)
+    open_plugins(make_config(work, w))  # both sides find the plugins imported
+    ours = run_ours(work, frames, w)
+    peer = run_peer(work, frames, w)
+    return compare(w, ours, peer)
+
+
+def table(report: dict[str, Any]) -> str:
+    w = report["workload"]
+    lines = [
+        f"{w['bars']} bars x {w['symbols']} symbols x {w['policies']} x {w['trials']} trials "
+        f"(jobs {w['jobs']}, LightGBM threads {w['threads']}, window "
+        f"{w['train_window_bars'] or 'all'}; {w['cpu_count']} cores, load {w['load_avg_1m']})",
+        f"{'policy':<10}{'retrains':>9}{'releases':>9}{'refusals':>9}{'compute s':>10}"
+        f"{'peer s':>8}{'sharpe':>8}{'return':>9}  path",
+    ]
+    for name, p in report["policies"].items():
+        lines.append(f"{name:<10}{p['retrains']:>9}{p['releases']:>9}{p['refusals']:>9}"
+                     f"{p['compute_s']:>10}{p['peer_wall_s']:>8}{p['sharpe']:>8}"
+                     f"{p['total_return']:>9}  {p['path']}")
+    oc, pc = report["ours_cache"], report["peer_cache"]
+    lines += [
+        f"ours (share, jobs {w['jobs']}): {report['ours_wall_s']} s, cache {oc['hits']} hits / "
+        f"{oc['misses']} misses, digest {report['ours_digest']}",
+        f"peer (alone, one after another, jobs 1): {report['peer_wall_s']} s, cache "
+        f"{pc['hits']} hits / {pc['misses']} misses",
+        f"ratio peer / ours: {report['ratio']}x",
+        "sharing changed nothing" if not report["differences"]
+        else "DIFFERENCES: " + "; ".join(report["differences"]),
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------- one retrain's stages, timed
+
+
+def time_retrain(w: Workload, cuts: tuple[float, ...] = (WARMUP, 0.65, 1.0)) -> list[dict]:
+    """Seconds of each stage of one retrain (fit; judge without and with a champion) at cuts
+    through one symbol's bars, in this process (the first fit warms the imports up)."""
+    from autoopt.backtest.training import Fitted, Outcome, _Request, bars_ipc, run_stage
+
+    frame = make_frames(Workload(bars=w.bars, symbols=1))["SYN0"]
+    config = make_config(Path(tempfile.mkdtemp(prefix="bt-stage-")), w)
+    ts = frame["ts"].to_numpy()
+    base = _Request(stage="fit", key="warm", symbol="SYN0", cut_ns=int(ts[min(1000, ts.size - 1)]),
+                    bars=bars_ipc(frame), config=msgspec.to_builtins(config), trials=w.trials)
+    run_stage(msgspec.msgpack.encode(base))
+    out = []
+    for share in cuts:
+        cut = int(ts[max(0, int(ts.size * share) - 1)])
+        req = msgspec.structs.replace(base, key=f"fit{share}", cut_ns=cut)
+        t0 = time.perf_counter()
+        fitted = msgspec.msgpack.decode(run_stage(msgspec.msgpack.encode(req)), type=Fitted)
+        fit_s = time.perf_counter() - t0
+        req = msgspec.structs.replace(req, stage="judge", key=f"judge{share}", fitted=fitted)
+        t0 = time.perf_counter()
+        first = msgspec.msgpack.decode(run_stage(msgspec.msgpack.encode(req)), type=Outcome)
+        judge_s = time.perf_counter() - t0
+        vs_s = math.nan
+        if first.release is not None:
+            req = msgspec.structs.replace(req, key=f"vs{share}", champion=first.release)
+            t0 = time.perf_counter()
+            run_stage(msgspec.msgpack.encode(req))
+            vs_s = time.perf_counter() - t0
+        out.append({"cut": share, "rows": int(ts.size * share), "fit_s": round(fit_s, 2),
+                    "judge_s": round(judge_s, 2), "judge_vs_champion_s": round(vs_s, 2),
+                    "error": fitted.error})
+    return out
+
+
+# ------------------------------------------------------------------------- pytest-benchmark
+
+
+def _workload_from_env() -> Workload:
+    env = os.environ
+    return Workload(bars=int(env.get("AUTOOPT_BENCH_BARS", BARS)),
+                    symbols=int(env.get("AUTOOPT_BENCH_SYMBOLS", SYMBOLS)),
+                    trials=int(env.get("AUTOOPT_BENCH_TRIALS", TRIALS)),
+                    jobs=int(env.get("AUTOOPT_BENCH_JOBS", JOBS)),
+                    policies=env.get("AUTOOPT_BENCH_POLICIES", POLICIES))
+
+
+@pytest.mark.benchmark(group="backtest-policies", min_rounds=1, warmup=False)
+def test_backtest_shared_vs_alone(benchmark: Any, tmp_path: Path) -> None:
+    """Ours and the peer in one round; the ratio and the table in ``extra_info``."""
+    w = _workload_from_env()
+    report = benchmark.pedantic(run_both, args=(tmp_path, w), rounds=1, iterations=1)
+    benchmark.extra_info.update(report)
+    print("\n" + table(report))
+    assert report["differences"] == []
+    assert set(report["policies"]) == {s.strip() for s in w.policies.split(",")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bars", type=int, default=BARS)
+    ap.add_argument("--symbols", type=int, default=SYMBOLS)
+    ap.add_argument("--trials", type=int, default=TRIALS)
+    ap.add_argument("--jobs", type=int, default=JOBS, help="ours' worker processes")
+    ap.add_argument("--policies", default=POLICIES)
+    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (both sides)")
+    ap.add_argument("--train-window", type=int, default=0,
+                    help="pipeline.train_window_bars (0: all the bars a retrain may see)")
+    ap.add_argument("--time-retrain", action="store_true",
+                    help="Only time one retrain's stages at 30%%, 65%% and 100%% of --bars.")
+    ap.add_argument("--json", type=Path, default=None, help="Also write the report here.")
+    args = ap.parse_args(argv)
+    w = Workload(bars=args.bars, symbols=args.symbols, trials=args.trials, jobs=args.jobs,
+                 policies=args.policies, threads=args.threads,
+                 train_window_bars=args.train_window)
+    if args.time_retrain:
+        rows = time_retrain(w)
+        for r in rows:
+            print(json.dumps(r))
+        report: dict[str, Any] = {"retrain_stages": rows}
+    else:
+        with tempfile.TemporaryDirectory(prefix="autoopt-bt-bench-") as tmp:
+            report = run_both(Path(tmp), w)
+        print(table(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0 if not report.get("differences") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
