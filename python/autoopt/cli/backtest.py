@@ -197,12 +197,10 @@ def _write(path: Path, data: bytes, what: str) -> None:
         raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
-async def _load(config: Config, source: str, symbols: list[str] | None,
+async def _load(plugins: Any, source: str, symbols: list[str] | None,
                 log: EventLog) -> dict[str, pl.DataFrame]:
     """The bars of ``source``, read directly (never ingested into the live log)."""
-    from autoopt.runtime import open_plugins
-
-    src = open_plugins(config).data_source_for(source)
+    src = plugins.data_source_for(source)
     if hasattr(src, "aload"):
         frames = await src.aload(source, symbols, log)
     else:
@@ -218,13 +216,13 @@ async def _load(config: Config, source: str, symbols: list[str] | None,
     return frames
 
 
-async def _run(config: Config, source: str, symbols: list[str] | None,
+async def _run(config: Config, plugins: Any, source: str, symbols: list[str] | None,
                specs: list[PolicySpec], **kwargs: Any) -> BacktestResult:
     from autoopt.runtime import open_event_log
 
     log = await open_event_log(config)  # first: an unreachable log fails before any work
     try:
-        frames = await _load(config, source, symbols, log)
+        frames = await _load(plugins, source, symbols, log)
         result, _ = await backtest_and_record(config, frames, specs, log, source=source,
                                               **kwargs)
         return result
@@ -405,10 +403,11 @@ def backtest(
         delay = parse_train_delay(train_delay)
         json_out = _output_path(json_path, "--json")
         report_out = _output_path(report_path, "--report")
-        check_models(open_plugins(config), config.pipeline.models, "pipeline.models")
+        plugins = open_plugins(config)
+        check_models(plugins, config.pipeline.models, "pipeline.models")
     except AutooptError as exc:
         fail(str(exc))
-    run(_run(config, source, wanted, specs, start_ns=start_ns, end_ns=end_ns, warmup=share,
+    run(_run(config, plugins, source, wanted, specs, start_ns=start_ns, end_ns=end_ns, warmup=share,
              trials=trials, train_delay_s=delay, jobs=jobs, json_path=json_out,
              report_path=report_out, quiet=quiet))
 
