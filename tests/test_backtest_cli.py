@@ -129,6 +129,7 @@ BAD = [
     (["--warmup", "95%"], "--warmup '95%'"),
     (["--train-delay", "soon"], "--train-delay 'soon'"),
     (["--symbols", "OTHER"], "OTHER"),
+    (["--report", "."], "--report '.': expected a file path, not a directory"),
     (["--start", "2017-07-20", "--end", "2017-07-22"], "bars in the backtest range; need >= 100"),
 ]
 
