@@ -5,15 +5,18 @@ champion."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import polars as pl
+from typer.testing import CliRunner
 
 from autoopt.backtest.fromlog import read_period
 from autoopt.backtest.policies import parse_policies
 from autoopt.backtest.run import run_backtest
+from autoopt.cli import app
 from autoopt.clock import SimulatedClock
 from autoopt.config import Config, PipelineConfig
 from autoopt.events import ModelPromoted
@@ -24,8 +27,26 @@ from autoopt.registry import ModelRegistry
 from autoopt.synthetic import planted_bars
 
 
-async def test_from_log_trades_the_recorded_champions_and_starts_policies_from_them(
+def test_from_log_trades_the_recorded_champions_and_starts_policies_from_them(
         tmp_path: Path, nats_server: str) -> None:
+    asyncio.run(_engine_checks(tmp_path, nats_server))
+    # the command: the same period through `autoopt backtest --from-log`
+    cfg_file = tmp_path / "autoopt.toml"
+    cfg_file.write_text(f'data_dir = "{tmp_path / "data"}"\n[nats]\nurls = ["{nats_server}"]\n'
+                        "[pipeline]\ntrials = 4\ntrain_window_bars = 800\n"
+                        "[pipeline.gate]\nmargin = 0.0\n")
+    start = planted_bars(4, "hourly", 0.7, n=2_400)["ts"][1_400]
+    res = CliRunner().invoke(app, ["--config", str(cfg_file), "backtest", "--from-log",
+                                   "--symbols", "EDGE", "--start", str(int(start)),
+                                   "--policies", "never,weekly", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "actual" in res.output and "run digest" in res.output.lower()
+    bad = CliRunner().invoke(app, ["--config", str(cfg_file), "backtest", "--from-log",
+                                   "--symbols", "EDGE"])
+    assert bad.exit_code == 2 and "--from-log needs --symbols and --start" in bad.output
+
+
+async def _engine_checks(tmp_path: Path, nats_server: str) -> None:
     bars = planted_bars(4, "hourly", 0.7, n=2_400)
     ts = bars["ts"].to_numpy()
     cfg = msgspec.structs.replace(

@@ -155,6 +155,8 @@ async def backtest_and_record(
     json_path: Path | None = None,
     report_path: Path | None = None,
     quiet: bool = False,
+    trade_from_ns: int | None = None,
+    actual: dict[str, Any] | None = None,
 ) -> tuple[BacktestResult, BacktestFinished]:
     """Run the backtest with progress bars, print it, write ``--json`` / ``--report``, then
     append the summary event (last: the outputs exist even if the log is down)."""
@@ -169,7 +171,7 @@ async def backtest_and_record(
         result = await run_backtest(
             config, frames, specs, source=source, start_ns=start_ns, end_ns=end_ns,
             warmup=warmup, trials=trials, train_delay_s=train_delay_s, jobs=jobs,
-            progress=_Bars(progress))
+            progress=_Bars(progress), trade_from_ns=trade_from_ns, actual=actual)
     print_result(result, out)
     if json_path is not None:
         _write(json_path, msgspec.json.format(msgspec.json.encode(result)), "--json")
@@ -225,6 +227,28 @@ async def _run(config: Config, plugins: Any, source: str, symbols: list[str] | N
         frames = await _load(plugins, source, symbols, log)
         result, _ = await backtest_and_record(config, frames, specs, log, source=source,
                                               **kwargs)
+        return result
+    finally:
+        await log.close()
+
+
+async def _run_from_log(config: Config, plugins: Any, symbols: list[str],
+                        specs: list[PolicySpec], *, start_ns: int | None,
+                        end_ns: int | None, **kwargs: Any) -> BacktestResult:
+    """``--from-log``: the period's bars and what actually happened, from the live log and
+    registry (read only); the recorded champions trade as ``actual``."""
+    from autoopt.backtest.fromlog import read_period
+    from autoopt.registry import ModelRegistry
+    from autoopt.runtime import open_event_log
+
+    source = "log:" + ",".join(symbols)
+    log = await open_event_log(config)
+    try:
+        frames, actual = await read_period(log, ModelRegistry(config.data_dir), symbols,
+                                           plugins.data_source_for(source), start_ns, end_ns)
+        result, _ = await backtest_and_record(
+            config, frames, specs, log, source=source + " (from the live log)",
+            end_ns=end_ns, trade_from_ns=start_ns, actual=actual, **kwargs)
         return result
     finally:
         await log.close()
@@ -345,9 +369,14 @@ def print_result(result: BacktestResult, out: Console = console) -> None:
 
 def backtest(
     ctx: typer.Context,
-    source: str = typer.Option(
-        ..., "--source", "-s",
+    source: str | None = typer.Option(
+        None, "--source", "-s",
         help="Bars: bundled:EURUSD,GOOG | file:PATH | ccxt:EXCHANGE:SYMBOL:TF | log:SYMBOLS.",
+    ),
+    from_log: bool = typer.Option(
+        False, "--from-log",
+        help="Use the live log: its bars, the champion at --start and the promotions after it "
+             "(traded as the policy 'actual', the first baseline); needs --symbols and --start.",
     ),
     symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated symbols."),
     policies: str = typer.Option(
@@ -399,6 +428,16 @@ def backtest(
         end_ns = parse_instant(end, "--end") if end is not None else None
         if start_ns is not None and end_ns is not None and start_ns >= end_ns:
             raise ConfigError(f"--start {start!r} must be before --end {end!r}")
+        if from_log:
+            if not wanted or start_ns is None:
+                raise ConfigError("--from-log needs --symbols and --start (the period to "
+                                  "replay: what if we had used another policy since then?)")
+            source = source or "log:" + ",".join(wanted)
+            if not source.startswith("log:"):
+                raise ConfigError(f"--from-log reads the live log; --source {source!r} "
+                                  "must be log:SYMBOLS or left out")
+        elif source is None:
+            raise ConfigError("--source is required (or --from-log to use the live log)")
         share = parse_warmup(warmup)
         delay = parse_train_delay(train_delay)
         json_out = _output_path(json_path, "--json")
@@ -407,8 +446,14 @@ def backtest(
         check_models(plugins, config.pipeline.models, "pipeline.models")
     except AutooptError as exc:
         fail(str(exc))
-    run(_run(config, plugins, source, wanted, specs, start_ns=start_ns, end_ns=end_ns, warmup=share,
-             trials=trials, train_delay_s=delay, jobs=jobs, json_path=json_out,
+    assert source is not None
+    if from_log:
+        run(_run_from_log(config, plugins, wanted or [], specs, start_ns=start_ns,
+                          end_ns=end_ns, warmup=share, trials=trials, train_delay_s=delay,
+                          jobs=jobs, json_path=json_out, report_path=report_out, quiet=quiet))
+        return
+    run(_run(config, plugins, source, wanted, specs, start_ns=start_ns, end_ns=end_ns,
+             warmup=share, trials=trials, train_delay_s=delay, jobs=jobs, json_path=json_out,
              report_path=report_out, quiet=quiet))
 
 
