@@ -185,3 +185,25 @@ def test_block_bootstrap_widens_for_autocorrelated_returns() -> None:
     assert blocks.ci_high - blocks.ci_low > 1.4 * (iid.ci_high - iid.ci_low)
     with pytest.raises(DataError, match="block must be between 1 and"):
         bootstrap_sharpe_diff(x[0], x[1], block=n + 1)
+
+
+def test_a_policy_that_traded_exactly_like_never_is_untestable_not_a_crash() -> None:
+    """A triggered policy that never fired trades the warm-up model like `never`: the paired
+    test is undefined (zero variance of the difference), the comparison says so."""
+    import numpy as np
+
+    from autoopt.backtest.compare import compare_policies
+    from autoopt.backtest.result import PolicyResult, SymbolPath
+
+    rng = np.random.default_rng(3)
+    r = list(rng.normal(0.0005, 0.01, 500))
+
+    def policy(name: str) -> PolicyResult:
+        path = SymbolPath(symbol="X", ts=list(range(1, 501)), returns=r, positions=[1.0] * 500,
+                          model_age_s=[0.0] * 500, release_ids=["a"] * 500)
+        return PolicyResult(policy=name, settings={}, paths={"X": path})
+
+    cmp = compare_policies([policy("never"), policy("degradation")])
+    (test,) = cmp.tests
+    assert test.verdict == "indistinguishable"
+    assert any("exactly the same way" in line for line in cmp.summary)

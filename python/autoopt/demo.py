@@ -11,10 +11,14 @@
    feature batches. The decision core watches them; a degradation or drift trigger fires and the
    service retrains on everything the log holds by then, gated again.
 4. The log is replayed through the decision core twice: the digests are equal.
-5. A short policy backtest (`autoopt backtest`): never, weekly and drift retraining on the
-   highest-frequency symbol's last `BACKTEST_BARS` bars with `BACKTEST_TRIALS` trials per
-   retrain (seconds to a minute on two cores), written as an HTML report in the data dir and
-   recorded as one ``system.backtest`` event.
+5. A short policy backtest (`autoopt backtest`): never, weekly and degradation-triggered
+   retraining on ``FLIP``, seeded synthetic hourly bars whose edge flips sign two thirds of the
+   way through (`autoopt.synthetic.planted_bars`; the bundled real bars have no edge the gate
+   accepts, as step 2 shows, so every policy would stay flat there), with `BACKTEST_TRIALS`
+   trials per retrain on a rolling window (seconds on two cores): ``never`` loses after the
+   flip, a triggered policy adapts, and the significance tests say whether the difference is
+   real. Written as an HTML report in the data dir and recorded as one ``system.backtest``
+   event.
 
 Everything is real: nats-server, LightGBM, Optuna, files. Only the demo's own policy knobs
 (metric window sizes) are set for a feed of a few thousand bars; they are printed.
@@ -33,7 +37,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from autoopt.config import Config
+from autoopt.config import Config, PolicyConfig
 from autoopt.errors import ArtifactError
 from autoopt.events import (
     BarBatch,
@@ -50,9 +54,11 @@ from autoopt.runtime import open_event_log, open_plugins
 HISTORY_FRACTION = 0.7
 CHUNK = 100  # live bars per append batch, and per metrics window
 COST = 1e-4  # 1 bp per unit of turnover, charged on the outcome
-BACKTEST_POLICIES = "never,weekly,drift"
-BACKTEST_BARS = 5000  # the backtest's cost grows with the weeks it covers: bound it
+BACKTEST_POLICIES = "never,weekly,degradation"
+BACKTEST_BARS = 3000  # hourly: about four months; the cost grows with the weeks it covers
 BACKTEST_TRIALS = 4
+BACKTEST_WINDOW = 800  # train on the last 800 bars: a retrain after the flip learns the new regime
+BACKTEST_SEED = 0
 
 
 def demo_config(config: Config) -> Config:
@@ -260,25 +266,33 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
 
 async def _short_backtest(config: Config, bars: dict[str, pl.DataFrame], log, source: str,  # noqa: ANN001
                           out_dir: Path, console: Console) -> dict[str, object]:
-    """Step 5: `BACKTEST_POLICIES` on the symbol with the finest bars (the most weeks per bar
-    are the most retrains: the coarsest would cost the most), its last `BACKTEST_BARS` bars."""
+    """Step 5: `BACKTEST_POLICIES` on the seeded ``FLIP`` bars (see the module docstring),
+    written as a CSV beside the report so the printed command reruns it exactly."""
     from autoopt.backtest.policies import parse_policies
     from autoopt.cli.backtest import backtest_and_record
+    from autoopt.synthetic import planted_bars
 
-    symbol = min(bars, key=lambda s: float(np.median(np.diff(bars[s]["ts"].to_numpy()))))
-    frames = {symbol: bars[symbol].tail(BACKTEST_BARS)}
-    specs = parse_policies(BACKTEST_POLICIES, config.policy)
+    del bars, source
+    frame = planted_bars(BACKTEST_SEED, "hourly", 0.7, n=BACKTEST_BARS, flip_at=2 / 3)
+    csv = out_dir / "FLIP.csv"
+    frame.with_columns(pl.from_epoch("ts", time_unit="ns")).write_csv(csv)
+    # the default policy thresholds (the demo's live-feed knobs are sized for step 3's feed)
+    bt_config = msgspec.structs.replace(config, policy=PolicyConfig(),
+                                        pipeline=msgspec.structs.replace(
+                                            config.pipeline, train_window_bars=BACKTEST_WINDOW))
+    specs = parse_policies(BACKTEST_POLICIES, bt_config.policy)
     report = out_dir / "backtest.html"
-    console.print(f"{symbol}: policies {BACKTEST_POLICIES} on {frames[symbol].height} bars, "
-                  f"{BACKTEST_TRIALS} trials per retrain")
+    console.print(f"FLIP (synthetic, edge flips at bar {2 * BACKTEST_BARS // 3}): policies "
+                  f"{BACKTEST_POLICIES} on {frame.height} hourly bars, {BACKTEST_TRIALS} trials "
+                  f"per retrain on the last {BACKTEST_WINDOW} bars")
     result, event = await backtest_and_record(
-        config, frames, specs, log, source=source, out=console, trials=BACKTEST_TRIALS,
-        report_path=report, json_path=out_dir / "backtest.json")
+        bt_config, {"FLIP": frame}, specs, log, source=f"file:{csv}", out=console,
+        trials=BACKTEST_TRIALS, report_path=report, json_path=out_dir / "backtest.json")
     console.print(f"backtest report: {report}", soft_wrap=True)
-    first = int(frames[symbol]["ts"][0])
-    console.print(f"run it yourself: AUTOOPT_DATA_DIR={config.data_dir} autoopt --config "
-                  f"{out_dir / 'autoopt.toml'} backtest --source {source} --symbols {symbol} "
-                  f"--start {first} --policies {BACKTEST_POLICIES} --trials {BACKTEST_TRIALS} "
+    console.print(f"run it yourself: AUTOOPT_DATA_DIR={config.data_dir} "
+                  f"AUTOOPT_PIPELINE__TRAIN_WINDOW_BARS={BACKTEST_WINDOW} autoopt --config "
+                  f"{out_dir / 'autoopt.toml'} backtest --source file:{csv} --symbols FLIP "
+                  f"--policies {BACKTEST_POLICIES} --trials {BACKTEST_TRIALS} "
                   "--report backtest.html", soft_wrap=True)
     return {"backtest_report": str(report), "backtest_digest": result.run_digest,
             "backtest_event": event.event_id}

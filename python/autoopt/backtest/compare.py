@@ -96,7 +96,14 @@ def _pair(
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         raw.untestable = "a constant return series"
         return raw
-    jk = jobson_korkie_memmel(a, b)
+    if np.array_equal(a, b):
+        raw.untestable = "both traded exactly the same way on every common bar"
+        return raw
+    try:
+        jk = jobson_korkie_memmel(a, b)
+    except DataError as exc:  # e.g. perfectly correlated with equal Sharpe ratios
+        raw.untestable = f"no Jobson-Korkie test ({exc})"
+        return raw
     raw.z, raw.p = jk.z, jk.p_value
     blk = default_block(a.size) if block is None else min(block, a.size)
     try:
