@@ -21,14 +21,13 @@ symbols, since the union of their timestamps is at least as dense as the densest
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from autoopt.backtest.result import PolicyResult, SymbolPath
 from autoopt.errors import DataError
-from autoopt.validation.metrics import max_drawdown, sharpe_ratio, sortino_ratio, trades
+from autoopt.validation.metrics import path_metrics as strategy_path_metrics
 
 POOLED = "pooled"
 
@@ -74,25 +73,17 @@ def path_metrics(
     n = r.size
     if n == 0:
         return dict.fromkeys(METRIC_KEYS, 0.0)
-    total = float(np.prod(1.0 + r) - 1.0)
-    annual = (1.0 + total) ** (periods_per_year / n) - 1.0 if total > -1.0 else -1.0
-    mdd = max_drawdown(r)
-    if mdd > 0:
-        calmar = annual / mdd
-    else:
-        calmar = math.inf if annual > 0 else 0.0
-    runs = trades(pos)
-    wins = sum(1 for s, e in runs if np.prod(1.0 + r[s:e]) - 1.0 > 0)
+    m = strategy_path_metrics(pos, r, periods_per_year)
     return {
-        "total_return": total,
-        "annual_return": float(annual),
-        "sharpe": sharpe_ratio(r, periods_per_year),
-        "sortino": sortino_ratio(r, periods_per_year),
-        "max_drawdown": mdd,
-        "calmar": float(calmar),
-        "hit_rate": wins / len(runs) if runs else 0.0,
-        "turnover": float(np.mean(np.abs(np.diff(pos, prepend=0.0)))),
-        "trades": float(len(runs)),
+        "total_return": m.total_return,
+        "annual_return": m.annual_return,
+        "sharpe": m.sharpe,
+        "sortino": m.sortino,
+        "max_drawdown": m.max_drawdown,
+        "calmar": m.calmar,
+        "hit_rate": m.hit_rate,
+        "turnover": m.turnover,
+        "trades": float(m.n_trades),
         "n_bars": float(n),
     }
 

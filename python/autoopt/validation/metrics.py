@@ -241,6 +241,15 @@ def strategy_metrics(
         raise DataError(f"strategy_metrics: periods_per_year must be > 0, got {periods_per_year}")
     pos = np.asarray(positions, dtype=np.float64)
     r = strategy_returns(pos, forward_returns, fee_bps, slippage_bps)
+    return StrategyResult(path_metrics(pos, r, periods_per_year), r)
+
+
+def path_metrics(
+    positions: np.ndarray, returns: np.ndarray, periods_per_year: float
+) -> StrategyMetrics:
+    """The figures of a traded path: net per-period ``returns`` (after costs) earned by
+    ``positions``; one computation for validation folds and backtest paths."""
+    pos, r = positions, returns
     n = r.size
     total = float(np.prod(1.0 + r) - 1.0)
     annual = (1.0 + total) ** (periods_per_year / n) - 1.0 if total > -1 else -1.0
@@ -254,7 +263,7 @@ def strategy_metrics(
     varies = n > 0 and np.ptp(r) > 0
     skew = float(stats.skew(r)) if n > 2 and varies else 0.0
     kurt = float(stats.kurtosis(r, fisher=False)) if n > 3 and varies else 3.0
-    metrics = StrategyMetrics(
+    return StrategyMetrics(
         sharpe=sharpe_ratio(r, periods_per_year),
         sortino=sortino_ratio(r, periods_per_year),
         calmar=float(calmar),
@@ -269,7 +278,6 @@ def strategy_metrics(
         skew=skew,
         kurtosis=kurt,
     )
-    return StrategyResult(metrics, r)
 
 
 __all__ = [
@@ -280,6 +288,7 @@ __all__ = [
     "classification_metrics",
     "log_loss",
     "max_drawdown",
+    "path_metrics",
     "positions_from_proba",
     "precision",
     "recall",
