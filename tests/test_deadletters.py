@@ -131,3 +131,24 @@ def test_corrected_event_names_what_is_wrong_for_a_payload_that_is_not_a_map() -
                                consumer="c", error="e", payload=b"\x93\x01\x02\x03")
     with pytest.raises(DataError, match="not a map"):
         corrected_event(letter, {})
+
+
+async def test_a_message_that_nearly_fills_max_payload_is_dead_lettered_not_a_stall(
+    tmp_path: Path, event_log: EventLog
+) -> None:
+    """A refused payload close to the server's max_payload cannot be copied whole into a letter
+    (the letter would exceed it, and the decider used to retry that append forever): the letter
+    keeps the first bytes, the size and the SHA-256, and the decider moves on."""
+    import hashlib
+
+    from autoopt.log.deadletter import MAX_PAYLOAD
+
+    max_payload = event_log.nc.max_payload
+    raw = b"\xc1" + os.urandom(max_payload - 300)
+    letter = await _decide_garbage(tmp_path, event_log, raw)
+    assert letter.truncated and len(letter.payload) == MAX_PAYLOAD
+    assert letter.payload == raw[:MAX_PAYLOAD]
+    assert letter.payload_size == len(raw)
+    assert letter.payload_sha256 == hashlib.sha256(raw).hexdigest()
+    with pytest.raises(DataError, match="kept 262144 of"):
+        corrected_event(letter, {})

@@ -901,7 +901,10 @@ class ErrorRaised(Event, tag="system.error", kw_only=True, frozen=True):
 
 class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
     """A message a consumer gave up on: undecodable, or its handler failed on the last delivery.
-    ``payload`` is the original bytes untouched, so it can be inspected or re-driven."""
+    ``payload`` is the original bytes untouched, so it can be inspected or re-driven; a payload
+    too large to be stored beside the letter's other fields (`autoopt.log.deadletter`) keeps its
+    first bytes, with ``truncated`` set and the original's size and SHA-256 (the original stays
+    in its stream at ``seq``)."""
 
     stream: str
     subject: str
@@ -911,6 +914,10 @@ class DeadLettered(Event, tag="deadletter.message", kw_only=True, frozen=True):
     payload: bytes
     deliveries: int = 0
     headers: dict[str, str] = {}
+    payload_size: int = 0
+    """Length of the original payload (0 in letters written before it was recorded)."""
+    payload_sha256: str = ""
+    truncated: bool = False
 
     scope_field: ClassVar[str] = "stream"
     _rules: ClassVar[Rules] = (*_COMMON, ("stream", name_problem), ("seq", count_problem))

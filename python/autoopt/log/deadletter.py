@@ -14,6 +14,7 @@ from the letter (a repeated resubmit is stored once) and the letter as its cause
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -26,6 +27,13 @@ from autoopt.events import DeadLettered, Event, decode
 from autoopt.ids import derived_event_id
 
 RESUBMIT_STEP = "resubmit"
+MAX_PAYLOAD = 256 * 1024
+"""Bytes of a refused payload a letter keeps: a letter must always fit in a NATS message
+(``max_payload`` is 1 MiB by default), even when what was refused nearly filled one; beyond this
+the letter keeps the first bytes, the size and the SHA-256 (the original stays in its stream)."""
+MAX_TEXT = 4096
+"""Characters kept of the reason and of each header value, for the same reason."""
+MAX_HEADERS = 64
 
 
 def dead_letter_event(
@@ -46,6 +54,9 @@ def dead_letter_event(
     ``cause``: the decoded event when there is one (it links the letter into its causal chain).
     """
     now = time.time_ns() if now_ns is None else now_ns
+    raw = bytes(payload)
+    kept = raw[:MAX_PAYLOAD]
+    items = list((headers or {}).items())[:MAX_HEADERS]
     return DeadLettered(
         event_id=derived_event_id(f"{stream}/{seq}", f"deadletter/{consumer}"),
         ts_event=now,
@@ -56,10 +67,13 @@ def dead_letter_event(
         subject=subject,
         seq=seq,
         consumer=consumer,
-        error=error,
-        payload=bytes(payload),
+        error=error[:MAX_TEXT] or "(no reason given)",
+        payload=kept,
         deliveries=deliveries,
-        headers={str(k): str(v) for k, v in (headers or {}).items()},
+        headers={str(k)[:256]: str(v)[:MAX_TEXT] for k, v in items},
+        payload_size=len(raw),
+        payload_sha256=hashlib.sha256(raw).hexdigest(),
+        truncated=len(kept) < len(raw),
     )
 
 
@@ -110,6 +124,10 @@ def corrected_event(letter: DeadLettered, patch: Mapping[str, Any]) -> Event:
 
     The result's id is `resubmit_id` and its cause the letter. Raises DataError naming what is
     still wrong."""
+    if letter.truncated and not patch:
+        raise DataError(
+            f"the letter kept {len(letter.payload)} of {letter.payload_size} payload bytes: "
+            f"the original is {letter.stream} seq {letter.seq}; give the event with --with")
     try:
         fields = payload_map(letter.payload)
         origin = ""

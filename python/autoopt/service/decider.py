@@ -33,7 +33,7 @@ from autoopt.core import State, decision_event
 from autoopt.core.decide import ignored
 from autoopt.core.replay import decide_step
 from autoopt.errors import DataError
-from autoopt.events import Event, decode, encode
+from autoopt.events import DecisionMade, Event, decode, encode
 from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
 from autoopt.log.deadletter import dead_letter_event
@@ -46,6 +46,8 @@ from autoopt.service.metrics import ServiceMetrics
 from autoopt.subjects import subject_for
 
 log = logging.getLogger(__name__)
+_NEVER_STORED = (nats.errors.MaxPayloadError, DataError)
+"""Append failures no retry can cure: the record is larger than the server takes, or invalid."""
 
 _STALL_S = 2.0
 """No CORE message for this long while CORE holds more: the consumer is re-created."""
@@ -293,12 +295,24 @@ class Decider:
                     if self._stop is not None and self._stop.is_set():
                         log.warning("stopping with CORE sequence %d not advanced: %s", self.seq, describe(exc))
                         return False
+                    if isinstance(exc, _NEVER_STORED) and not isinstance(event, DecisionMade):
+                        # this record can never be stored (too large for the server, invalid):
+                        # retrying would stall the core forever on one reaction or letter
+                        log.error("dropping %s %s, which the log refuses for good: %s",
+                                  event.type_tag(), event.event_id, describe(exc))
+                        self._metrics.undecodable.inc()
+                        break
+                    # /readyz and the lag stay honest while the core cannot move
+                    await self._refresh_lag()
+                    self.stalled = f"cannot append {event.type_tag()}: {describe(exc)}"
                     log.warning(
                         "append of %s %s failed (retrying; CORE sequence stays at %d): %s",
                         event.type_tag(), event.event_id, self.seq, describe(exc),
                     )
                     await backoff.sleep()
             backoff.reset()
+        self.stalled = None if self.stalled and self.stalled.startswith("cannot append") \
+            else self.stalled
         return True
 
     def _letter(self, origin: Origin, reason: str, cause: Event | None = None) -> Event:
