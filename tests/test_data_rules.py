@@ -188,3 +188,20 @@ def test_nights_between_intraday_sessions_are_not_gaps_but_a_lost_day_is() -> No
     assert report.clean and out.height == 70
     with pytest.raises(DataError, match="rule 'gap'"):
         validate_bars(_intraday_stock_bars(drop=range(14, 30)), "AAPL")
+
+
+def test_a_lost_weekend_of_a_24_7_symbol_without_a_slash_is_a_gap() -> None:
+    """BTCUSDT trades on weekends: bars that do so are judged on a 24/7 clock, so a whole
+    missing weekend is a gap (it used to pass as a closed market under the weekday rule)."""
+    start = int(np.datetime64("2024-03-04T00:00", "ns").astype(np.int64))  # a Monday
+    ts = start + np.arange(24 * 21, dtype=np.int64) * 3_600 * 10**9
+    weekday = (ts // (86_400 * 10**9) + 3) % 7
+    second_weekend = (weekday >= 5) & (ts > start + 7 * 86_400 * 10**9) & (
+        ts < start + 14 * 86_400 * 10**9)
+    ts = ts[~second_weekend]
+    n = ts.size
+    bars = pl.DataFrame({"ts": ts, "open": np.full(n, 10.0), "high": np.full(n, 10.5),
+                         "low": np.full(n, 9.5), "close": np.full(n, 10.0),
+                         "volume": np.full(n, 100.0)})
+    with pytest.raises(DataError, match="rule 'gap'"):
+        validate_bars(bars, "BTCUSDT")

@@ -474,11 +474,20 @@ def _outlier_return(run: _Run) -> None:
 # ---------------------------------------------------------------- gaps on a trading calendar
 
 
-def _calendar_name(policy: ValidationPolicy, symbol: str, daily: bool) -> str:
+def _calendar_name(policy: ValidationPolicy, symbol: str, daily: bool,
+                   ts: np.ndarray | None = None) -> str:
+    """``auto``: 24/7 for a pair (``BTC/USDT``) or for bars that trade on Saturdays (``BTCUSDT``
+    hourly: a missing weekend is then a gap, not a closed market; FX, whose week opens on
+    Sunday evening, has no Saturday bars); else the NYSE calendar for daily bars and the weekday
+    rule for intraday ones."""
     if policy.calendar != "auto":
         return policy.calendar
     if "/" in symbol:
         return "24/7"
+    if ts is not None and ts.size:
+        weekday = (ts // DAY_NS + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
+        if np.count_nonzero(weekday == 5) > max(2, ts.size // 200):
+            return "24/7"
     return "XNYS" if daily else "weekdays"
 
 
@@ -523,7 +532,7 @@ def _missing_bars(ts: np.ndarray, symbol: str, policy: ValidationPolicy) -> np.n
     step = np.diff(ts)
     interval = float(np.median(step))
     daily = abs(interval - DAY_NS) <= 0.05 * DAY_NS
-    name = _calendar_name(policy, symbol, daily)
+    name = _calendar_name(policy, symbol, daily, ts)
     if name == "24/7" or interval > DAY_NS * 1.05:
         missing = np.rint(step / interval) - 1
     else:
