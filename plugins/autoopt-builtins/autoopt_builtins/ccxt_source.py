@@ -23,6 +23,9 @@ Why it is built this way:
 The exchange object comes from ``exchange_factory(exchange_id)``; by default the ccxt class of
 that name with ccxt's own rate limiter on. Tests inject a local exchange with the same
 ``fetch_ohlcv`` contract; everything else is the real code path.
+
+ccxt itself (about 0.7 s to import) is imported where an exchange is called, not when the
+plugin registers the source: only a process that fetches from an exchange pays for it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ccxt
 import polars as pl
 
 from autoopt.config import Config
@@ -72,6 +74,8 @@ def parse_uri(uri: str) -> CcxtSpec:
 
 def default_exchange(exchange_id: str) -> Any:
     """The ccxt exchange class of that id, with ccxt's rate limiter enabled."""
+    import ccxt
+
     cls = getattr(ccxt, exchange_id, None)
     if exchange_id not in ccxt.exchanges or cls is None:
         raise DataError(f"unknown ccxt exchange {exchange_id!r}")
@@ -180,6 +184,8 @@ class CcxtSource:
         self._last_call = self._monotonic()
 
     def _call(self, exchange: Any, symbol: str, timeframe: str, since_ms: int) -> list[list[Any]]:
+        import ccxt
+
         floor = float(getattr(exchange, "rateLimit", 0) or 0) / 1000.0
         for attempt in range(self.max_retries + 1):
             self._pace(exchange)

@@ -1,353 +1,39 @@
-"""LightGBM trainer plugin: Optuna TPE search on purged CV folds, pruned during boosting.
+"""The ``builtin-lgbm`` entry point: registers the LightGBM trainer as light metadata.
 
-Why this shape:
-
-* Every trial boosts one model per purged walk-forward fold, all in lockstep (`FoldSets`, the
-  fold datasets binned once per search), so the fold-mean validation log loss exists at every
-  iteration: early stopping and pruning both act on it while the trial is still boosting.
-* Pruning needs no ``optuna-integration``: the loss is reported to the trial every
-  ``report_every`` iterations and `optuna.TrialPruned` is raised when the study's pruner says
-  so (a report is a storage write, so not every iteration).
-* Studies live in Optuna's RDB storage (SQLite in the data dir by default, any SQLAlchemy URL),
-  named by the caller, created with ``load_if_exists``: rerunning the same task resumes the
-  study and only runs the trials still missing from the budget; optuna-dashboard opens it.
-* Deterministic given the seed: seeded TPE, ``deterministic=True``, fixed thread count and all
-  LightGBM seeds set; a first trial of sane defaults is enqueued. A time budget cuts the search
-  short and is the one thing that can make two runs differ.
-* Models are LightGBM's native text format (``model.txt``), loaded from text only.
+The trainer (`autoopt_builtins.lgbm_trainer`, which imports lightgbm and optuna) is imported the
+first time the ``lgbm`` trainer is used, so listing plugins, an idle service or a CLI verb that
+trains nothing never pays for them. Importing a name of the trainer module from here
+(``from autoopt_builtins.lgbm import LightGBMTrainer``) still works and imports it then.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightgbm as lgb
-import numpy as np
-import optuna
+from autoopt.plugins import LazyComponent, hookimpl
 
-from autoopt import tuning
-from autoopt.errors import ArtifactError, ConfigError, DataError
-from autoopt.plugins import hookimpl
-from autoopt.plugins.interfaces import TrainTask, TuneResult
-from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
-
-MODEL_FILE = "model.txt"
-OBJECTIVE = "log_loss"
-_METRIC = "binary_logloss"
-SMALL_DATA_ROWS = 50_000
-"""Below this many rows LightGBM runs single-threaded: thread start-up and OpenMP barriers cost
-more than they save on small data, and on a busy machine spinning threads can make a small fit
-many times slower."""
-
-
-def effective_threads(threads: int, n_rows: int) -> int:
-    return 1 if n_rows < SMALL_DATA_ROWS else max(1, int(threads))
-
-
-def base_params(seed: int, threads: int) -> dict[str, Any]:
-    """Fixed LightGBM parameters: binary log loss, deterministic, every seed pinned."""
-    return {
-        "objective": "binary",
-        "metric": _METRIC,
-        "verbosity": -1,
-        "deterministic": True,
-        "force_col_wise": True,
-        "num_threads": int(threads),
-        "seed": int(seed),
-        "bagging_seed": int(seed),
-        "feature_fraction_seed": int(seed),
-        "data_random_seed": int(seed),
-        "max_bin": 63,
-        "feature_pre_filter": False,
-    }
-
-
-class FoldSets:
-    """A task's CV folds as LightGBM datasets, binned once and shared by every trial.
-
-    ``lgb.cv`` re-cuts its fold subsets on every call, about a second per trial on a year of
-    minute bars; here they are built once per search. `run` boosts all folds in lockstep so the
-    fold-mean validation log loss exists at every iteration: early stopping and pruning act on
-    it while the trial is still boosting.
-    """
-
-    def __init__(self, task: TrainTask, threads: int) -> None:
-        full = lgb.Dataset(
-            np.asarray(task.X, dtype=np.float64),
-            label=np.asarray(task.y, dtype=np.float64),
-            feature_name=list(task.feature_names),
-            params=base_params(task.seed, threads),
-            free_raw_data=False,
-        ).construct()
-        self.pairs = [
-            (full.subset(np.sort(tr)).construct(), full.subset(np.sort(te)).construct())
-            for tr, te in task.folds
-        ]
-
-    def run(
-        self,
-        params: dict[str, Any],
-        *,
-        max_rounds: int,
-        patience: int,
-        trial: optuna.Trial | None = None,
-        report_every: int = 10,
-    ) -> tuple[list[float], list[lgb.Booster], int]:
-        """(fold-mean log loss per iteration, the fold boosters, best iteration).
-
-        Stops ``patience`` iterations after the best one. With a ``trial``, reports the loss
-        every ``report_every`` iterations and raises `optuna.TrialPruned` when the study's
-        pruner says so.
-        """
-        boosters = []
-        for train, valid in self.pairs:
-            booster = lgb.Booster(params=params, train_set=train)
-            booster.add_valid(valid, "valid")
-            boosters.append(booster)
-        curve: list[float] = []
-        best, best_it = math.inf, 0
-        for it in range(1, max_rounds + 1):
-            for booster in boosters:
-                booster.update()
-            loss = float(np.mean([b.eval_valid()[0][2] for b in boosters]))
-            curve.append(loss)
-            if loss < best:
-                best, best_it = loss, it
-            elif it - best_it >= patience:
-                break
-            if trial is not None and it % report_every == 0:
-                trial.report(loss, step=it)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at iteration {it}: {_METRIC}={loss:.5f}")
-        return curve, boosters, best_it
-
-
-def make_pruner(
-    kind: str, *, enabled: bool, report_every: int,
-    min_completed: int = tuning.DEFAULT_MIN_COMPLETED_TRIALS,
-) -> optuna.pruners.BasePruner:
-    """The pruner for a study, in boosting rounds (reports every ``report_every`` rounds)."""
-    return tuning.make_pruner(
-        kind, enabled=enabled, warmup_steps=2 * report_every, interval_steps=report_every,
-        min_resource=2 * report_every, min_completed=min_completed,
-    )
-
-
-def suggest(trial: optuna.Trial, n_train_min: int) -> dict[str, Any]:
-    """The search space. ``min_data_in_leaf`` is capped so the smallest fold can still split."""
-    leaf_cap = int(max(10, min(500, n_train_min // 20)))
-    params: dict[str, Any] = {
-        "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "max_depth": trial.suggest_int("max_depth", 3, 12),
-        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, leaf_cap, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "bagging_freq": trial.suggest_int("bagging_freq", 0, 7),
-        "lambda_l1": trial.suggest_float("lambda_l1", 1e-8, 10.0, log=True),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-8, 10.0, log=True),
-    }
-    return params
-
-
-def _default_trial(n_train_min: int) -> dict[str, Any]:
-    leaf_cap = int(max(10, min(500, n_train_min // 20)))
-    return {
-        "num_leaves": 31, "learning_rate": 0.05, "max_depth": 6,
-        "min_data_in_leaf": min(100, leaf_cap), "feature_fraction": 0.9,
-        "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l1": 1e-8, "lambda_l2": 1e-3,
-    }
-
-
-class LGBMPredictor:
-    """A LightGBM booster behind the `Predictor` interface."""
-
-    def __init__(self, booster: lgb.Booster) -> None:
-        self.booster = booster
-        self.feature_names = tuple(booster.feature_name())
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
-            raise DataError(
-                f"LightGBM model expects {len(self.feature_names)} features "
-                f"{list(self.feature_names)}, got an array of shape {X.shape}"
-            )
-        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
-
-    def to_text(self) -> str:
-        return self.booster.model_to_string()
-
-    def to_files(self) -> dict[str, bytes]:
-        return {MODEL_FILE: self.to_text().encode("utf-8")}
-
-    def importance(self, kind: str = "gain") -> dict[str, float]:
-        if kind not in ("gain", "split"):
-            raise ConfigError(f"importance kind must be 'gain' or 'split', got {kind!r}")
-        values = self.booster.feature_importance(importance_type=kind)
-        return {n: float(v) for n, v in zip(self.feature_names, values, strict=True)}
-
-    @classmethod
-    def from_text(cls, text: str) -> LGBMPredictor:
-        try:
-            return cls(lgb.Booster(model_str=text))
-        except lgb.basic.LightGBMError as exc:
-            raise ArtifactError(f"not a LightGBM text model: {exc}") from exc
-
-
-
-
-def _fold_sharpe(
-    task: TrainTask, boosters: list[lgb.Booster], best_iteration: int
-) -> tuple[float, float, int]:
-    """(per-period Sharpe, annualised Sharpe, trades) of the trial's out-of-sample strategy."""
-    parts = []
-    n_trades = 0
-    for booster, (_, test) in zip(boosters, task.folds, strict=True):
-        proba = booster.predict(task.X[np.sort(test)], num_iteration=best_iteration,
-                                num_threads=1)
-        pos = positions_from_proba(proba)
-        n_trades += int(np.count_nonzero(np.diff(pos, prepend=0.0)))
-        parts.append(strategy_returns(pos, task.forward_returns[np.sort(test)],
-                                      task.costs.fee_bps, task.costs.slippage_bps))
-    r = np.concatenate(parts)
-    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades
-
-
-class LightGBMTrainer:
-    """Tunes LightGBM binary classifiers with Optuna; see the module docstring."""
-
-    name = "lgbm"
-    model_type = "lightgbm"
-
-    def __init__(
-        self,
-        *,
-        max_rounds: int = 1000,
-        early_stopping_rounds: int = 50,
-        report_every: int = 10,
-    ) -> None:
-        self.max_rounds = max_rounds
-        self.early_stopping_rounds = early_stopping_rounds
-        self.report_every = report_every
-
-    # ------------------------------------------------------------------ tuning
-
-    def study(self, task: TrainTask) -> optuna.Study:
-        """Create or resume the task's study (TPE seeded with the task's seed)."""
-        pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every,
-                             min_completed=task.min_completed_trials)
-        return tuning.open_study(task, pruner, "LightGBMTrainer")
-
-    def tune(self, task: TrainTask) -> TuneResult:
-        y = np.asarray(task.y)
-        if not np.all(np.isin(y, (0, 1))):
-            raise DataError(f"{task.symbol}: LightGBM trainer needs 0/1 labels")
-        for k, (train, test) in enumerate(task.folds):
-            if np.unique(y[train]).size < 2:
-                raise DataError(f"{task.symbol}: fold {k} training labels hold one class only")
-            del test
-        n_train_min = min(len(tr) for tr, _ in task.folds)
-        threads = effective_threads(task.threads, task.X.shape[0])
-        study = self.study(task)
-        done = tuning.finished_trials(study)
-        if not done:
-            study.enqueue_trial(_default_trial(n_train_min))
-        remaining = task.n_trials - len(done)
-        folds = FoldSets(task, threads)
-        prune = task.pruning and task.pruner != "none"
-
-        def objective(trial: optuna.Trial) -> float:
-            params = base_params(task.seed, threads) | suggest(trial, n_train_min)
-            curve, boosters, best_iteration = folds.run(
-                params, max_rounds=self.max_rounds, patience=self.early_stopping_rounds,
-                trial=trial if prune else None, report_every=self.report_every)
-            sr, sr_annual, n_trades = _fold_sharpe(task, boosters, best_iteration)
-            trial.set_user_attr("best_iteration", best_iteration)
-            trial.set_user_attr("sharpe_per_period", sr)
-            trial.set_user_attr("sharpe", sr_annual)
-            trial.set_user_attr("n_trades", n_trades)
-            value = curve[best_iteration - 1]
-            if not math.isfinite(value):
-                raise DataError(f"{task.symbol}: trial {trial.number} produced log loss {value}")
-            return value
-
-        def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-            del study
-            if task.on_trial is not None:
-                task.on_trial(tuning.trial_record(frozen))
-
-        if remaining > 0:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=task.time_budget_s,
-                callbacks=[report],
-                catch=(lgb.basic.LightGBMError,),
-                gc_after_trial=False,
-            )
-        trials = tuning.finished_trials(study)
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            raise DataError(
-                f"{task.symbol}: no trial of study {study.study_name!r} completed "
-                f"({len(trials)} tried)"
-            )
-        best = min(complete, key=lambda t: (t.value, t.number))
-        params = dict(best.params)
-        params["num_boost_round"] = int(best.user_attrs["best_iteration"])
-        return TuneResult(
-            study_name=study.study_name,
-            params=params,
-            best_value=float(best.value),  # type: ignore[arg-type]
-            best_trial=best.number,
-            trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
-            objective=OBJECTIVE,
-        )
-
-    # ------------------------------------------------------------------ fit / load
-
-    def default_params(self, n_train: int) -> dict[str, Any]:
-        """The enqueued first trial's parameters and 100 rounds: a sane untuned model."""
-        return _default_trial(n_train) | {"num_boost_round": 100}
-
-    def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        params: Mapping[str, Any],
-        feature_names: Sequence[str],
-        *,
-        seed: int = 42,
-        threads: int = 1,
-    ) -> LGBMPredictor:
-        """One booster with fixed params; ``num_boost_round`` comes from ``params``."""
-        p = dict(params)
-        rounds = int(p.pop("num_boost_round", 100))
-        if rounds < 1:
-            raise ConfigError(f"LightGBMTrainer.fit: num_boost_round must be >= 1, got {rounds}")
-        y = np.asarray(y)
-        if np.unique(y).size < 2:
-            raise DataError("LightGBMTrainer.fit: training labels hold one class only")
-        threads = effective_threads(threads, len(y))
-        data = lgb.Dataset(
-            np.asarray(X, dtype=np.float64),
-            label=y.astype(np.float64),
-            feature_name=list(feature_names),
-            params=base_params(seed, threads),
-        )
-        booster = lgb.train(base_params(seed, threads) | p, data, num_boost_round=rounds)
-        return LGBMPredictor(booster)
-
-    def load(self, files: Mapping[str, bytes]) -> LGBMPredictor:
-        if MODEL_FILE not in files:
-            raise ArtifactError(f"LightGBM artifact has no {MODEL_FILE!r}; files: {sorted(files)}")
-        return LGBMPredictor.from_text(files[MODEL_FILE].decode("utf-8"))
+LGBM = LazyComponent(
+    name="lgbm",
+    target="autoopt_builtins.lgbm_trainer:LightGBMTrainer",
+    requires=("lightgbm", "optuna"),
+    needs="LightGBM",
+    install="pip install autoopt",
+    metadata={"model_type": "lightgbm"},
+)
 
 
 @hookimpl
 def autoopt_register_trainers() -> list[object]:
-    return [LightGBMTrainer()]
+    return [LGBM]
 
+
+def __getattr__(name: str) -> Any:
+    """``autoopt_builtins.lgbm.X`` for names of the trainer module, imported on first access."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from autoopt_builtins import lgbm_trainer
+
+    try:
+        return getattr(lgbm_trainer, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

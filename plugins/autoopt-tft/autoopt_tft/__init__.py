@@ -1,8 +1,9 @@
 """autoopt's Temporal Fusion Transformer trainer plugin (PyTorch, safetensors artifacts).
 
-Importing this package does not import torch; the plugin module (`autoopt_tft.plugin`, the
-``builtin-tft`` entry point) does, and turns a broken torch into a `PluginError` that names the
-plugin and the cause. The trainer itself is `autoopt_tft.trainer.TFTTrainer`.
+Neither this package nor its plugin module (`autoopt_tft.plugin`, the ``builtin-tft`` entry
+point) imports torch: the plugin registers the trainer as a `LazyComponent`, and torch is
+imported with `autoopt_tft.trainer.TFTTrainer` the first time the ``tft`` trainer is used. A
+broken torch then becomes one `PluginError` line that names the plugin and the cause.
 """
 
 __version__ = "0.1.0"

@@ -1,30 +1,31 @@
-"""The ``builtin-tft`` entry point: registers the TFT trainer when PyTorch imports cleanly.
+"""The ``builtin-tft`` entry point: registers the TFT trainer as light metadata.
 
-A missing or broken torch (absent wheel, missing shared library, a shadowing package) raises a
-`PluginError` naming this plugin and the cause. The plugin manager records it as a failed
-plugin, every other plugin (LightGBM included) still loads, and asking for the ``tft`` trainer
-reports the failure.
+Registering imports nothing heavy: the trainer is a `LazyComponent` whose module
+(`autoopt_tft.trainer`, which imports torch, safetensors and optuna) is imported the first time
+the ``tft`` trainer is asked for. A LightGBM-only process therefore never holds PyTorch.
+
+A missing or broken torch (absent wheel, missing shared library, a shadowing package) leaves the
+trainer listed (``autoopt plugins`` says ``missing: torch`` when it is not installed); asking for
+it raises one `PluginError` line naming this plugin, the cause and the install command, and the
+plugin set records the failure. Every other plugin, LightGBM included, keeps working.
 """
 
 from __future__ import annotations
 
-from autoopt.errors import PluginError
-from autoopt.plugins import hookimpl
+from autoopt.plugins import LazyComponent, hookimpl
 
 PLUGIN = "builtin-tft"
 
-try:
-    import safetensors.torch  # noqa: F401
-    import torch  # noqa: F401
-except Exception as exc:  # any failure to import means the trainer cannot exist here
-    raise PluginError(
-        f"plugin {PLUGIN!r} (autoopt-tft, the 'tft' trainer) cannot import PyTorch: "
-        f"{type(exc).__name__}: {exc}. Install it with: pip install 'autoopt[tft]'"
-    ) from exc
-
-from autoopt_tft.trainer import TFTTrainer  # noqa: E402
+TFT = LazyComponent(
+    name="tft",
+    target="autoopt_tft.trainer:TFTTrainer",
+    requires=("torch", "safetensors", "optuna"),
+    needs="PyTorch",
+    install="pip install 'autoopt[tft]'",
+    metadata={"model_type": "tft"},
+)
 
 
 @hookimpl
 def autoopt_register_trainers() -> list[object]:
-    return [TFTTrainer()]
+    return [TFT]

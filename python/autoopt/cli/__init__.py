@@ -71,18 +71,34 @@ def version() -> None:
 
 
 @app.command()
-def plugins(ctx: typer.Context) -> None:
-    """List loaded plugins: name, version, hooks, where from; and any that failed."""
+def plugins(
+    ctx: typer.Context,
+    check: bool = typer.Option(
+        False, "--check", help="Also build every component (imports its libraries) to prove it works."
+    ),
+) -> None:
+    """List loaded plugins: name, version, components, hooks, where from; and any that failed."""
     from rich.table import Table
 
+    from autoopt.errors import PluginError
     from autoopt.runtime import open_plugins
 
     loaded = open_plugins(ctx.obj.config())
     table = Table(title="autoopt plugins")
-    for column in ("name", "version", "hooks", "from"):
+    for column in ("name", "version", "components", "hooks", "from"):
         table.add_column(column)
     for info in loaded.info():
-        table.add_row(info.name, info.version, "\n".join(info.hooks), info.source)
+        table.add_row(
+            info.name, info.version, "\n".join(info.components), "\n".join(info.hooks), info.source
+        )
+    if check:
+        for kind in ("trainer", "validator", "risk_tuner", "data_source", "feature_set",
+                     "drift_detector"):
+            for name in loaded.components(kind):
+                try:
+                    loaded.component(kind, name)
+                except PluginError:
+                    pass  # recorded in loaded.failures, printed below
     console.print(table)
     for failure in loaded.failures:
         console.print(f"[red]failed[/red] {failure.name} ({failure.source}): {failure.error}")

@@ -97,6 +97,10 @@ def check_models(plugins: Any, names: list[str], key: str) -> None:
                 f"{key}: unknown model {name!r}; registered trainers: "
                 f"{', '.join(known) or 'none'}{hint}"
             )
+        try:  # a trainer whose libraries are not installed (torch for tft): imports nothing
+            plugins.check_available("trainer", name)
+        except AutooptError as exc:
+            fail(f"{key}: model {name!r}: {exc}")
 
 
 @dataclass

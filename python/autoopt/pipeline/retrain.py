@@ -70,7 +70,6 @@ from autoopt.plugins.interfaces import (
 )
 from autoopt.plugins.manager import trainer_id
 from autoopt.registry import Manifest, ModelRegistry, Recorded
-from autoopt.tuning import pruning_budget_note
 
 if TYPE_CHECKING:
     from autoopt.log import EventLog
@@ -457,6 +456,7 @@ async def run_retrain(
     ``TrainingFinished`` event; the other jobs still run.
     """
     from autoopt.runtime import open_plugins
+    from autoopt.tuning import pruning_budget_note  # imports optuna: only when a retrain runs
 
     clock = clock or SystemClock()
     plugins = plugins or open_plugins(config)

@@ -1,6 +1,7 @@
 """Plugin system: pluggy hook specs, entry-point discovery, component interfaces."""
 
 from autoopt.plugins.hookspecs import hookimpl, hookspec
+from autoopt.plugins.lazy import LazyComponent
 from autoopt.plugins.manager import (
     ENTRY_POINT_GROUP,
     PluginFailure,
@@ -11,6 +12,7 @@ from autoopt.plugins.manager import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "LazyComponent",
     "PluginFailure",
     "PluginInfo",
     "Plugins",

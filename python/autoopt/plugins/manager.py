@@ -3,12 +3,17 @@
 pluggy's own ``load_setuptools_entrypoints`` stops at the first plugin that fails to import;
 a production service must not, so entry points are loaded one by one here and each failure
 is kept as a `PluginFailure` naming the plugin and its cause while the rest still load.
+
+Components registered as `LazyComponent` entries are listed from their metadata and built on
+first use (`Plugins.component`), so loading the plugin set imports no heavy library; one that
+cannot be built is recorded as a failure of its plugin and raised as one `PluginError` line.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import logging
+import threading
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ import pluggy
 
 from autoopt.errors import PluginError
 from autoopt.plugins import hookspecs
+from autoopt.plugins.lazy import LazyComponent
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,9 @@ class PluginInfo:
     version: str
     source: str
     hooks: tuple[str, ...]
+    components: tuple[str, ...] = ()
+    """``kind name`` of each component it registers; a lazy one whose dependencies are not
+    installed says so: ``trainer tft (missing: torch)``."""
 
 
 @dataclass
@@ -74,6 +83,9 @@ class Plugins:
     failures: list[PluginFailure] = field(default_factory=list)
     _origin: dict[str, tuple[str, str]] = field(default_factory=dict)
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _owners: dict[str, dict[str, str]] = field(default_factory=dict)
+    _built: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def hook(self) -> Any:
@@ -84,17 +96,36 @@ class Plugins:
         self.pm.register(plugin, name=name)
         self._origin[name] = (version, source or getattr(plugin, "__name__", type(plugin).__name__))
         self._cache.clear()
+        self._owners.clear()
+        self._built.clear()
 
     def info(self) -> list[PluginInfo]:
+        """Every registered plugin with its hooks and components (from metadata: nothing heavy
+        is imported to list them)."""
+        owned: dict[str, list[str]] = {}
+        for kind in _COMPONENT_HOOKS:
+            for name, item in self.components(kind).items():
+                label = f"{kind} {name}"
+                missing = item.missing() if isinstance(item, LazyComponent) else ()
+                if missing:
+                    label += f" (missing: {', '.join(missing)})"
+                owned.setdefault(self._owners[kind][name], []).append(label)
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda p: p[0]):
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
             version, source = self._origin.get(name, ("", ""))
-            out.append(PluginInfo(name=name, version=version, source=source, hooks=hooks))
+            out.append(
+                PluginInfo(
+                    name=name, version=version, source=source, hooks=hooks,
+                    components=tuple(owned.get(name, ())),
+                )
+            )
         return out
 
     def components(self, kind: str) -> dict[str, Any]:
-        """All components of one kind (``trainer``, ``data_source``...) by their name."""
+        """All components of one kind (``trainer``, ``data_source``...) by their name, as
+        registered: a `LazyComponent` stays an entry (its metadata readable) until
+        `component` builds it."""
         if kind not in _COMPONENT_HOOKS:
             raise PluginError(f"unknown component kind {kind!r}; known: {sorted(_COMPONENT_HOOKS)}")
         if kind in self._cache:
@@ -111,6 +142,8 @@ class Plugins:
                 log.error("%s", failure.as_error())
                 continue
             for item in items:
+                if isinstance(item, LazyComponent):
+                    item = item.owned_by(impl.plugin_name)
                 name = getattr(item, "name", None)
                 if not isinstance(name, str) or not name:
                     raise PluginError(
@@ -124,10 +157,40 @@ class Plugins:
                 found[name] = item
                 owners[name] = impl.plugin_name
         self._cache[kind] = found
+        self._owners[kind] = owners
         return found
 
     def component(self, kind: str, name: str) -> Any:
-        """One component by name, or a PluginError listing what is available."""
+        """One component by name, built on first use if it was registered lazily, or a
+        PluginError: listing what is available, or saying why it cannot be built here."""
+        entry = self._entry(kind, name)
+        if not isinstance(entry, LazyComponent):
+            return entry
+        with self._lock:  # one build per process, even when worker threads ask at once
+            key = (kind, name)
+            if key not in self._built:
+                try:
+                    self._built[key] = entry.load(kind)
+                except PluginError as exc:
+                    self._built[key] = exc
+                    failure = PluginFailure(entry.plugin, f"{kind} {name} ({entry.target})", str(exc))
+                    self.failures.append(failure)
+                    log.error("%s", exc)
+            built = self._built[key]
+        if isinstance(built, PluginError):
+            raise PluginError(str(built))
+        return built
+
+    def check_available(self, kind: str, name: str) -> None:
+        """PluginError (one line) when ``name`` is not registered or its dependencies are not
+        installed; imports nothing, so a process can refuse a config before it does any work."""
+        entry = self._entry(kind, name)
+        if isinstance(entry, LazyComponent):
+            missing = entry.missing()
+            if missing:
+                raise entry.unavailable_error(kind, f"not installed: {', '.join(missing)}")
+
+    def _entry(self, kind: str, name: str) -> Any:
         items = self.components(kind)
         if name not in items:
             hint = ""
@@ -151,9 +214,9 @@ class Plugins:
     def data_source_for(self, uri: str) -> Any:
         """The data source whose scheme prefixes ``uri`` (``scheme:rest``)."""
         scheme = uri.split(":", 1)[0] if ":" in uri else "file"
-        for source in self.components("data_source").values():
+        for name, source in self.components("data_source").items():
             if source.scheme == scheme:
-                return source
+                return self.component("data_source", name)
         schemes = sorted(s.scheme for s in self.components("data_source").values())
         raise PluginError(f"no data source for scheme {scheme!r} in {uri!r}; known schemes: {schemes}")
 

@@ -38,7 +38,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from autoopt.errors import DataError
 
@@ -54,6 +53,8 @@ def probabilistic_sharpe_ratio(
     sr: float, sr_benchmark: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0
 ) -> float:
     """PSR: P(true per-period SR > sr_benchmark) given the observed SR over n_obs returns."""
+    from scipy import stats  # ~1 s to import: only where a statistic needs it
+
     if n_obs < 2:
         raise DataError(f"probabilistic_sharpe_ratio: need n_obs >= 2, got {n_obs}")
     denom_sq = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
@@ -71,6 +72,8 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
 
     One trial has nothing to be the maximum of: 0.0.
     """
+    from scipy import stats  # ~1 s to import: only where a statistic needs it
+
     if n_trials < 1:
         raise DataError(f"expected_max_sharpe: n_trials must be >= 1, got {n_trials}")
     if sr_variance < 0:
@@ -126,6 +129,8 @@ def deflated_sharpe_ratio(
 
 def sharpe_moments(returns: Sequence[float] | np.ndarray) -> tuple[float, int, float, float]:
     """(per-period SR with ddof=1, n_obs, skew, Pearson kurtosis) of a return series."""
+    from scipy import stats  # ~1 s to import: only where a statistic needs it
+
     r = np.asarray(returns, dtype=np.float64)
     if r.size < 4 or not np.all(np.isfinite(r)):
         raise DataError(f"sharpe_moments: need >= 4 finite returns, got {r.size}")

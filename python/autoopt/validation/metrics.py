@@ -16,7 +16,6 @@ from typing import Literal
 
 import msgspec
 import numpy as np
-from scipy import stats
 
 from autoopt.errors import DataError
 
@@ -96,6 +95,8 @@ def log_loss(
 
 def roc_auc(y_true: ArrayLike, score: ArrayLike) -> float:
     """Area under the ROC curve, P(score_pos > score_neg) + ½ P(tie), via average ranks."""
+    from scipy import stats  # ~1 s to import: only where a statistic needs it
+
     a, s = _pair(y_true, score, "roc_auc")
     pos = a == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
@@ -249,6 +250,8 @@ def path_metrics(
 ) -> StrategyMetrics:
     """The figures of a traded path: net per-period ``returns`` (after costs) earned by
     ``positions``; one computation for validation folds and backtest paths."""
+    from scipy import stats  # ~1 s to import: only where a statistic needs it
+
     pos, r = positions, returns
     n = r.size
     total = float(np.prod(1.0 + r) - 1.0)
