@@ -15,22 +15,25 @@ Why this shape:
   LightGBM seeds set; a first trial of sane defaults is enqueued. A time budget cuts the search
   short and is the one thing that can make two runs differ.
 * Models are LightGBM's native text format (``model.txt``), loaded from text only.
+* Optuna is imported by the search only (`tune`, `make_pruner`): a process that loads and
+  predicts with a released model (an engine's `ModelWatcher`) imports lightgbm, never optuna.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
-import optuna
 
-from autoopt import tuning
 from autoopt.errors import ArtifactError, ConfigError, DataError
-from autoopt.plugins.interfaces import TrainTask, TuneResult
+from autoopt.plugins.interfaces import DEFAULT_MIN_COMPLETED_TRIALS, TrainTask, TuneResult
 from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
+
+if TYPE_CHECKING:
+    import optuna
 
 MODEL_FILE = "model.txt"
 OBJECTIVE = "log_loss"
@@ -119,15 +122,19 @@ class FoldSets:
             if trial is not None and it % report_every == 0:
                 trial.report(loss, step=it)
                 if trial.should_prune():
+                    import optuna
+
                     raise optuna.TrialPruned(f"pruned at iteration {it}: {_METRIC}={loss:.5f}")
         return curve, boosters, best_it
 
 
 def make_pruner(
     kind: str, *, enabled: bool, report_every: int,
-    min_completed: int = tuning.DEFAULT_MIN_COMPLETED_TRIALS,
+    min_completed: int = DEFAULT_MIN_COMPLETED_TRIALS,
 ) -> optuna.pruners.BasePruner:
     """The pruner for a study, in boosting rounds (reports every ``report_every`` rounds)."""
+    from autoopt import tuning
+
     return tuning.make_pruner(
         kind, enabled=enabled, warmup_steps=2 * report_every, interval_steps=report_every,
         min_resource=2 * report_every, min_completed=min_completed,
@@ -236,11 +243,17 @@ class LightGBMTrainer:
 
     def study(self, task: TrainTask) -> optuna.Study:
         """Create or resume the task's study (TPE seeded with the task's seed)."""
+        from autoopt import tuning
+
         pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every,
                              min_completed=task.min_completed_trials)
         return tuning.open_study(task, pruner, "LightGBMTrainer")
 
     def tune(self, task: TrainTask) -> TuneResult:
+        import optuna
+
+        from autoopt import tuning
+
         y = np.asarray(task.y)
         if not np.all(np.isin(y, (0, 1))):
             raise DataError(f"{task.symbol}: LightGBM trainer needs 0/1 labels")

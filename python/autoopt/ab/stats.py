@@ -34,8 +34,6 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 import numpy as np
-from scipy import special
-from scipy import stats as sps
 
 from autoopt.errors import DataError
 
@@ -90,6 +88,8 @@ def welch_from_moments(
 ) -> WelchResult:
     """Welch's test from running moments (sample variances with ``ddof=1``), so a tracker that
     keeps only count/mean/variance can run it without the raw returns."""
+    from scipy import stats as sps  # scipy costs ~0.6 s: imported where a test statistic needs it
+
     _check_alpha(alpha)
     if n_a < 2 or n_b < 2:
         raise DataError(f"Welch's test needs at least 2 trades per variant, got {n_a} and {n_b}")
@@ -148,6 +148,9 @@ class MannWhitneyResult(msgspec.Struct, frozen=True):
 
 def mann_whitney_u(a: ArrayLike, b: ArrayLike) -> MannWhitneyResult:
     """Two-sided Mann–Whitney U test; ``u`` is ``U_b`` and ``prob_superiority = U_b/(n_a n_b)``."""
+    from scipy import special
+    from scipy import stats as sps  # scipy costs ~0.6 s: imported where a test statistic needs it
+
     xa, xb = _sample(a, "a", 1), _sample(b, "b", 1)
     na, nb = xa.size, xb.size
     n = na + nb
@@ -326,6 +329,8 @@ def jobson_korkie_from_moments(
     sharpe_a: float, sharpe_b: float, rho: float, n: int
 ) -> JobsonKorkieResult:
     """The test from the two Sharpe ratios, their returns' correlation and the series length."""
+    from scipy import special  # scipy costs ~0.6 s: imported where a test statistic needs it
+
     if n < 3:
         raise DataError(f"Jobson–Korkie needs at least 3 paired periods, got {n}")
     if not -1.0 <= rho <= 1.0:
@@ -389,6 +394,8 @@ def sample_ratio_mismatch(
 ) -> SRMResult:
     """Chi-square goodness of fit of assignment ``counts`` per variant against the configured
     ``weights`` (normalised to sum 1). A variant missing from ``counts`` counts 0."""
+    from scipy import special  # scipy costs ~0.6 s: imported where a test statistic needs it
+
     if len(weights) < 2:
         raise DataError(f"SRM needs at least 2 variants, got {sorted(weights)}")
     unknown = sorted(set(counts) - set(weights))
