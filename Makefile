@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install bench bench-lean lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 bench: install
 	$(BIN)/python -m pytest benches/bench_*.py --benchmark-only --benchmark-columns=min,median,mean,ops -s
+
+## Start-up time and memory of autoopt's processes (issue 23); BEFORE=<worktree> compares with an
+## older commit in the same run (see benches/bench_startup.py). Results: benches/RESULTS.md.
+bench-lean: install
+	$(BIN)/python benches/bench_startup.py $(if $(BEFORE),--before $(BEFORE))
 
 lint: install
 	$(BIN)/ruff check python plugins tests benches
