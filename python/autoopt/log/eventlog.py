@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -768,8 +769,9 @@ class EventLog:
         elif filters:
             cfg.filter_subjects = filters
         cfg.name = NUID().next().decode()
-        try:
-            info = await self._js.add_consumer(stream, cfg)
+        try:  # a leader election answers 503 for a while: retried, like appends
+            info = await retrying(lambda: self._js.add_consumer(stream, cfg),
+                                  what=f"replay of {stream}", deadline_s=self._retry_window_s)
         except NotFoundError as exc:
             raise EventLogError(f"stream {stream} does not exist") from exc
         except APIError as exc:
@@ -791,6 +793,8 @@ class EventLog:
             {"batch": batch, "max_bytes": _REPLAY_MAX_BYTES, "no_wait": True}
         )
         last_cseq = 0
+        unavailable = Backoff()
+        unavailable_since: float | None = None
         try:
             while True:
                 await self._nc.publish(next_subject, request, reply=inbox)
@@ -823,7 +827,21 @@ class EventLog:
                                 continue
                             if status == "100":
                                 continue
+                            if status == "503":  # no responders: a leader is being elected
+                                now = time.monotonic()
+                                unavailable_since = unavailable_since or now
+                                if now - unavailable_since > self._retry_window_s:
+                                    raise EventLogError(
+                                        f"replay of {stream}: unavailable (503) for "
+                                        f"{self._retry_window_s:g}s after consumer sequence "
+                                        f"{last_cseq}")
+                                await unavailable.sleep()
+                                request_over = True  # ask again from where it stopped
+                                break
                             raise EventLogError(f"replay of {stream} failed: {status} {desc}")
+                        if unavailable_since is not None:
+                            unavailable_since = None
+                            unavailable.reset()
                         _, _, _, sseq, cseq, ts, pending = delivery_fields(msg.reply)
                         if cseq != last_cseq + 1:
                             raise EventLogError(
