@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from autoopt.events import Event
+if TYPE_CHECKING:  # annotations only: `autoopt --help` need not build every event type
+    from autoopt.events import Event
 
 _COMMON = {"event_id", "ts_event", "ts_init", "schema", "causation_id", "correlation_id", "type"}
 

@@ -4,26 +4,59 @@
 `EmbeddedServer` / `ensure_server` run a local server in the data dir.
 """
 
-from autoopt.log.connect import NatsSettings, connect_options, tls_context
-from autoopt.log.eventlog import (
-    AppendResult,
-    Delivered,
-    Delivery,
-    DurableConsumer,
-    EventLog,
-    Handler,
-    Record,
-    StreamStats,
-)
-from autoopt.log.server import (
-    EmbeddedServer,
-    ServerStatus,
-    ensure_server,
-    find_nats_server,
-    server_status,
-    stop_server,
-)
-from autoopt.log.streams import StreamChange, ensure_streams, stream_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoopt.log.connect import NatsSettings, connect_options, tls_context
+    from autoopt.log.eventlog import (
+        AppendResult,
+        Delivered,
+        Delivery,
+        DurableConsumer,
+        EventLog,
+        Handler,
+        Record,
+        StreamStats,
+    )
+    from autoopt.log.server import (
+        EmbeddedServer,
+        ServerStatus,
+        ensure_server,
+        find_nats_server,
+        server_status,
+        stop_server,
+    )
+    from autoopt.log.streams import StreamChange, ensure_streams, stream_config
+
+_SUBMODULE = {
+    **dict.fromkeys(("NatsSettings", "connect_options", "tls_context"), "connect"),
+    **dict.fromkeys(
+        ("AppendResult", "Delivered", "Delivery", "DurableConsumer", "EventLog", "Handler",
+         "Record", "StreamStats"),
+        "eventlog",
+    ),
+    **dict.fromkeys(
+        ("EmbeddedServer", "ServerStatus", "ensure_server", "find_nats_server", "server_status",
+         "stop_server"),
+        "server",
+    ),
+    **dict.fromkeys(("StreamChange", "ensure_streams", "stream_config"), "streams"),
+}
+"""Where each public name lives. Resolved on first access (SPEC 1 style): `autoopt.config`
+needs only `NatsSettings`, and every command loads the config, so importing this package must
+not import the NATS client and every event type (a quarter of a second of start-up)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULE:
+        value = getattr(importlib.import_module(f"autoopt.log.{_SUBMODULE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AppendResult",

@@ -5,7 +5,10 @@ specs below. Built-in plugins (the `plugins/` folder of the repository) register
 `autoopt` entry-point group exactly like third-party ones, so nothing here is privileged.
 
 Each `autoopt_register_*` hook returns a list of components; components are small objects
-described by the protocols in `autoopt.plugins.interfaces` and looked up by their `name`.
+described by the protocols in `autoopt.plugins.interfaces` and looked up by their `name`. A
+component whose module imports a heavy library (torch, lightgbm, optuna...) is returned as a
+`autoopt.plugins.LazyComponent` instead: its name and metadata now, the object on first use,
+so registering costs nothing (the built-in trainers do this; an instance works as before).
 """
 
 from __future__ import annotations
