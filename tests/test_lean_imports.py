@@ -259,3 +259,27 @@ def test_missing_torch_is_one_clear_line_when_tft_is_asked_for(tmp_path: Path) -
     assert "'tft'" in lines[0] and "PyTorch" in lines[0] and "torch" in lines[0]
     assert "pip install" in lines[0]
     assert "lightgbm" not in modules  # refused before any work started
+
+
+EVERY_MODULE = textwrap.dedent(
+    """
+    import importlib, pkgutil, sys
+    import autoopt
+
+    names = [m.name for m in pkgutil.walk_packages(autoopt.__path__, "autoopt.")
+             if not m.name.endswith("__main__")]  # a __main__ runs the CLI when imported
+    for name in names:
+        importlib.import_module(name)
+    print("MODULES", len(names))
+    """
+)
+
+
+def test_importing_any_autoopt_module_imports_no_feature_library(tmp_path: Path) -> None:
+    """The rule for what later issues add (reports, portfolio, backtest, dashboard): plotly,
+    skfolio, torch, lightgbm or ccxt are imported where a feature is used, never by importing a
+    module, so a process that does not use the feature does not pay for it."""
+    proc, modules = _run(tmp_path, "--code", EVERY_MODULE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert int(proc.stdout.rsplit("MODULES", 1)[1].split()[0]) > 50
+    assert _heavy(modules, ("torch", "safetensors", "lightgbm", "ccxt", "plotly", "skfolio")) == []
