@@ -110,3 +110,31 @@ def test_pruning_stops_a_bad_trial_during_boosting(tmp_path: Path) -> None:
 def test_an_unknown_pruner_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown pruner 'bogus'"):
         make_pruner("bogus", enabled=True, report_every=10)
+
+
+def test_released_models_predict_through_the_c_library_bit_identically() -> None:
+    """A released model is loaded without the lightgbm package (ctypes over its C library):
+    the same predictions, feature names and importances as `lightgbm.Booster`, to the bit."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from autoopt_builtins.lgbm_native import NativeBooster
+    from autoopt_builtins.lgbm_trainer import LGBMPredictor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2_000, 6))
+    y = (X[:, 0] + rng.normal(size=2_000) > 0).astype(int)
+    names = [f"f{i}" for i in range(6)]
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 15, "seed": 1},
+                        lgb.Dataset(X, y, feature_name=names), 50)
+    text = booster.model_to_string()
+    native = LGBMPredictor.from_text(text)
+    assert isinstance(native.booster, NativeBooster)
+    X_new = rng.normal(size=(500, 6))
+    assert np.array_equal(native.predict_proba(X_new),
+                          lgb.Booster(model_str=text).predict(X_new, num_threads=1))
+    assert native.feature_names == tuple(names)
+    for kind in ("gain", "split"):
+        expected = lgb.Booster(model_str=text).feature_importance(importance_type=kind)
+        assert native.importance(kind) == dict(zip(names, map(float, expected), strict=True))
+    assert native.to_text() == text

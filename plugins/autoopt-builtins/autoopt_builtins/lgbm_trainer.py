@@ -15,8 +15,10 @@ Why this shape:
   LightGBM seeds set; a first trial of sane defaults is enqueued. A time budget cuts the search
   short and is the one thing that can make two runs differ.
 * Models are LightGBM's native text format (``model.txt``), loaded from text only.
-* Optuna is imported by the search only (`tune`, `make_pruner`): a process that loads and
-  predicts with a released model (an engine's `ModelWatcher`) imports lightgbm, never optuna.
+* Optuna is imported by the search only (`tune`, `make_pruner`), and the ``lightgbm`` package
+  by training only: a process that loads and predicts with a released model (an engine's
+  `ModelWatcher`) predicts through LightGBM's C library (`autoopt_builtins.lgbm_native`: the
+  same code, the same numbers) and imports neither.
 """
 
 from __future__ import annotations
@@ -25,15 +27,29 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins.interfaces import DEFAULT_MIN_COMPLETED_TRIALS, TrainTask, TuneResult
 from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
+from autoopt_builtins.lgbm_native import NativeBooster
 
 if TYPE_CHECKING:
+    import lightgbm
     import optuna
+
+
+class _LightGBM:
+    """The ``lightgbm`` package, imported on first use (training): it brings scipy.sparse,
+    pandas and pyarrow with it, which a process that only predicts never needs."""
+
+    def __getattr__(self, name: str) -> Any:
+        import lightgbm
+
+        return getattr(lightgbm, name)
+
+
+lgb: Any = _LightGBM()
 
 MODEL_FILE = "model.txt"
 OBJECTIVE = "log_loss"
@@ -96,7 +112,7 @@ class FoldSets:
         patience: int,
         trial: optuna.Trial | None = None,
         report_every: int = 10,
-    ) -> tuple[list[float], list[lgb.Booster], int]:
+    ) -> tuple[list[float], list[lightgbm.Booster], int]:
         """(fold-mean log loss per iteration, the fold boosters, best iteration).
 
         Stops ``patience`` iterations after the best one. With a ``trial``, reports the loss
@@ -170,7 +186,7 @@ def _default_trial(n_train_min: int) -> dict[str, Any]:
 class LGBMPredictor:
     """A LightGBM booster behind the `Predictor` interface."""
 
-    def __init__(self, booster: lgb.Booster) -> None:
+    def __init__(self, booster: lightgbm.Booster | NativeBooster) -> None:
         self.booster = booster
         self.feature_names = tuple(booster.feature_name())
 
@@ -197,16 +213,17 @@ class LGBMPredictor:
 
     @classmethod
     def from_text(cls, text: str) -> LGBMPredictor:
+        """A released model, for prediction (through the C library: no ``lightgbm`` import)."""
         try:
-            return cls(lgb.Booster(model_str=text))
-        except lgb.basic.LightGBMError as exc:
+            return cls(NativeBooster(text))
+        except ArtifactError as exc:
             raise ArtifactError(f"not a LightGBM text model: {exc}") from exc
 
 
 
 
 def _fold_sharpe(
-    task: TrainTask, boosters: list[lgb.Booster], best_iteration: int
+    task: TrainTask, boosters: list[lightgbm.Booster], best_iteration: int
 ) -> tuple[float, float, int]:
     """(per-period Sharpe, annualised Sharpe, trades) of the trial's out-of-sample strategy."""
     parts = []
