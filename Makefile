@@ -12,10 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# Builds the Rust extension (maturin) and installs autoopt, its built-in plugins (incl. the TFT
-# trainer, which brings PyTorch from PyPI) and the test tools.
+# Builds the Rust extension (maturin) and installs autoopt (its built-in plugins included), the TFT
+# trainer's and exchange source's extras (PyTorch from PyPI, ccxt) and the test tools.
 install: $(BIN)/python
-	$(PIP) install ".[test,tft]" ./plugins/autoopt-builtins ./plugins/autoopt-tft
+	$(PIP) install ".[test,tft,exchanges]"
 
 ## Run autoopt's main job end to end on the embedded NATS server.
 demo: install

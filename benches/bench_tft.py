@@ -41,8 +41,8 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from autoopt_tft.trainer import TFTTrainer  # noqa: E402
 
+from autoopt.builtins.lgbm import LightGBMTrainer  # noqa: E402
 from autoopt.plugins.interfaces import (  # noqa: E402
     Costs,
     Trainer,
@@ -50,13 +50,13 @@ from autoopt.plugins.interfaces import (  # noqa: E402
     lookback_of,
     predict_rows,
 )
+from autoopt.tft.trainer import TFTTrainer  # noqa: E402
 from autoopt.validation.cv import PurgedWalkForward  # noqa: E402
 from autoopt.validation.metrics import (  # noqa: E402
     classification_metrics,
     positions_from_proba,
     strategy_metrics,
 )
-from autoopt_builtins.lgbm import LightGBMTrainer  # noqa: E402
 
 HORIZON = 5
 WARMUP = 60

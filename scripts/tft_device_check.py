@@ -29,8 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
 
-from autoopt_tft.trainer import TFTTrainer  # noqa: E402
-
+from autoopt.tft.trainer import TFTTrainer  # noqa: E402
 from bench_tft import dataset, fit_default, tune_and_validate  # noqa: E402
 
 

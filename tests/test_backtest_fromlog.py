@@ -72,7 +72,7 @@ async def _engine_checks(tmp_path: Path, nats_server: str) -> None:
         # the engine kept trading: the rest of the bars reach the log too
         await ingest_bars(log, "EDGE", "1h", bars, last_ts=int(ts[1_799]))
         start = int(ts[1_400])
-        from autoopt_builtins.log_source import EventLogSource
+        from autoopt.builtins.log_source import EventLogSource
 
         frames, actual = await read_period(log, ModelRegistry(cfg.data_dir), ["EDGE"],
                                            EventLogSource(), start, None)

@@ -7,12 +7,12 @@ import ccxt
 import numpy as np
 import pytest
 
+from autoopt.builtins.ccxt_source import CcxtSource, parse_uri
 from autoopt.clock import SimulatedClock
 from autoopt.errors import DataError
 from autoopt.log import EventLog
 from autoopt.pipeline.ingest import stored_bars
 from autoopt.pipeline.retrain import load_bars
-from autoopt_builtins.ccxt_source import CcxtSource, parse_uri
 
 MIN_MS = 60_000
 T0 = 1_700_000_000_000 - (1_700_000_000_000 % MIN_MS)

@@ -15,12 +15,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from autoopt.builtins.log_source import EventLogSource
+from autoopt.builtins.sources import BundledSource, FileSource
 from autoopt.data import ValidationPolicy, validate_bars
 from autoopt.errors import DataError
 from autoopt.log import EventLog, NatsSettings
 from autoopt.pipeline.ingest import bar_batches, ingest_bars
-from autoopt_builtins.log_source import EventLogSource
-from autoopt_builtins.sources import BundledSource, FileSource
 
 DAY = 86_400_000_000_000
 

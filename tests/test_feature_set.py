@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from autoopt.builtins.features import COLUMNS, WARMUP, DefaultFeatureSet
+from autoopt.builtins.sources import BundledSource
 from autoopt.plugins import load_plugins
-from autoopt_builtins.features import COLUMNS, WARMUP, DefaultFeatureSet
-from autoopt_builtins.sources import BundledSource
 
 
 def _eurusd() -> pl.DataFrame:

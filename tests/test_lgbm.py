@@ -8,11 +8,11 @@ import numpy as np
 import optuna
 import pytest
 
+from autoopt.builtins.lgbm import MODEL_FILE, LightGBMTrainer, make_pruner
 from autoopt.errors import ArtifactError, ConfigError
 from autoopt.plugins.interfaces import TrainTask, TrialRecord
 from autoopt.registry import ModelRegistry
 from autoopt.validation.cv import PurgedWalkForward
-from autoopt_builtins.lgbm import MODEL_FILE, LightGBMTrainer, make_pruner
 
 NAMES = tuple(f"f{i}" for i in range(5))
 
@@ -118,8 +118,8 @@ def test_released_models_predict_through_the_c_library_bit_identically() -> None
     import lightgbm as lgb
     import numpy as np
 
-    from autoopt_builtins.lgbm_native import NativeBooster
-    from autoopt_builtins.lgbm_trainer import LGBMPredictor
+    from autoopt.builtins.lgbm_native import NativeBooster
+    from autoopt.builtins.lgbm_trainer import LGBMPredictor
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2_000, 6))

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from autoopt.builtins.sources import BundledSource
 from autoopt.config import CVConfig, LabelConfig
 from autoopt.errors import ConfigError, DataError
 from autoopt.pipeline.dataset import (
@@ -16,7 +17,6 @@ from autoopt.pipeline.dataset import (
     timeframe_label,
     validation_policy,
 )
-from autoopt_builtins.sources import BundledSource
 
 HOUR = 3_600_000_000_000
 

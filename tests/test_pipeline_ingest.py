@@ -7,13 +7,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from autoopt.builtins.log_source import EventLogSource, parse_uri
+from autoopt.builtins.sources import BundledSource
 from autoopt.errors import DataError
 from autoopt.log import EventLog
 from autoopt.pipeline.ingest import bar_batches, ingest_bars, last_stored_ts, stored_bars
 from autoopt.pipeline.retrain import load_bars
 from autoopt.plugins import load_plugins
-from autoopt_builtins.log_source import EventLogSource, parse_uri
-from autoopt_builtins.sources import BundledSource
 
 MIN = 60_000_000_000
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from autoopt.builtins.lgbm import LightGBMTrainer
 from autoopt.pipeline.selection import select_features
 from autoopt.plugins.interfaces import TrainTask
 from autoopt.validation.cv import PurgedWalkForward
-from autoopt_builtins.lgbm import LightGBMTrainer
 
 NAMES = ("signal_a", "signal_b", "noise_1", "noise_2", "noise_3", "noise_4")
 

@@ -1,4 +1,5 @@
-"""Plugin discovery through the `autoopt` entry-point group, with real distributions on sys.path."""
+"""Plugin discovery: autoopt's built-ins, then the `autoopt` entry-point group, with real
+distributions on sys.path."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from autoopt.errors import PluginError
 from autoopt.plugins import hookimpl, load_plugins
+from autoopt.plugins.manager import DEFAULT_PLUGINS
 
 
 def _write_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -52,12 +54,12 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_builtin_plugins_register_through_entry_points() -> None:
+def test_builtin_plugins_register_through_the_plugin_hooks() -> None:
     plugins = load_plugins()
     names = {info.name for info in plugins.info()}
     assert "builtin-sources" in names
     info = next(i for i in plugins.info() if i.name == "builtin-sources")
-    assert "autoopt-builtins" in info.source
+    assert info.source == "autoopt (autoopt.builtins.sources)"
     assert "autoopt_register_data_sources" in info.hooks
     assert {"file", "bundled"} <= set(plugins.components("data_source"))
 
@@ -156,3 +158,34 @@ def test_plugin_cli_commands_load_only_when_asked_for(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "hello plugin"
     assert marker.exists()
+
+
+def test_core_without_entry_points_has_every_builtin() -> None:
+    """One `pip install autoopt` is a working core: the built-ins need no entry point."""
+    plugins = load_plugins(entry_points=False)
+    assert not plugins.failures
+    assert {name for name, _ in DEFAULT_PLUGINS} == {i.name for i in plugins.info()}
+    assert {"file", "bundled", "log", "ccxt"} <= set(plugins.components("data_source"))
+    assert {"lgbm", "tft"} <= set(plugins.components("trainer"))
+    assert "purged_cv" in plugins.components("validator")
+    assert "stops-sizing" in plugins.components("risk_tuner")
+    assert "default" in plugins.components("feature_set")
+    assert plugins.trainer("lgbm").model_type == "lightgbm"
+
+
+def test_builtin_can_be_disabled_and_an_old_builtins_entry_point_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an environment upgraded from the separate `autoopt-builtins` distribution still has its
+    # entry points (with modules that no longer exist): the built-in of that name wins
+    _write_dist(
+        tmp_path, "autoopt-builtins", {"builtin-lgbm": "autoopt_builtins_gone.lgbm"}, {}
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = load_plugins()
+    assert not plugins.failures
+    assert plugins.trainer("lgbm").model_type == "lightgbm"
+
+    plugins = load_plugins(disabled=["builtin-lgbm"])
+    with pytest.raises(PluginError, match="no trainer named 'lgbm'"):
+        plugins.trainer("lgbm")

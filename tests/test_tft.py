@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from autoopt_tft.predictor import CONFIG_FILE, WEIGHTS_FILE
-from autoopt_tft.trainer import SearchSpace, TFTTrainer
 
+from autoopt.builtins.lgbm import LightGBMTrainer
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins.interfaces import (
     Predictor,
@@ -25,6 +24,8 @@ from autoopt.plugins.interfaces import (
     predict_rows,
 )
 from autoopt.registry import ModelRegistry
+from autoopt.tft.predictor import CONFIG_FILE, WEIGHTS_FILE
+from autoopt.tft.trainer import SearchSpace, TFTTrainer
 from autoopt.validation.cv import PurgedWalkForward
 from autoopt.validation.gate import GateConfig, evaluate_gate
 from autoopt.validation.metrics import (
@@ -33,7 +34,6 @@ from autoopt.validation.metrics import (
     positions_from_proba,
     strategy_metrics,
 )
-from autoopt_builtins.lgbm import LightGBMTrainer
 
 HORIZON = 2
 SMALL = SearchSpace(hidden_sizes=(8,), attention_heads=(1, 2), dropout=(0.0, 0.2),

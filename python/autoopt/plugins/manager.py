@@ -1,4 +1,8 @@
-"""Discovery and registration of plugins through the ``autoopt`` entry-point group.
+"""Discovery and registration of plugins: autoopt's built-ins, then the ``autoopt`` entry points.
+
+The built-in plugins (`DEFAULT_PLUGINS`) ship inside the autoopt package, so one
+``pip install autoopt`` gives a working core; they are registered through the same hooks and the
+same code path as an entry-point plugin, before the entry points (as pytest and datasette do).
 
 pluggy's own ``load_setuptools_entrypoints`` stops at the first plugin that fails to import;
 a production service must not, so entry points are loaded one by one here and each failure
@@ -11,6 +15,7 @@ cannot be built is recorded as a failure of its plugin and raised as one `Plugin
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import logging
 import threading
@@ -28,6 +33,20 @@ from autoopt.plugins.lazy import LazyComponent
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "autoopt"
+
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("builtin-sources", "autoopt.builtins.sources"),
+    ("builtin-ccxt", "autoopt.builtins.ccxt_source"),
+    ("builtin-log-source", "autoopt.builtins.log_source"),
+    ("builtin-features", "autoopt.builtins.features"),
+    ("builtin-validators", "autoopt.builtins.validators"),
+    ("builtin-lgbm", "autoopt.builtins.lgbm"),
+    ("builtin-risk", "autoopt.builtins.risk"),
+    ("builtin-tft", "autoopt.tft.plugin"),
+)
+"""autoopt's own plugins: ``(name, module)``. Each module registers light metadata only (heavy
+components are `LazyComponent` entries), so loading them all costs no heavy import. An entry
+point with one of these names (an old ``autoopt-builtins`` distribution) is skipped."""
 
 LEGACY_MODEL_TYPES = {"lightgbm": "lgbm"}
 """Model types of releases written before manifests recorded their trainer, mapped to the trainer
@@ -221,6 +240,36 @@ class Plugins:
         raise PluginError(f"no data source for scheme {scheme!r} in {uri!r}; known schemes: {schemes}")
 
 
+class _BuiltinEntryPoint:
+    """A `DEFAULT_PLUGINS` entry shaped like an entry point, so built-ins and third-party
+    plugins are loaded, named and reported by one code path."""
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value
+        self.dist = _AUTOOPT_DIST
+
+    def load(self) -> object:
+        return importlib.import_module(self.value)
+
+
+class _AutooptDist:
+    name = "autoopt"
+
+    @property
+    def version(self) -> str:
+        from autoopt import __version__
+
+        return __version__
+
+
+_AUTOOPT_DIST = _AutooptDist()
+
+
+def _builtin_entry_points() -> Iterable[_BuiltinEntryPoint]:
+    return [_BuiltinEntryPoint(name, module) for name, module in DEFAULT_PLUGINS]
+
+
 def _entry_points() -> Iterable[md.EntryPoint]:
     return md.entry_points(group=ENTRY_POINT_GROUP)
 
@@ -231,35 +280,38 @@ def load_plugins(
     extra: Iterable[tuple[str, object]] = (),
     disabled: Iterable[str] = (),
 ) -> Plugins:
-    """Build the plugin manager: entry points of the ``autoopt`` group, then ``extra``.
+    """Build the plugin manager: autoopt's built-ins (`DEFAULT_PLUGINS`), then the entry points
+    of the ``autoopt`` group (unless ``entry_points`` is false), then ``extra``.
 
-    ``disabled`` names entry points to skip (config ``plugins.disabled``).
+    ``disabled`` names plugins to skip, built-in or not (config ``plugins.disabled``).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     plugins = Plugins(pm)
     skip = set(disabled)
+    seen: set[str] = set()
+    found: list[Any] = list(_builtin_entry_points())
     if entry_points:
-        seen: set[str] = set()
-        for ep in _entry_points():
-            if ep.name in skip or ep.name in seen:
-                continue
-            seen.add(ep.name)
-            dist = ep.dist
-            version = dist.version if dist is not None else ""
-            source = f"{dist.name if dist else '?'} ({ep.value})"
-            try:
-                obj = ep.load()
-                plugins.register(obj, ep.name, version=version, source=source)
-            except Exception as exc:
-                failure = PluginFailure(
-                    name=ep.name,
-                    source=source,
-                    error=f"{type(exc).__name__}: {exc}",
-                    detail=traceback.format_exc(),
-                )
-                plugins.failures.append(failure)
-                log.error("%s", failure.as_error())
+        found.extend(_entry_points())
+    for ep in found:
+        if ep.name in skip or ep.name in seen:
+            continue
+        seen.add(ep.name)
+        dist = ep.dist
+        version = dist.version if dist is not None else ""
+        source = f"{dist.name if dist else '?'} ({ep.value})"
+        try:
+            obj = ep.load()
+            plugins.register(obj, ep.name, version=version, source=source)
+        except Exception as exc:
+            failure = PluginFailure(
+                name=ep.name,
+                source=source,
+                error=f"{type(exc).__name__}: {exc}",
+                detail=traceback.format_exc(),
+            )
+            plugins.failures.append(failure)
+            log.error("%s", failure.as_error())
     for name, obj in extra:
         plugins.register(obj, name, source="registered in code")
     return plugins

@@ -1,7 +1,7 @@
-"""The ``builtin-tft`` entry point: registers the TFT trainer as light metadata.
+"""The built-in ``builtin-tft`` plugin: registers the TFT trainer as light metadata.
 
 Registering imports nothing heavy: the trainer is a `LazyComponent` whose module
-(`autoopt_tft.trainer`, which imports torch, safetensors and optuna) is imported the first time
+(`autoopt.tft.trainer`, which imports torch, safetensors and optuna) is imported the first time
 the ``tft`` trainer is asked for. A LightGBM-only process therefore never holds PyTorch.
 
 A missing or broken torch (absent wheel, missing shared library, a shadowing package) leaves the
@@ -18,7 +18,7 @@ PLUGIN = "builtin-tft"
 
 TFT = LazyComponent(
     name="tft",
-    target="autoopt_tft.trainer:TFTTrainer",
+    target="autoopt.tft.trainer:TFTTrainer",
     requires=("torch", "safetensors", "optuna"),
     needs="PyTorch",
     install="pip install 'autoopt[tft]'",

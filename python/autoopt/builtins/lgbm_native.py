@@ -5,7 +5,7 @@ Why: ``import lightgbm`` pulls in ``scipy.sparse``, ``pandas`` and ``pyarrow`` w
 installed (about 87 MB resident). A trading engine that follows a LightGBM champion only needs
 to load a text model and predict rows; the shared library shipped inside the ``lightgbm`` wheel
 does exactly that, with the same code and therefore the same numbers. Training keeps using the
-Python package (`autoopt_builtins.lgbm_trainer`).
+Python package (`autoopt.builtins.lgbm_trainer`).
 
 The four calls used (``c_api.h``): ``LGBM_BoosterLoadModelFromString``,
 ``LGBM_BoosterGetFeatureNames``, ``LGBM_BoosterPredictForMat`` (float64, row-major, normal

@@ -25,7 +25,8 @@ that name with ccxt's own rate limiter on. Tests inject a local exchange with th
 ``fetch_ohlcv`` contract; everything else is the real code path.
 
 ccxt itself (about 0.7 s to import) is imported where an exchange is called, not when the
-plugin registers the source: only a process that fetches from an exchange pays for it.
+plugin registers the source: only a process that fetches from an exchange pays for it. It comes
+with the ``exchanges`` extra; without it, using the source is one `PluginError` line naming it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import polars as pl
 
 from autoopt.config import Config
-from autoopt.errors import DataError
+from autoopt.errors import DataError, PluginError
 from autoopt.plugins import hookimpl
 from autoopt.symbols import validate_symbol
 
@@ -72,9 +73,24 @@ def parse_uri(uri: str) -> CcxtSpec:
     return CcxtSpec(parts[1], symbols, parts[-1])
 
 
+INSTALL = "pip install 'autoopt[exchanges]'"
+
+
+def import_ccxt() -> Any:
+    """The ccxt module, or one PluginError line naming the extra that provides it."""
+    try:
+        import ccxt
+    except ImportError as exc:
+        raise PluginError(
+            f"the ccxt data source needs ccxt, which cannot be imported ({exc}): "
+            f"install it with {INSTALL}"
+        ) from None
+    return ccxt
+
+
 def default_exchange(exchange_id: str) -> Any:
     """The ccxt exchange class of that id, with ccxt's rate limiter enabled."""
-    import ccxt
+    ccxt = import_ccxt()
 
     cls = getattr(ccxt, exchange_id, None)
     if exchange_id not in ccxt.exchanges or cls is None:
@@ -184,7 +200,7 @@ class CcxtSource:
         self._last_call = self._monotonic()
 
     def _call(self, exchange: Any, symbol: str, timeframe: str, since_ms: int) -> list[list[Any]]:
-        import ccxt
+        ccxt = import_ccxt()
 
         floor = float(getattr(exchange, "rateLimit", 0) or 0) / 1000.0
         for attempt in range(self.max_retries + 1):

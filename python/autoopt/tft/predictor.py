@@ -19,9 +19,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from autoopt.errors import ArtifactError, ConfigError
-from autoopt_tft.model import TemporalFusionTransformer
-from autoopt_tft.training import predict_proba, torch_settings
-from autoopt_tft.windows import Scaler, check_matrix
+from autoopt.tft.model import TemporalFusionTransformer
+from autoopt.tft.training import predict_proba, torch_settings
+from autoopt.tft.windows import Scaler, check_matrix
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

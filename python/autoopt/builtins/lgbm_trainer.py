@@ -17,7 +17,7 @@ Why this shape:
 * Models are LightGBM's native text format (``model.txt``), loaded from text only.
 * Optuna is imported by the search only (`tune`, `make_pruner`), and the ``lightgbm`` package
   by training only: a process that loads and predicts with a released model (an engine's
-  `ModelWatcher`) predicts through LightGBM's C library (`autoopt_builtins.lgbm_native`: the
+  `ModelWatcher`) predicts through LightGBM's C library (`autoopt.builtins.lgbm_native`: the
   same code, the same numbers) and imports neither.
 """
 
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autoopt.builtins.lgbm_native import NativeBooster
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins.interfaces import DEFAULT_MIN_COMPLETED_TRIALS, TrainTask, TuneResult
 from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
-from autoopt_builtins.lgbm_native import NativeBooster
 
 if TYPE_CHECKING:
     import lightgbm

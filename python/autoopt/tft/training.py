@@ -27,8 +27,8 @@ from scipy.special import expit
 from torch.nn import functional as F
 
 from autoopt.errors import ConfigError, DataError
-from autoopt_tft.model import TemporalFusionTransformer
-from autoopt_tft.windows import Scaler, Windows
+from autoopt.tft.model import TemporalFusionTransformer
+from autoopt.tft.windows import Scaler, Windows
 
 PREDICT_BATCH = 2048
 CLIP_GRAD_NORM = 1.0

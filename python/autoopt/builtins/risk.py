@@ -1,6 +1,6 @@
 """The ``builtin-risk`` entry point: registers the stops-and-sizing risk tuner as light metadata.
 
-The tuner (`autoopt_builtins.risk_tuner`, an Optuna search) is imported the first time the
+The tuner (`autoopt.builtins.risk_tuner`, an Optuna search) is imported the first time the
 ``stops-sizing`` tuner is used, so processes that never tune risk never import optuna.
 """
 
@@ -10,7 +10,7 @@ from autoopt.plugins import LazyComponent, hookimpl
 
 STOPS_SIZING = LazyComponent(
     name="stops-sizing",
-    target="autoopt_builtins.risk_tuner:StopsSizingTuner",
+    target="autoopt.builtins.risk_tuner:StopsSizingTuner",
     requires=("optuna",),
     needs="Optuna",
     install="pip install autoopt",

@@ -1,9 +1,9 @@
 """The ``builtin-lgbm`` entry point: registers the LightGBM trainer as light metadata.
 
-The trainer (`autoopt_builtins.lgbm_trainer`, which imports lightgbm and optuna) is imported the
+The trainer (`autoopt.builtins.lgbm_trainer`, which imports lightgbm and optuna) is imported the
 first time the ``lgbm`` trainer is used, so listing plugins, an idle service or a CLI verb that
 trains nothing never pays for them. Importing a name of the trainer module from here
-(``from autoopt_builtins.lgbm import LightGBMTrainer``) still works and imports it then.
+(``from autoopt.builtins.lgbm import LightGBMTrainer``) still works and imports it then.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from autoopt.plugins import LazyComponent, hookimpl
 
 LGBM = LazyComponent(
     name="lgbm",
-    target="autoopt_builtins.lgbm_trainer:LightGBMTrainer",
+    target="autoopt.builtins.lgbm_trainer:LightGBMTrainer",
     requires=("lightgbm", "optuna"),
     needs="LightGBM",
     install="pip install autoopt",
@@ -28,10 +28,10 @@ def autoopt_register_trainers() -> list[object]:
 
 
 def __getattr__(name: str) -> Any:
-    """``autoopt_builtins.lgbm.X`` for names of the trainer module, imported on first access."""
+    """``autoopt.builtins.lgbm.X`` for names of the trainer module, imported on first access."""
     if name.startswith("__"):
         raise AttributeError(name)
-    from autoopt_builtins import lgbm_trainer
+    from autoopt.builtins import lgbm_trainer
 
     try:
         return getattr(lgbm_trainer, name)

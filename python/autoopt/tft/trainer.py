@@ -13,7 +13,7 @@ treat both alike:
 * The time budget stops the search (Optuna's timeout) and also ends a running trial after its
   current epoch, keeping the best epoch so far.
 * CPU by default, CUDA when available (``device="auto"``); deterministic on CPU (see
-  `autoopt_tft.training`). Models are safetensors + JSON (see `autoopt_tft.predictor`).
+  `autoopt.tft.training`). Models are safetensors + JSON (see `autoopt.tft.predictor`).
 """
 
 from __future__ import annotations
@@ -30,14 +30,8 @@ import optuna
 from autoopt import tuning
 from autoopt.errors import ConfigError, DataError
 from autoopt.plugins.interfaces import TrainTask, TuneResult, predict_rows
-from autoopt.validation.metrics import (
-    log_loss,
-    positions_from_proba,
-    sharpe_ratio,
-    strategy_returns,
-)
-from autoopt_tft.predictor import TFTPredictor, artifact_config
-from autoopt_tft.training import (
+from autoopt.tft.predictor import TFTPredictor, artifact_config
+from autoopt.tft.training import (
     Hyper,
     Network,
     check_labels,
@@ -45,7 +39,13 @@ from autoopt_tft.training import (
     selection_importance,
     torch_settings,
 )
-from autoopt_tft.windows import check_matrix
+from autoopt.tft.windows import check_matrix
+from autoopt.validation.metrics import (
+    log_loss,
+    positions_from_proba,
+    sharpe_ratio,
+    strategy_returns,
+)
 
 OBJECTIVE = "log_loss"
 PRUNERS = tuning.PRUNERS

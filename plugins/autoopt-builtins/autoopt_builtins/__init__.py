@@ -1,1 +1,0 @@
-"""autoopt's built-in plugins, shipped as an ordinary plugin distribution."""
