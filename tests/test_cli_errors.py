@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +125,27 @@ def test_list_settings_read_commas_or_json_from_the_environment(data_dir: Path, 
     assert shown["nats"]["urls"] == ["nats://a:4222", "nats://b:4222"]
     assert shown["policy"]["drift"]["streams"] == ["outcome"]
     assert shown["pipeline"]["feature_set"] == "default"  # a plain string stays a string
+
+
+def test_a_server_without_jetstream_is_named_at_once(tmp_path: Path) -> None:
+    """A plain NATS server (no -js) answers every JetStream request with 503: say so at
+    connect, in one line, instead of retrying and reporting a bare 503."""
+    from autoopt.log.server import find_nats_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([find_nats_server(), "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as c:
+                if c.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        out = autoopt(tmp_path, "log", "info", env={"AUTOOPT_NATS_URL": f"nats://127.0.0.1:{port}"})
+        line = one_error_line(out, "JetStream disabled", "-js")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -461,6 +461,12 @@ class EventLog:
         try:
             # one bound (nats.connect_timeout_s) on every attempt, TLS and auth; redacted errors
             nc = await dial(settings, urls, error_cb=_log_nats_error)
+            if not nc._server_info.get("jetstream", False):  # the INFO the server greeted with
+                where = redact(str(nc.connected_url.geturl() if nc.connected_url else urls))
+                await nc.close()
+                raise EventLogError(
+                    f"the NATS server at {where} has JetStream disabled: autoopt's event log "
+                    "needs it (start nats-server with -js, or add `jetstream {}` to its config)")
             self = cls(nc, settings, server)
             if ensure:
                 try:
