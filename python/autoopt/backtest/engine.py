@@ -124,6 +124,8 @@ class _Sim:
     champion: Recipe | None = None
     champion_since: int = 0
     proba: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    """The champion's position at every bar it trades (flat where it cannot predict)."""
     pending: list[_Pending] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     retrains: int = 0
@@ -201,8 +203,17 @@ class _Sim:
         proba[step:] = predict_rows(model.predict_proba, int(getattr(model, "lookback", 1)),
                                     X, rows)
         self.proba = proba
+        self.positions = positions_from_proba(proba)  # NaN rows (before the swap) are flat
         self.champion = rel
         self.champion_since = at
+
+    def _step(self, i: int, prev: float) -> tuple[float, float]:
+        """The position held from bar ``i``'s close and its net return (`strategy_returns`'
+        formula: position x next-bar return - fees and slippage on the change of position)."""
+        pos = 0.0 if self.positions is None else float(self.positions[i])
+        costs = self.config.pipeline.costs
+        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
+        return pos, float(pos * self.data.fwd[i] - cost * abs(pos - prev))
 
     # ------------------------------------------------------------------- the run
 
@@ -212,8 +223,6 @@ class _Sim:
         n = d.ts.size
         steps = range(d.start, n - 1)
         ppy = d.periods_per_year
-        costs = self.config.pipeline.costs
-        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
         watch_signals = cfg.drift.enabled and bool(cfg.drift.streams)
         watch_features = cfg.drift.enabled and any(x in cfg.drift.detectors for x in ("psi", "ks"))
         report_every = max(1, int(round(ppy / 252.0)))  # about one report per trading day
@@ -238,10 +247,7 @@ class _Sim:
                     commands += self._feed(ev, ev.ts_event)
                 self._settle(p, i)
             commands += self._feed(_tick(now), now)
-            pos = 0.0
-            if self.proba is not None and math.isfinite(self.proba[i]):
-                pos = float(positions_from_proba(self.proba[i:i + 1])[0])
-            r = pos * d.fwd[i] - cost * abs(pos - prev_pos)
+            pos, r = self._step(i, prev_pos)
             if self.proba is not None and watch_signals and math.isfinite(self.proba[i]):
                 commands += self._feed(SignalEmitted(
                     event_id=derived_event_id(self._scope(), f"signal/{i}"), ts_event=now,
@@ -259,7 +265,7 @@ class _Sim:
                     fees=0.0, pnl=float(rets[-1]), return_=float(rets[-1]),
                     exit_ts=now), now)
             out_ts.append(now)
-            rets.append(float(r))
+            rets.append(r)
             poss.append(pos)
             ages.append((now - self.champion_since) / NS if self.champion else math.nan)
             rids.append(self.champion.release_id if self.champion else "")
@@ -294,8 +300,6 @@ class _Sim:
         """Trade a recorded timeline (``--from-log``'s ``actual``): ``first`` from the first
         step, each swap from the first step at or after its instant; no decision is made."""
         d = self.data
-        costs = self.config.pipeline.costs
-        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
         queue = sorted(swaps, key=lambda x: x[0])
         if first is not None:
             self._swap(first, d.start, int(d.close_ns[d.start]) - 1)
@@ -308,15 +312,13 @@ class _Sim:
             while queue and queue[0][0] <= now:
                 at, rel = queue.pop(0)
                 if rel is None:
-                    self.proba, self.champion = None, None
+                    self.proba, self.positions, self.champion = None, None, None
                 else:
                     self._swap(rel, i, at)
                     self.releases += 1
-            pos = 0.0
-            if self.proba is not None and math.isfinite(self.proba[i]):
-                pos = float(positions_from_proba(self.proba[i:i + 1])[0])
+            pos, r = self._step(i, prev)
             out.ts.append(now)
-            out.returns.append(float(pos * d.fwd[i] - cost * abs(pos - prev)))
+            out.returns.append(r)
             out.positions.append(pos)
             out.model_age_s.append((now - self.champion_since) / NS if self.champion
                                    else math.nan)

@@ -120,15 +120,29 @@ def _plugins(config: Config) -> Any:
     return _PLUGINS[key]
 
 
+_DATASETS: dict[str, Any] = {}
+_DATASETS_KEPT = 8
+
+
 def _dataset(req: _Request, config: Config, plugins: Any) -> Any:
+    """The retrain's dataset at its cut; kept for the next stage of the same retrain in this
+    process (the judge stage rebuilds what the fit stage just built otherwise)."""
     from autoopt.pipeline.dataset import build_dataset, training_bars, validation_policy
 
+    key = digest(req.symbol, req.cut_ns, hashlib.sha256(req.bars).hexdigest(),
+                 msgspec.to_builtins(config.pipeline))
+    if key in _DATASETS:
+        return _DATASETS[key]
     frame = pl.read_ipc(io.BytesIO(req.bars))
     frame = training_bars(frame.filter(pl.col("ts") <= req.cut_ns),
                           config.pipeline.train_window_bars)
     fs = plugins.component("feature_set", config.pipeline.feature_set)
-    return build_dataset(req.symbol, frame, fs, config.pipeline.label,
-                         validation_policy(config.pipeline.data_policy))
+    ds = build_dataset(req.symbol, frame, fs, config.pipeline.label,
+                       validation_policy(config.pipeline.data_policy))
+    while len(_DATASETS) >= _DATASETS_KEPT:
+        _DATASETS.pop(next(iter(_DATASETS)))
+    _DATASETS[key] = ds
+    return ds
 
 
 def _fit(req: _Request, config: Config) -> Fitted:

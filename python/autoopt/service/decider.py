@@ -311,8 +311,8 @@ class Decider:
                     )
                     await backoff.sleep()
             backoff.reset()
-        self.stalled = None if self.stalled and self.stalled.startswith("cannot append") \
-            else self.stalled
+        if self.stalled is not None and self.stalled.startswith("cannot append"):
+            self.stalled = None  # stored now: the core moves again
         return True
 
     def _letter(self, origin: Origin, reason: str, cause: Event | None = None) -> Event:
