@@ -236,6 +236,15 @@ class ABConfig(_Section):
     checked on every outcome)."""
 
 
+class RegistryConfig(_Section):
+    """Where model releases live: ``local`` (the data dir) or ``nats`` (a JetStream Object Store
+    for artifacts and manifests, a KV bucket for ``current``; shared by every host)."""
+
+    backend: Literal["local", "nats"] = "local"
+    bucket: str = "autoopt-models"
+    current_bucket: str = "autoopt-current"
+
+
 class PluginsConfig(_Section):
     disabled: list[str] = msgspec.field(default_factory=list)
 
@@ -257,6 +266,7 @@ class Config(_Section):
     ab: ABConfig = msgspec.field(default_factory=ABConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
 
     @property
     def data_path(self) -> Path:

@@ -39,12 +39,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 import msgspec
 
 from autoopt.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from autoopt.config import Config
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -428,6 +431,27 @@ class ModelRegistry:
         """The manifests of a symbol's releases that verify, oldest first (see `entries`)."""
         return [e.manifest for e in self.entries(symbol) if e.manifest is not None]
 
+    def symbols(self) -> builtins.list[str]:
+        """Every symbol with releases (or a folder) in the registry, sorted."""
+        if not self.models.is_dir():
+            return []
+        return sorted(unquote(p.name) for p in self.models.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
+
+    def close(self) -> None:
+        """Release what the backend holds (nothing on local disk; the NATS connection)."""
+
+
+def open_registry(config: Config) -> ModelRegistry:
+    """The registry ``registry.backend`` names: ``local`` (the data dir) or ``nats`` (JetStream
+    Object Store + KV, `autoopt.registry_nats`; the data dir is its verified cache)."""
+    if config.registry.backend == "nats":
+        from autoopt.registry_nats import NatsModelRegistry
+
+        return NatsModelRegistry(config.data_dir, config.nats, bucket=config.registry.bucket,
+                                 current_bucket=config.registry.current_bucket)
+    return ModelRegistry(config.data_dir)
+
 
 __all__ = [
     "DataRange",
@@ -438,5 +462,6 @@ __all__ = [
     "artifact_set_sha256",
     "derive_release_id",
     "manifest_bytes",
+    "open_registry",
     "sha256_bytes",
 ]

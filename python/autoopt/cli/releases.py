@@ -7,7 +7,6 @@ Rollback moves ``current`` back (to the parent release, or ``--to``) and appends
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import unquote
 
 import msgspec
 import typer
@@ -16,7 +15,7 @@ from rich.table import Table
 
 from autoopt.cli.context import CliContext, cli_symbol, console, fail, run
 from autoopt.errors import ArtifactError
-from autoopt.registry import CURRENT, ModelRegistry
+from autoopt.registry import CURRENT, ModelRegistry, open_registry
 
 app = typer.Typer(help="List, inspect and roll back model releases.", no_args_is_help=True)
 
@@ -26,11 +25,8 @@ def _cli(ctx: typer.Context) -> CliContext:
 
 
 def registry_symbols(registry: ModelRegistry) -> list[str]:
-    """Every symbol with a folder in the registry."""
-    if not registry.models.is_dir():
-        return []
-    return sorted(unquote(p.name) for p in registry.models.iterdir()
-                  if p.is_dir() and not p.name.startswith("."))
+    """Every symbol with releases in the registry (either backend)."""
+    return registry.symbols()
 
 
 @app.command("list")
@@ -42,7 +38,7 @@ def list_releases(
     """Releases per symbol, oldest first; ``*`` marks the current one. Each is verified: one
     that fails (corrupt or truncated manifest, edited field, missing or changed file) is listed
     with status ``corrupt`` and its problem, and the others are still listed."""
-    registry = ModelRegistry(_cli(ctx).config().data_dir)
+    registry = open_registry(_cli(ctx).config())
     symbols = [cli_symbol(symbol)] if symbol else registry_symbols(registry)
     rows = []
     for s in symbols:
@@ -93,7 +89,7 @@ def show(
 ) -> None:
     """A release's manifest as JSON, after verifying its checksums."""
     symbol = cli_symbol(symbol)
-    registry = ModelRegistry(_cli(ctx).config().data_dir)
+    registry = open_registry(_cli(ctx).config())
     try:
         manifest, _ = registry.load(symbol, release)
     except ArtifactError as exc:
@@ -124,7 +120,7 @@ def rollback(
     """Point ``current`` back and record a ModelRolledBack event."""
     symbol = cli_symbol(symbol)
     cli = _cli(ctx)
-    registry = ModelRegistry(cli.config().data_dir)
+    registry = open_registry(cli.config())
     try:
         frm, target = registry.rollback(symbol, to)
     except ArtifactError as exc:

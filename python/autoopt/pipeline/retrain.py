@@ -69,7 +69,7 @@ from autoopt.plugins.interfaces import (
     Validator,
 )
 from autoopt.plugins.manager import trainer_id
-from autoopt.registry import Manifest, ModelRegistry, Recorded
+from autoopt.registry import Manifest, ModelRegistry, Recorded, open_registry
 
 if TYPE_CHECKING:
     from autoopt.log import EventLog
@@ -460,7 +460,7 @@ async def run_retrain(
 
     clock = clock or SystemClock()
     plugins = plugins or open_plugins(config)
-    registry = registry or ModelRegistry(config.data_dir)
+    registry = registry or open_registry(config)
     p = config.pipeline
     models = list(models or p.models)
     n_trials = int(trials or p.trials)

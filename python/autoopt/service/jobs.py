@@ -26,7 +26,7 @@ from autoopt.log import Delivery, EventLog
 from autoopt.pipeline.release import read_history, step_id
 from autoopt.pipeline.retrain import run_retrain
 from autoopt.plugins import Plugins
-from autoopt.registry import ModelRegistry
+from autoopt.registry import open_registry
 from autoopt.service.metrics import ServiceMetrics
 from autoopt.subjects import subject_filter_for_type
 
@@ -49,7 +49,7 @@ class JobRunner:
         self._config = config
         self._plugins = plugins
         self._metrics = metrics
-        self._registry = ModelRegistry(config.data_dir)
+        self._registry = open_registry(config)
         self._now_ns = now_ns
         self.completed: list[str] = []
         self.gave_up: list[str] = []
