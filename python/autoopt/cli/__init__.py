@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from autoopt.cli import ab, backtest, demo, log_cmds, releases, retrain, serve, server_cmds
+from autoopt.cli import ab, backtest, demo, log_cmds, releases, retrain, serve, server_cmds, why
 from autoopt.cli.context import (
     DEBUG_ENV,
     CliContext,
@@ -41,6 +41,7 @@ app.command("retrain")(retrain.retrain)
 app.command("backtest")(backtest.backtest)
 app.command("serve")(serve.serve)
 app.command("replay")(serve.replay)
+app.command("why")(why.why)
 
 
 @app.callback()

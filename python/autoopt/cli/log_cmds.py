@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from autoopt.cli.context import console, fail, run
+from autoopt.cli.context import cli_symbol, console, err_console, fail, run
 from autoopt.cli.render import line
 
 app = typer.Typer(help="Inspect the event log (NATS JetStream).", no_args_is_help=True)
@@ -113,29 +113,63 @@ def replay(
     strict: bool = typer.Option(
         False, "--strict", help="Fail on the first record that is not a valid event (default: skip and count it)."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object per line: the whole event (bytes as base64) with its seq, subject and storage time."
+    ),
+    types: str | None = typer.Option(
+        None, "--type", "-t", help="Only these event types, comma-separated: tags (model.released), categories (model) or class names."
+    ),
+    symbol: str | None = typer.Option(None, "--symbol", help="Only events of this symbol."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only events stored since this long ago (90s, 10m, 2h, 7d) or this ISO time."
+    ),
 ) -> None:
-    """Print decoded events by sequence range or time range."""
+    """Print decoded events by sequence range or time range; long events wrap, never cut."""
+    import time
+
+    from autoopt.errors import AutooptError
     from autoopt.log.eventlog import ReplayStats
+    from autoopt.logquery import matches, parse_since, parse_types, replay_targets, target_name
     from autoopt.runtime import open_event_log
-    from autoopt.subjects import STREAMS
 
     start_seq, start_time = _bound(start, "--from")
     end_seq, end_time = _bound(end, "--to")
+    try:
+        wanted = parse_types(types)
+        since_ns = parse_since(since, time.time_ns())
+    except AutooptError as exc:
+        fail(str(exc))
+    if since_ns is not None:
+        if start is not None:
+            fail("give --from or --since, not both")
+        start_time = dt.datetime.fromtimestamp(since_ns / 1e9, tz=dt.UTC)
+    if target and (wanted or symbol is not None):
+        fail("--subject selects on its own: combine --type/--symbol with each other, not with --subject")
+    if symbol is not None:
+        symbol = cli_symbol(symbol, "--symbol")
     skipped: list[tuple[str, ReplayStats]] = []
+
+    def show(record) -> None:  # noqa: ANN001 - Record
+        if as_json:
+            typer.echo(json_line(record))
+        else:
+            console.print(line(record.event, record.seq), highlight=False)
 
     async def go() -> int:
         log = await open_event_log(ctx.obj.config())
         shown = 0
         try:
-            targets = [target] if target else [s.name for s in STREAMS]
+            targets = [target] if target else replay_targets(wanted, symbol)
             for t in targets:
                 stats = ReplayStats()
-                skipped.append((t, stats))
+                skipped.append((target_name(t), stats))
                 async for record in log.replay_records(
                     t, start_seq=start_seq, end_seq=end_seq, start_time=start_time, end_time=end_time,
                     strict=strict, stats=stats,
                 ):
-                    console.print(line(record.event, record.seq), highlight=False, soft_wrap=True)
+                    if not matches(record.event, symbol):
+                        continue
+                    show(record)
                     shown += 1
                     if limit and shown >= limit:
                         return shown
@@ -144,10 +178,24 @@ def replay(
         return shown
 
     shown = run(go())
-    console.print(f"[dim]{shown} events[/dim]")
+    out = err_console if as_json else console  # --json keeps stdout pure JSON lines
+    out.print(f"[dim]{shown} events[/dim]")
     for t, stats in skipped:
         if stats.skipped:
-            console.print(f"[yellow]{escape(stats.summary(t))}[/yellow]", highlight=False, soft_wrap=True)
+            out.print(f"[yellow]{escape(stats.summary(t))}[/yellow]", highlight=False, soft_wrap=True)
+
+
+def json_line(record) -> str:  # noqa: ANN001 - Record
+    """A replayed record as one JSON object: ``seq``, ``subject``, ``stored`` (ISO time the log
+    stored it) and ``event`` (every field, ``type`` its tag; bytes as base64, NaN as null)."""
+    import msgspec
+
+    from autoopt.cli.render import fmt_ns
+
+    return msgspec.json.encode({
+        "seq": record.seq, "subject": record.subject, "stored": fmt_ns(record.time_ns),
+        "event": record.event,
+    }).decode()
 
 
 @app.command()
