@@ -81,6 +81,17 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     trainer: str = ""
     """The plugin registry's trainer name (``"lgbm"``, ``"tft"``...) that loads the artifact;
     empty in manifests written before it was recorded (see `autoopt.plugins.trainer_id`)."""
+    feature_set: str = ""
+    """The feature set (plugin name) the model's columns come from; with its version, params,
+    the label config and the lookback, what `autoopt.client.Champion` needs to predict from raw
+    bars (empty in manifests written before they were recorded)."""
+    feature_set_version: str = ""
+    feature_params: dict[str, Any] = {}
+    label: dict[str, Any] = {}
+    """The label config the model was trained on (``kind``, ``horizon``...)."""
+    lookback: int = 0
+    """Bars one live prediction needs (the feature set's warm-up plus settling of its
+    recursive averages); 0 where not recorded."""
 
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,11 +197,14 @@ class ModelRegistry:
         data_range: tuple[int, int] | DataRange,
         parent_release: str | None | EllipsisType = ...,
         feature_importances: Mapping[str, float] | None = None,
+        recipe: Mapping[str, Any] | None = None,
     ) -> tuple[Manifest, dict[str, bytes]]:
         """The manifest (with its content-derived release id) and file contents of a release,
         without writing anything: a release id can be named (in a verdict) before it is saved.
 
-        `parent_release` defaults to the symbol's current release.
+        `parent_release` defaults to the symbol's current release. ``recipe``: the manifest's
+        feature-set fields (``feature_set``, ``feature_set_version``, ``feature_params``,
+        ``label``, ``lookback``).
         """
         if not files:
             raise ArtifactError(f"{symbol}: a release needs at least one file")
@@ -220,6 +234,7 @@ class ModelRegistry:
             sha256=artifact_set_sha256(digests),
             feature_importances={k: float(v) for k, v in (feature_importances or {}).items()},
             trainer=trainer,
+            **dict(recipe or {}),
         )
         raw = _encoder.encode(body)
         rid = derive_release_id(raw)

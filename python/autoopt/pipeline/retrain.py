@@ -59,6 +59,7 @@ from autoopt.pipeline.dataset import (
     validation_policy,
 )
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
+from autoopt.pipeline.recipe import recipe_fields
 from autoopt.pipeline.release import ReleaseHistory, ReleaseSteps, read_history, step_id
 from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
 from autoopt.plugins.interfaces import (
@@ -378,6 +379,8 @@ class _Job:
                 trainer=self.model, created_at=created_at, params=tuned.params, features=names,
                 metrics=metrics, data_range=ds.data_range, parent_release=champion_id,
                 feature_importances=importances,
+                recipe=recipe_fields(self.config.pipeline.label, self.plugins.component(
+                    "feature_set", self.config.pipeline.feature_set)),
             )
             self.registry.stage(manifest, blobs)
             release_id = manifest.release_id

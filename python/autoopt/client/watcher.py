@@ -1,4 +1,4 @@
-"""What a trading engine embeds to follow the champion model of a symbol.
+"""What a trading engine embeds to follow the champion model of a symbol and predict with it.
 
 Open one with ``watcher = await ModelWatcher.open(symbol, config)``. It replays the symbol's
 model events to find the current champion, loads it from the registry, then follows new
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from autoopt.client.champion import Bars, ReleaseFeatures
 from autoopt.config import Config
-from autoopt.errors import ArtifactError, AutooptError
+from autoopt.errors import ArtifactError, AutooptError, DataError
 from autoopt.events import (
     ErrorRaised,
     Event,
@@ -57,6 +58,8 @@ class LoadedModel:
     manifest: Manifest
     predictor: Any
     event_id: str
+    features: ReleaseFeatures | None = None
+    """The release's own feature set (None: its manifest recorded none)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -70,6 +73,42 @@ class LoadedModel:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.predictor.predict_proba(X)
+
+    def _features(self) -> ReleaseFeatures:
+        if self.features is None:
+            raise ArtifactError(
+                f"{self.symbol}/{self.release_id}: the manifest records no feature set (released "
+                "before it was recorded): pass feature rows to predict_proba"
+            )
+        return self.features
+
+    def predict(self, bars: Bars) -> np.ndarray:
+        """P(up) for every bar, from raw bars through the release's own features (NaN in the
+        feature set's warm-up rows)."""
+        feats = self._features()
+        X = feats.matrix(bars)
+        out = np.full(X.shape[0], np.nan)
+        ok = ~np.isnan(X).any(axis=1)
+        if ok.any():
+            out[ok] = self.predictor.predict_proba(X[ok])
+        return out
+
+    def predict_latest(self, window: Bars) -> float:
+        """P(up) for the last bar of a trailing window (the live path; pass at least
+        ``lookback`` bars for the full-history value)."""
+        X = self._features().latest(window)
+        if np.isnan(X).any():
+            raise DataError(f"{self.symbol}: the last bar's features are incomplete (NaN)")
+        return float(self.predictor.predict_proba(X)[0])
+
+    @property
+    def bars_needed(self) -> int:
+        """Trailing bars `predict_latest` reads (the manifest's lookback)."""
+        return self._features().lookback
+
+
+Champion = LoadedModel
+"""The champion an engine predicts with: ``watcher.current`` (see `LoadedModel`)."""
 
 
 def _champion_change(event: Event) -> str | None:
@@ -136,11 +175,22 @@ class ModelWatcher:
         """The champion now loaded (None before the first release)."""
         return self._current
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def _model(self) -> LoadedModel:
         model = self._current  # one read: the whole call uses one model even during a swap
         if model is None:
             raise ArtifactError(f"{self.symbol}: no champion model loaded yet")
-        return model.predict_proba(X)
+        return model
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._model().predict_proba(X)
+
+    def predict(self, bars: Bars) -> np.ndarray:
+        """The champion's P(up) for every bar (see `LoadedModel.predict`)."""
+        return self._model().predict(bars)
+
+    def predict_latest(self, window: Bars) -> float:
+        """The champion's P(up) for the window's last bar (see `LoadedModel.predict_latest`)."""
+        return self._model().predict_latest(window)
 
     async def start(self) -> LoadedModel | None:
         """Load the champion recorded in the log, then follow changes live."""
@@ -212,7 +262,8 @@ class ModelWatcher:
         manifest, files = self._registry.load(self.symbol, release_id, recorded=recorded)
         trainer = self._plugins.release_trainer(manifest.trainer, manifest.model_type)
         predictor = trainer.load(files)
-        return LoadedModel(self.symbol, release_id, manifest, predictor, event_id)
+        features = ReleaseFeatures.of(manifest, self._plugins)
+        return LoadedModel(self.symbol, release_id, manifest, predictor, event_id, features)
 
     async def _refuse(self, exc: Exception, event: Event) -> None:
         self.errors.append((_champion_change(event) or "", exc))

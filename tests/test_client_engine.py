@@ -1,0 +1,93 @@
+"""autoopt.client.Engine on a real nats-server: batched, deduplicated, metrics computed from
+outcomes, retrain requests and risk params through the log, and nothing lost while the server is
+down (killed with -9 and restarted on the same port and store): events produced meanwhile are
+spooled on disk and delivered once it is back, also by a new process's engine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from autoopt.client import Engine, rolling_metrics
+from autoopt.errors import DataError
+from autoopt.events import RiskParamsUpdated, TradeOutcome
+from autoopt.log import EventLog, NatsSettings
+from autoopt.testing.cluster import NatsCluster
+
+
+def _settings(url: str) -> NatsSettings:
+    return NatsSettings(urls=[url], request_timeout_s=2.0, connect_timeout_s=5.0,
+                        max_reconnect_attempts=-1, reconnect_wait_s=0.2)
+
+
+async def _ids(log: EventLog, stream: str) -> list[str]:
+    return [r.event.event_id async for r in log.replay_records(stream)]
+
+
+async def test_engine_batches_dedups_and_computes_metrics(event_log: EventLog,
+                                                         tmp_path: Path) -> None:
+    engine = Engine(event_log, spool_dir=tmp_path / "spool", periods_per_year=252.0)
+    await engine.start()
+    sigs = [await engine.signal("BTCUSDT", "long", 0.6, signal_id=f"s{i}", price=100.0)
+            for i in range(300)]
+    again = await engine.publish(sigs[0])  # same event id: dropped, not sent twice
+    assert again is sigs[0] and engine.duplicates == 1
+    for i, (entry, exit_) in enumerate([(100, 101), (100, 99), (100, 102), (50, 49)]):
+        await engine.outcome("BTCUSDT", f"t{i}", "long", 1.0, entry, exit_, fees=0.1,
+                             signal_id=f"s{i}")
+    figures = engine.rolling("BTCUSDT")
+    assert figures == rolling_metrics(
+        [(1 - 0.1) / 100, (-1 - 0.1) / 100, (2 - 0.1) / 100, (-1 - 0.1) / 50], 252.0)
+    reported = await engine.metrics("BTCUSDT")
+    await engine.request_retrain("BTCUSDT", "desk asked for it")
+    assert await engine.flush()
+    assert engine.sent == 300 + 4 + 2 and engine.spooled == 0
+    signals = await _ids(event_log, "SIGNALS")
+    assert signals == [s.event_id for s in sigs]
+    outcomes = [r.event async for r in event_log.replay_records("TRADES")]
+    assert [o.return_ for o in outcomes if isinstance(o, TradeOutcome)][1] == pytest.approx(-0.011)
+    assert reported.metrics["n_trades"] == 4.0 and reported.metrics["hit_rate"] == 0.5
+    with pytest.raises(DataError, match="side"):
+        await engine.signal("BTCUSDT", "up", 0.5)
+    assert await engine.current_params("BTCUSDT") is None
+    await event_log.append(RiskParamsUpdated.new(symbol="BTCUSDT", params={"stop": 0.02}))
+    await event_log.append(RiskParamsUpdated.new(symbol="BTCUSDT", params={"stop": 0.03}))
+    assert await engine.current_params("BTCUSDT") == {"stop": 0.03}
+    await engine.close()
+
+
+async def test_nothing_lost_while_nats_is_down(nats_node: NatsCluster, tmp_path: Path) -> None:
+    """Killed server; an engine closed while it is down (its process exits) and a new engine
+    on the same spool, still producing; the server comes back on the same port and store: the
+    new engine reconnects and delivers everything, each event once, in order."""
+    node = nats_node.nodes["n1"]
+    log = await EventLog.connect(_settings(node.url))
+    spool = tmp_path / "spool"
+    first = Engine(log, spool_dir=spool, ack_timeout_s=1.0)
+    await first.start()
+    sent = [await first.signal("ETHUSDT", "short", 0.7) for _ in range(200)]
+    assert await first.flush()
+
+    node.kill()
+    while first.connected:
+        await asyncio.sleep(0.05)
+    during = [await first.signal("ETHUSDT", "long", 0.55) for _ in range(250)]
+    await first.close()  # exits while NATS is down: everything is in the spool
+    assert first.spooled == 250 and not first.spool.empty
+
+    second = Engine(log, spool_dir=spool, ack_timeout_s=1.0)
+    await second.start()
+    during += [await second.signal("ETHUSDT", "flat", 0.5) for _ in range(250)]
+    await second.flush()
+    assert second.spooled == 250 and second.sent == 0
+
+    node.start()  # same port and store: the client reconnects by itself
+    after = [await second.signal("ETHUSDT", "long", 0.6) for _ in range(100)]
+    await second.drained(timeout=60)
+    stored = await _ids(log, "SIGNALS")
+    assert stored == [e.event_id for e in sent + during + after]  # each once, in order
+    assert second.spool.empty and second.spool.bytes == 0
+    await second.close()
+    await log.close()
