@@ -38,6 +38,7 @@ __all__ = [
     "MAX_PERIOD",
     "RouteChunk",
     "RouteTable",
+    "simulate_strategy",
 ]
 
 __version__: str
@@ -254,3 +255,18 @@ class RouteTable:
         cls, experiments: list[_ExperimentArgs], passthrough: str, max_payload: int
     ) -> RouteTable: ...
     def route(self, msgs: list[Any], start: int, max_deliver: int, now_ns: int) -> RouteChunk: ...
+
+# --- risk --------------------------------------------------------------------------------------
+
+def simulate_strategy(
+    open: Any,
+    high: Any,
+    low: Any,
+    close: Any,
+    prob: Any,
+    atr: Any,
+    vol: Any,
+    day: Any,
+    params: Any,
+    cost_bps: float,
+) -> tuple[_F64Array, _F64Array, _F64Array, npt.NDArray[np.int8]]: ...

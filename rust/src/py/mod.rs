@@ -5,8 +5,10 @@ mod drift;
 mod errors;
 mod features;
 mod hashing;
+mod risk;
 mod route;
 mod strlayout;
+mod threads;
 
 use pyo3::prelude::*;
 
@@ -25,5 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hashing::register(m)?;
     features::register(m)?;
     route::register(m)?;
+    threads::register(m)?;
+    risk::register(m)?;
     Ok(())
 }
