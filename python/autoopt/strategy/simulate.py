@@ -163,7 +163,7 @@ def reference_loop(
     line-by-line transcription: change both or neither."""
     (thr, band, min_hold, vol_target, kelly_cap, sl, tp, tr, max_lev, dll, mdd,
      halt_bars) = (float(x) for x in k)
-    O, H, L, C, P = o.tolist(), h.tolist(), lo.tolist(), c.tolist(), p.tolist()
+    Op, H, L, C, P = o.tolist(), h.tolist(), lo.tolist(), c.tolist(), p.tolist()
     A, V, D = atr.tolist(), vol.tolist(), day.tolist()
     n = len(C)
     cost = cost_bps / 1e4
@@ -252,7 +252,7 @@ def reference_loop(
                     adverse_kind = 2
             target = entry_px + d * tp * entry_atr
             exit_px = 0.0
-            ob, hb, lb = O[t + 1], H[t + 1], L[t + 1]
+            ob, hb, lb = Op[t + 1], H[t + 1], L[t + 1]
             if d > 0.0:
                 if tp > 0.0 and ob >= target:
                     exit_px, kind = ob, 3
