@@ -1,0 +1,104 @@
+"""Risk and strategy benchmarks (issue 17).
+
+1. The Rust strategy simulation (``autoopt._native.simulate_strategy``) against the Python
+   reference loop it must equal (`autoopt.strategy.simulate.reference_loop`), same inputs, one
+   thread, same run: goal >= 50x. Both get the same precomputed arrays; only the loop differs.
+2. ``tune-risk``'s core: 200 NSGA-II trials per study on 5 years of daily bars x 5 symbols
+   (nested walk-forward), goal <= 60 s (added with `autoopt.strategy.tuning`).
+3. ``portfolio``: walk-forward over 10 years x 20 assets, goal <= 30 s (`autoopt.portfolio`).
+
+Run: ``python -m pytest benches/bench_risk.py --benchmark-only --benchmark-columns=min,median -s``
+or ``python benches/bench_risk.py`` for the ratio table alone (min of 7 rounds each).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pytest
+
+from autoopt.strategy.params import StrategyParams
+from autoopt.strategy.simulate import MarketInputs, simulate
+
+N_BARS = 20_000
+PARAMS = StrategyParams(entry_threshold=0.52, no_trade_band=0.02, min_hold_bars=2, vol_target=0.2,
+                        kelly_cap=0.5, stop_loss_atr=2.0, take_profit_atr=3.0,
+                        trailing_stop_atr=2.5, max_leverage=2.0, daily_loss_limit=0.02,
+                        max_drawdown=0.1, halt_bars=24)
+
+
+def market(n: int = N_BARS, seed: int = 0) -> tuple[MarketInputs, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate(([close[0]], close[:-1]))
+    bars = pl.DataFrame({"ts": np.arange(n, dtype=np.int64) * 3_600 * 10**9, "open": open_,
+                         "high": np.maximum(open_, close) * 1.004,
+                         "low": np.minimum(open_, close) * 0.996, "close": close})
+    inputs = MarketInputs.from_bars(bars, periods_per_year=8760)
+    inputs.atr(PARAMS.atr_period)
+    inputs.vol(PARAMS.vol_window)  # indicators cached: both loops time the loop only
+    return inputs, rng.uniform(size=n)
+
+
+def best_of(fn: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@pytest.fixture(scope="module")
+def sim_inputs() -> tuple[MarketInputs, np.ndarray]:
+    return market()
+
+
+def test_simulate_native(benchmark, sim_inputs) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"strategy simulation, {N_BARS} bars"
+    inputs, prob = sim_inputs
+    out = benchmark(lambda: simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="native"))
+    assert out.returns.shape == (N_BARS,)
+
+
+def test_simulate_python_reference(benchmark, sim_inputs) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"strategy simulation, {N_BARS} bars"
+    inputs, prob = sim_inputs
+    out = benchmark.pedantic(lambda: simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="python"),
+                             rounds=5, iterations=1)
+    assert out.returns.shape == (N_BARS,)
+
+
+def simulation_ratio(rounds: int = 7) -> tuple[float, float, float]:
+    """(native s, python s, ratio): min of ``rounds`` each, same run, same inputs."""
+    inputs, prob = market()
+    a = simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="native")
+    b = simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="python")
+    assert np.array_equal(a.returns, b.returns)
+    native = best_of(lambda: simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="native"), rounds * 5)
+    python = best_of(lambda: simulate(inputs, prob, PARAMS, cost_bps=2.0, engine="python"), rounds)
+    return native, python, python / native
+
+
+def test_simulation_ratio_at_least_50x() -> None:
+    native, python, ratio = simulation_ratio()
+    print(f"\nstrategy simulation {N_BARS} bars: native {native * 1e3:.3f} ms, "
+          f"python {python * 1e3:.1f} ms, ratio {ratio:.0f}x (goal >= 50x)")
+    assert ratio >= 50
+
+
+def main() -> int:
+    native, python, ratio = simulation_ratio()
+    print(f"strategy simulation, {N_BARS} bars, one thread, min of rounds, same run:")
+    print(f"  rust   {native * 1e3:9.3f} ms")
+    print(f"  python {python * 1e3:9.1f} ms")
+    print(f"  ratio  {ratio:9.0f}x   (goal >= 50x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
