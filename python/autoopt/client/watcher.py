@@ -89,6 +89,7 @@ class LoadedModel:
         X = feats.matrix(bars)
         out = np.full(X.shape[0], np.nan)
         ok = ~np.isnan(X).any(axis=1)
+        ok[: feats.warmup] = False  # the pipeline never trains or validates on warm-up rows
         if ok.any():
             out[ok] = self.predictor.predict_proba(X[ok])
         return out
