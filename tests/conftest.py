@@ -233,6 +233,18 @@ def sample_events() -> list[ev.Event]:
             report_path="/tmp/report.html",
             json_path="/tmp/result.json",
         ),
+        ev.RetrainEvaluated.of_paths(
+            symbol="BTCUSDT", run_id="run-1", model="lgbm", challenger="r2", champion="r1",
+            verdict_id="v-1", fold_metrics=[{"sharpe": 0.4}, {"sharpe": -0.1}],
+            champion_fold_metrics=[{"sharpe": 0.2}, {"sharpe": 0.1}],
+            ts=[1_700_000_000_000_000_000, 1_700_000_060_000_000_000], returns=[0.01, -0.02],
+            champion_returns=[0.0, 0.005], periods_per_year=525_600.0,
+        ),
+        ev.JobProgress.new(job="run-1", symbol="BTCUSDT", model="lgbm", stage="trial 3",
+                           done=4, total=9, finished=True),
+        ev.AlertRaised.new(rule="refusal_streak", severity="warning", title="3 refusals",
+                           text="BTCUSDT refused 3 challengers", symbol="BTCUSDT", cause_id="v-1",
+                           details={"streak": 3}, delivered=["ops"], failed={"slack": "500"}),
     ]
     return samples
 

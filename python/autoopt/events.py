@@ -1051,6 +1051,132 @@ class BacktestFinished(Event, tag="system.backtest", kw_only=True, frozen=True):
                        event_id=derived_event_id(BACKTEST_ID_CAUSE, run_digest), **fields)
 
 
+# ------------------------------------------------------------------------------------ visibility
+
+
+class RetrainEvaluated(Event, tag="system.evaluation", kw_only=True, frozen=True):
+    """The out-of-sample evidence behind one verdict: the challenger's and the champion's
+    per-fold metrics and net-return paths on the same folds, so a retrain report can be drawn
+    from the log alone, refused challengers included (they leave no artifact).
+
+    ``ts``/``returns``/``champion_returns``: little-endian int64 Unix ns and float64 net
+    returns after costs, one value per point of the concatenated out-of-sample path; a path
+    longer than the cap is compounded into buckets of ``aggregated`` bars (equity exact at every
+    bucket end). Why ``system``: SYSTEM is not a source of CORE, so the decision core never reads
+    these bulky paths (like `BacktestFinished`). Build it with `of_paths`."""
+
+    symbol: str
+    run_id: str
+    model: str
+    challenger: str
+    verdict_id: str = ""
+    champion: str | None = None
+    fold_metrics: list[dict[str, float]] = []
+    champion_fold_metrics: list[dict[str, float]] = []
+    ts: bytes = b""
+    returns: bytes = b""
+    champion_returns: bytes = b""
+    periods_per_year: float = 0.0
+    aggregated: int = 1
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("run_id", id_problem),
+        ("challenger", id_problem),
+        ("champion", opt_id_problem),
+        ("aggregated", count_problem),
+    )
+
+    MAX_POINTS: ClassVar[int] = 20_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = len(self.ts)
+        if n % 8 or len(self.returns) != n or len(self.champion_returns) not in (0, n):
+            raise DataError(
+                f"RetrainEvaluated {self.symbol}: ts, returns and champion_returns must hold the "
+                f"same number of 8-byte values (got {n}, {len(self.returns)}, "
+                f"{len(self.champion_returns)} bytes)"
+            )
+
+    @classmethod
+    def of_paths(cls, *, ts: Any, returns: Any, champion_returns: Any = None,
+                 **fields: Any) -> RetrainEvaluated:
+        """Pack the paths (compounding into buckets beyond `MAX_POINTS`)."""
+        t = np.asarray(ts, dtype=np.int64)
+        r = np.asarray(returns, dtype=np.float64)
+        c = None if champion_returns is None else np.asarray(champion_returns, dtype=np.float64)
+        k = max(1, -(-t.size // cls.MAX_POINTS))
+        if k > 1:
+            ends = np.arange(k - 1, t.size, k)
+            if ends.size == 0 or ends[-1] != t.size - 1:
+                ends = np.append(ends, t.size - 1)
+            starts = np.concatenate(([0], ends[:-1] + 1))
+
+            def bucket(x: np.ndarray) -> np.ndarray:
+                growth = np.cumprod(1.0 + np.nan_to_num(x))
+                before = np.where(starts > 0, growth[np.maximum(starts - 1, 0)], 1.0)
+                return growth[ends] / before - 1.0
+
+            t, r = t[ends], bucket(r)
+            c = None if c is None else bucket(c)
+        return cls.new(ts=_i64(t, "ts"), returns=_f64(r, "returns"),
+                       champion_returns=b"" if c is None else _f64(c, "champion_returns"),
+                       aggregated=k, **fields)
+
+    def paths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ts, challenger returns, champion returns or None) as numpy views."""
+        champ = np.frombuffer(self.champion_returns, dtype="<f8") if self.champion_returns else None
+        return (np.frombuffer(self.ts, dtype="<i8"), np.frombuffer(self.returns, dtype="<f8"),
+                champ)
+
+
+class JobProgress(Event, tag="system.progress", kw_only=True, frozen=True):
+    """How far a long job (a retrain's (symbol, model) job, a backtest) has come: ``done`` of
+    ``total`` steps, at ``stage``. For the CLI's bars (``--via-service`` too) and the dashboard;
+    in SYSTEM, so the decision core never reads it."""
+
+    job: str
+    kind: str = "retrain"
+    symbol: str = ""
+    model: str = ""
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    finished: bool = False
+
+    scope_field: ClassVar[str] = "job"
+    _rules: ClassVar[Rules] = (
+        *_COMMON, ("job", id_problem), ("done", count_problem), ("total", count_problem),
+    )
+
+
+ALERT_SEVERITIES = ("info", "warning", "critical")
+
+
+class AlertRaised(Event, tag="system.alert", kw_only=True, frozen=True):
+    """An alert rule fired on the event ``cause_id``: what operators were told, recorded
+    whether or not a webhook delivered it (``delivered``: destination names that answered 2xx,
+    ``failed``: destination -> last error)."""
+
+    rule: str
+    severity: str
+    title: str
+    text: str = ""
+    symbol: str = ""
+    cause_id: str = ""
+    details: dict[str, Any] = {}
+    delivered: list[str] = []
+    failed: dict[str, str] = {}
+
+    scope_field: ClassVar[str] = "rule"
+    _rules: ClassVar[Rules] = (
+        *_COMMON, ("rule", name_problem), ("severity", enum(ALERT_SEVERITIES)),
+        ("title", text_problem),
+    )
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     BarBatch,
     FeatureBatch,
@@ -1080,6 +1206,9 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     SignalsRouted,
     ClockTick,
     BacktestFinished,
+    RetrainEvaluated,
+    JobProgress,
+    AlertRaised,
 )
 
 AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
@@ -1105,6 +1234,10 @@ def decode(data: bytes | bytearray | memoryview) -> Event:
 
 __all__ = [
     "ALL_EVENT_TYPES",
+    "ALERT_SEVERITIES",
+    "AlertRaised",
+    "JobProgress",
+    "RetrainEvaluated",
     "EVENT_TYPES_BY_TAG",
     "AnyEvent",
     "BACKTEST_ID_CAUSE",
