@@ -69,7 +69,7 @@ def test_hostile_parameters_raise() -> None:
     with pytest.raises(ValueError):
         psi(x, x, bins=10**9)
     with pytest.raises(ValueError):
-        _native.fused_features({"close": x}, [("sma", [3], "close")], threads=0)
+        _native.fused_features({"close": x}, [("sma", [3], "close")], threads=-1)
     with pytest.raises(ValueError, match="exactly one period"):
         _native.fused_features({"close": x}, [("sma", [3, 4], "close")], 1)
     with pytest.raises(DataError, match="missing"):

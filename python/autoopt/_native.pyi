@@ -211,8 +211,13 @@ def macd(
     x: Any, fast: int = 12, slow: int = 26, signal: int = 9
 ) -> tuple[_F64Array, _F64Array, _F64Array]: ...
 def fused_features(
-    columns: dict[str, Any], specs: list[tuple[str, list[int], str]], threads: int = 2
+    columns: dict[str, Any], specs: list[tuple[str, list[int], str]], threads: int = 0
 ) -> list[_F64Array]: ...
+
+# --- thread limit (AUTOOPT_THREADS) -------------------------------------------------------------
+
+def threads() -> int: ...
+def set_threads(n: int) -> None: ...
 
 # --- A/B routing -------------------------------------------------------------------------------
 

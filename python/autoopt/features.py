@@ -16,7 +16,6 @@ without copying, integers are converted, anything else raises TypeError.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -117,7 +116,9 @@ def ohlcv_features(
     when no numbers are given) or mappings ``{"kind": "ema", "period": 12, "column": "close",
     "name": "ema_fast"}``. ATR reads the ``high``, ``low`` and ``close`` columns. MACD yields
     ``<name>``, ``<name>_signal`` and ``<name>_hist``. Returns only the feature columns, each
-    numerically identical to calling the single-indicator function.
+    numerically identical to calling the single-indicator function. Independent indicators run
+    on up to `threads` threads (default: the native limit, `AUTOOPT_THREADS`; see
+    `autoopt.runtime.native_threads`), with the same results on any number of threads.
     """
     items = parse_spec(spec)
     if isinstance(df, pl.DataFrame):
@@ -126,9 +127,9 @@ def ohlcv_features(
         columns = dict(df)
     else:
         raise TypeError(f"df must be a polars DataFrame or a mapping of columns, got {type(df).__name__}")
-    n_threads = threads if threads is not None else min(2, os.cpu_count() or 1)
+    # 0: as many threads as the native limit allows (AUTOOPT_THREADS), which also caps `threads`
     arrays = _native.fused_features(
-        columns, [(kind, list(params), col) for _, kind, params, col in items], n_threads
+        columns, [(kind, list(params), col) for _, kind, params, col in items], threads or 0
     )
     names = [n for out, kind, _, _ in items for n in _output_names(out, kind)]
     return pl.DataFrame(dict(zip(names, arrays, strict=True)))

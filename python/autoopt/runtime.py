@@ -34,3 +34,33 @@ def open_plugins(config: Config) -> Plugins:
     plugins = load_plugins(disabled=config.plugins.disabled)
     plugins.hook.autoopt_configure(config=config)
     return plugins
+
+
+def native_threads() -> int:
+    """Threads the native kernels may use now (fused features, bucketing, KS).
+
+    Why a switch: a service shares its cores with the trading engine and the trainer, so the
+    kernels must be fast per core and may be pinned to one. ``AUTOOPT_THREADS`` (read once, at
+    the first native call that asks) is a positive integer, or ``auto`` / ``0`` / unset for every
+    core; `set_native_threads` overrides it in this process. A bad value is a ConfigError.
+    """
+    from autoopt import _native
+    from autoopt.errors import ConfigError
+
+    try:
+        return int(_native.threads())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def set_native_threads(n: int | None) -> None:
+    """Caps the native kernels at `n` threads in this process; None returns to AUTOOPT_THREADS."""
+    from autoopt import _native
+    from autoopt.errors import ConfigError
+
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"native threads must be a positive integer or None, got {n!r}")
+    try:
+        _native.set_threads(0 if n is None else n)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -170,13 +170,14 @@ fn both<A: Send, B: Send>(parallel: bool, fa: impl FnOnce() -> A + Send, fb: imp
     })
 }
 
-/// KS test for two NaN-free, non-empty samples in any order.
+/// KS test for two NaN-free, non-empty samples in any order, on up to two threads when
+/// `threads` allows and the samples are large (the two samples' passes run side by side).
 ///
 /// Values are counted into value-range buckets (a monotone map, so bucket order is value
 /// order). The ECDFs are exact at bucket boundaries, which bounds the difference inside each
 /// bucket; only buckets whose bound can reach the best boundary value are gathered, sorted and
 /// walked exactly. Identical results to the sorted walk, without sorting the samples.
-pub fn ks_2samp(a: &[f64], b: &[f64]) -> KsResult {
+pub fn ks_2samp(a: &[f64], b: &[f64], threads: usize) -> KsResult {
     let (lo, hi) = min_max(a, min_max(b, (f64::INFINITY, f64::NEG_INFINITY)));
     let width = hi - lo;
     let total = a.len() + b.len();
@@ -187,7 +188,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> KsResult {
     }
     let nb = (total / 8).next_power_of_two().clamp(256, 1 << 22);
     let scale = nb as f64 / width;
-    let parallel = total >= 200_000;
+    let parallel = threads >= 2 && total >= 200_000;
     let (ca, cb) = both(parallel, || bucket_counts(a, lo, scale, nb), || bucket_counts(b, lo, scale, nb));
     let (f1, f2) = (a.len() as f64, b.len() as f64);
     let d = |i: u64, j: u64| i as f64 / f1 - j as f64 / f2;
@@ -850,7 +851,7 @@ mod bucket_tests {
                 2 => ((rnd() >> 11) as f64 / (1u64 << 53) as f64).powi(8) * 1e9,
                 _ => 0.0,
             }).collect();
-            let fast = ks_2samp(&a, &b);
+            let fast = ks_2samp(&a, &b, 2);
             let slow = ks_2samp_sorted(&crate::kernels::sort::sorted_copy(&a), &crate::kernels::sort::sorted_copy(&b));
             assert_eq!(fast, slow, "case {case}");
         }

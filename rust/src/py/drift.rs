@@ -59,7 +59,8 @@ pub fn ks_2samp(py: Python<'_>, reference: &Bound<'_, PyAny>, current: &Bound<'_
         }
         reject_nan(py, a, "reference")?;
         reject_nan(py, b, "current")?;
-        let r = py.detach(|| ks::ks_2samp(a, b));
+        let threads = super::threads::for_call(0)?;
+        let r = py.detach(|| ks::ks_2samp(a, b, threads));
         Ok((r.statistic, r.pvalue, r.location, r.sign))
     })
 }

@@ -128,9 +128,10 @@ pub fn macd<'py>(
 }
 
 /// Fused pass: `columns` maps names to arrays; `specs` is a list of (kind, params, column).
-/// Returns one float64 array per output (MACD contributes three), in spec order.
+/// Returns one float64 array per output (MACD contributes three), in spec order. `threads`:
+/// 0 for as many as the native limit allows (`AUTOOPT_THREADS`), which also caps any other value.
 #[pyfunction]
-#[pyo3(signature = (columns, specs, threads=2))]
+#[pyo3(signature = (columns, specs, threads=0))]
 pub fn fused_features<'py>(
     py: Python<'py>,
     columns: &Bound<'py, PyDict>,
@@ -138,9 +139,10 @@ pub fn fused_features<'py>(
     threads: i64,
 ) -> PyResult<Vec<Bound<'py, PyArray1<f64>>>> {
     guard("fused_features", || {
-        if !(1..=64).contains(&threads) {
-            return Err(value_error(format!("threads must be in [1, 64], got {threads}")));
+        if !(0..=64).contains(&threads) {
+            return Err(value_error(format!("threads must be in [0, 64] (0: the native limit), got {threads}")));
         }
+        let threads = super::threads::for_call(threads as usize)?;
         let mut parsed = Vec::with_capacity(specs.len());
         for (kind, params, column) in &specs {
             parsed.push((parse_indicator(kind, params).map_err(value_error)?, column.clone()));
@@ -199,7 +201,7 @@ pub fn fused_features<'py>(
             }
             jobs.push(Job { kernel, outs });
         }
-        py.detach(|| run_jobs(jobs, n, threads as usize));
+        py.detach(|| run_jobs(jobs, n, threads));
         Ok(outputs)
     })
 }

@@ -166,7 +166,7 @@ impl KeyReader {
 }
 
 /// v2 buckets of every key of a list. ASCII keys are read (`KeyReader`) and hashed chunk by
-/// chunk, on up to four threads when they can be read in place, each thread taking its own
+/// chunk, on up to four threads (within the native limit) when they can be read in place, each thread taking its own
 /// slice of the list; keys the reader leaves (non-ASCII text, str subclasses, non-str items)
 /// are then done here with the C API, which also raises for non-str items. The GIL stays held
 /// by this thread throughout, so no Python code runs and every key stays alive and unchanged
@@ -197,9 +197,7 @@ fn list_buckets(list: &Bound<'_, PyList>, reader: KeyReader, seed_state: u32, ds
         h::buckets_v2_ascii(&tables, seed_state, out, |i| unsafe { reader.ascii(items[i]) })
     };
     let threads = match reader {
-        KeyReader::InPlace(_) if n >= IN_PLACE_PARALLEL_MIN => {
-            std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 4)
-        }
+        KeyReader::InPlace(_) if n >= IN_PLACE_PARALLEL_MIN => super::threads::for_call(0)?.clamp(1, 4),
         _ => 1,
     };
     let per = n.div_ceil(threads);
