@@ -62,6 +62,7 @@ from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
 from autoopt.pipeline.recipe import recipe_fields
 from autoopt.pipeline.release import ReleaseHistory, ReleaseSteps, read_history, step_id
 from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
+from autoopt.pipeline.visibility import ProgressEvents, record_evaluation
 from autoopt.plugins.interfaces import (
     Trainer,
     TrainTask,
@@ -302,13 +303,19 @@ class _Job:
     n_trials: int
     clock: Clock
     progress: ProgressFn | None
+    published: ProgressEvents | None = None  # JobProgress events, set when the job runs
 
     def report(self, stage: str, done: int) -> None:
         if self.progress is not None:
             self.progress(Progress(self.symbol, self.model, stage, done, self.n_trials + _STAGES))
+        if self.published is not None:
+            self.published(stage, done, self.n_trials + _STAGES)
 
     async def run(self) -> ModelResult:
         p = self.config.pipeline
+        self.published = ProgressEvents(self.events.log, self.clock, run_id=self.run_id,
+                                        symbol=self.symbol, model=self.model,
+                                        correlation_id=self.events.correlation_id)
         t0 = time.perf_counter()
         ds = self.ds
         await self.events.append(
@@ -397,7 +404,10 @@ class _Job:
             history = await read_history(self.events.log, self.symbol)
             await release_steps(self.events, self.registry).complete(
                 verdict_event, history, reference_fields(self.config, ds))  # type: ignore[arg-type]
+        await record_evaluation(self.events.log, verdict_event, cand, champion,  # type: ignore[arg-type]
+                                run_id=self.run_id, scope=self.events.scope, model=self.model)
         self.report("done", self.n_trials + _STAGES)
+        await self.published.drain()
         return ModelResult(
             symbol=self.symbol, model=self.model, score=float(metrics.get(p.gate.metric, math.nan)),
             metrics=finite(metrics), params=dict(tuned.params), features=names,
