@@ -199,7 +199,12 @@ def sample_events() -> list[ev.Event]:
         ),
         ev.VariantAssigned.new(experiment="exp-1", unit_key="acct-9", variant="b", bucket=0.73),
         ev.RiskParamsUpdated.new(
-            symbol="BTCUSDT", params={"stop": 0.02}, previous={"stop": 0.03}, tuner="optuna"
+            symbol="BTCUSDT", params={"stop": 0.02}, previous={"stop": 0.03}, tuner="optuna",
+            release_id="p1", sha256="ab" * 32, model_release_id="r1",
+        ),
+        ev.PortfolioWeightsReleased.new(
+            portfolio="core", weights={"A": 0.6, "B": 0.4}, method="hrp", previous={"A": 0.5},
+            release_id="w1", sha256="cd" * 32, metrics={"sharpe": 1.2}, reason="gate passed",
         ),
         ev.DecisionMade.new(
             symbol="BTCUSDT", kind="retrain", reason="drift", details={"psi": 0.31}

@@ -854,12 +854,41 @@ class RiskParamsUpdated(Event, tag="risk.params_updated", kw_only=True, frozen=T
     previous: dict[str, float] = {}
     reason: str = ""
     tuner: str = ""
+    release_id: str = ""
+    """The registry release of these params (``<symbol>@strategy``), empty when unreleased."""
+    sha256: str = ""
+    """Artifact-set SHA-256 of that release: the authority its files must match."""
+    model_release_id: str = ""
+    """The model release these params were tuned and judged with, when known."""
 
     _rules: ClassVar[Rules] = (
         *_COMMON,
         ("symbol", symbol_problem),
         ("params", finite_map_problem),
         ("previous", finite_map_problem),
+    )
+
+
+class PortfolioWeightsReleased(Event, tag="risk.weights_released", kw_only=True, frozen=True):
+    """Portfolio weights (asset -> fraction, long-only, summing to 1) that passed the 1/N gate
+    (`autoopt.portfolio`), released under ``portfolio`` (the registry's ``<portfolio>@weights``)."""
+
+    portfolio: str
+    weights: dict[str, float]
+    method: str
+    previous: dict[str, float] = {}
+    release_id: str = ""
+    sha256: str = ""
+    metrics: dict[str, float] = {}
+    reason: str = ""
+
+    scope_field: ClassVar[str] = "portfolio"
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("portfolio", name_problem),
+        ("weights", finite_map_problem),
+        ("previous", finite_map_problem),
+        ("metrics", finite_map_problem),
     )
 
 
@@ -1200,6 +1229,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ExperimentConcluded,
     VariantAssigned,
     RiskParamsUpdated,
+    PortfolioWeightsReleased,
     DecisionMade,
     ErrorRaised,
     DeadLettered,
@@ -1262,6 +1292,7 @@ __all__ = [
     "ModelReleased",
     "ModelRolledBack",
     "RetrainRequested",
+    "PortfolioWeightsReleased",
     "RiskParamsUpdated",
     "ASSIGNMENT_UNITS",
     "FILL_SIDES",
