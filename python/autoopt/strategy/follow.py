@@ -1,0 +1,109 @@
+"""`ParamsWatcher`: what an engine embeds to trade with the current strategy params of a symbol.
+
+It replays the symbol's `RiskParamsUpdated` events to find the latest, then follows new ones
+live and swaps its `current` in one reference assignment (a caller reading ``watcher.current``
+once per decision always gets one complete `StrategyParams`). A released event (one naming a
+``release_id``) is checked against the registry: the release must exist, verify, hash to the
+SHA-256 the event recorded and hold the same params; one that does not is refused, the previous
+params keep trading and the refusal is kept in ``errors``. A rollback is just another event, so
+the engine follows it without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from autoopt.errors import ArtifactError, AutooptError
+from autoopt.events import RiskParamsUpdated, decode
+from autoopt.strategy.params import StrategyParams
+from autoopt.strategy.release import load_params
+from autoopt.subjects import subject_filter_for_type
+
+log = logging.getLogger(__name__)
+
+
+class ParamsWatcher:
+    def __init__(self, symbol: str, *, log: Any, registry: Any) -> None:
+        self.symbol = symbol
+        self._log = log
+        self._registry = registry
+        self._current: StrategyParams | None = None
+        self.release_id: str = ""
+        self._sub: Any = None
+        self._changed = asyncio.Condition()
+        self.errors: list[tuple[str, Exception]] = []
+
+    @property
+    def current(self) -> StrategyParams | None:
+        return self._current
+
+    async def start(self) -> StrategyParams | None:
+        filt = subject_filter_for_type(RiskParamsUpdated, self.symbol)
+        last_seq, latest = 0, None
+        async for record in self._log.replay_records(filt):
+            last_seq = record.seq
+            if isinstance(record.event, RiskParamsUpdated):
+                latest = record.event
+        if latest is not None:
+            await self._apply(latest)
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                             opt_start_seq=last_seq + 1)
+        self._sub = await self._log.js.subscribe(filt, cb=self._on_msg, ordered_consumer=True,
+                                                 config=cfg)
+        return self._current
+
+    async def _on_msg(self, msg: Any) -> None:
+        try:
+            event = decode(msg.data)
+        except Exception as exc:
+            log.error("undecodable params event on %s: %s", msg.subject, exc)
+            return
+        if isinstance(event, RiskParamsUpdated):
+            await self._apply(event)
+
+    def _verify(self, event: RiskParamsUpdated) -> StrategyParams:
+        params = StrategyParams.from_dict(dict(event.params))
+        if event.release_id:
+            found = load_params(self._registry, self.symbol, event.release_id)
+            if found is None:
+                raise ArtifactError(f"{self.symbol}: params release {event.release_id} not found")
+            stored, manifest = found
+            if event.sha256 and manifest.sha256 != event.sha256:
+                raise ArtifactError(
+                    f"{self.symbol}: params release {event.release_id} SHA-256 {manifest.sha256} "
+                    f"differs from the {event.sha256} recorded in RiskParamsUpdated")
+            if stored != params:
+                raise ArtifactError(f"{self.symbol}: params release {event.release_id} holds "
+                                    "other params than its RiskParamsUpdated")
+        return params
+
+    async def _apply(self, event: RiskParamsUpdated) -> None:
+        try:
+            params = await asyncio.to_thread(self._verify, event)
+        except (AutooptError, OSError) as exc:
+            self.errors.append((event.release_id, exc))
+            log.error("refused params for %s: %s", self.symbol, exc)
+        else:
+            self._current, self.release_id = params, event.release_id
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, release_id: str, timeout: float = 30.0) -> StrategyParams:
+        """Wait until the params of ``release_id`` are current (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.release_id == release_id)
+        assert self._current is not None
+        return self._current
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+
+__all__ = ["ParamsWatcher"]
