@@ -236,6 +236,20 @@ class ABConfig(_Section):
     checked on every outcome)."""
 
 
+class RiskConfig(_Section):
+    """Strategy-parameter tuning (`autoopt.strategy.tuning`, ``autoopt tune-risk``): NSGA-II
+    trials per study, the nested walk-forward's outer folds and first training share, the
+    constraints (mean turnover per bar, largest exposure) and the drawdown limit the choice rule
+    on the Pareto front uses (docs/risk.md)."""
+
+    trials: PositiveInt = 100
+    outer_folds: PositiveInt = 3
+    min_train: Annotated[float, msgspec.Meta(ge=0.1, lt=1.0)] = 0.4
+    turnover_cap: Annotated[float, msgspec.Meta(gt=0.0)] = 0.5
+    leverage_cap: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
+    drawdown_limit: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.25
+
+
 class RegistryConfig(_Section):
     """Where model releases live: ``local`` (the data dir) or ``nats`` (a JetStream Object Store
     for artifacts and manifests, a KV bucket for ``current``; shared by every host)."""
@@ -266,6 +280,7 @@ class Config(_Section):
     ab: ABConfig = msgspec.field(default_factory=ABConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
 
     @property
