@@ -138,3 +138,50 @@ def test_released_models_predict_through_the_c_library_bit_identically() -> None
         expected = lgb.Booster(model_str=text).feature_importance(importance_type=kind)
         assert native.importance(kind) == dict(zip(names, map(float, expected), strict=True))
     assert native.to_text() == text
+
+
+def _lockstep_reference(task: TrainTask, params: dict, patience: int) -> tuple[list, int]:
+    """The plain loop FoldSets.run must equal: every fold one iteration at a time, stop
+    ``patience`` iterations after the best fold-mean loss."""
+    import lightgbm as lgb
+
+    from autoopt.builtins.lgbm_trainer import base_params
+
+    full = lgb.Dataset(task.X, label=task.y.astype(float), params=base_params(task.seed, 1),
+                       free_raw_data=False).construct()
+    boosters = []
+    for tr, te in task.folds:
+        b = lgb.Booster(params=params, train_set=full.subset(np.sort(tr)).construct())
+        b.add_valid(full.subset(np.sort(te)).construct(), "valid")
+        boosters.append(b)
+    curve, best, best_it = [], np.inf, 0
+    for it in range(1, 400):
+        for b in boosters:
+            b.update()
+        curve.append(float(np.mean([b.eval_valid()[0][2] for b in boosters])))
+        if curve[-1] < best:
+            best, best_it = curve[-1], it
+        elif it - best_it >= patience:
+            break
+    return curve, best_it
+
+
+@pytest.mark.parametrize("patience", [0, 7, 30])
+def test_fold_threads_boost_exactly_the_lockstep_loop(patience: int) -> None:
+    """Folds boosted in chunks by two worker threads give the very curve, stopping point and
+    trees of the one-iteration-at-a-time loop (so ``threads`` never changes a result)."""
+    from autoopt.builtins.lgbm_trainer import FoldSets, base_params
+
+    task = _task()
+    params = base_params(task.seed, 1) | {"learning_rate": 0.2, "num_leaves": 15,
+                                           "bagging_fraction": 0.7, "bagging_freq": 1}
+    want, want_best = _lockstep_reference(task, params, patience)
+    for workers in (1, 2):
+        folds = FoldSets(task, 1, workers=workers)
+        try:
+            curve, boosters, best = folds.run(params, max_rounds=399, patience=patience,
+                                              report_every=10)
+        finally:
+            folds.close()
+        assert curve == want and best == want_best
+        assert [b.current_iteration() for b in boosters] == [len(want)] * len(task.folds)
