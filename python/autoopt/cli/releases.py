@@ -110,17 +110,43 @@ async def _append_rollback(ctx_cli: CliContext, symbol: str, frm: str, to: str,
         await log.close()
 
 
+def _rollback_params(cli: CliContext, registry: object, symbol: str, to: str | None,
+                     reason: str) -> None:
+    from autoopt.runtime import open_event_log
+    from autoopt.strategy.release import rollback_params
+
+    async def go() -> tuple[str, str, object]:
+        log = await open_event_log(cli.config())
+        try:
+            return await rollback_params(registry, log, symbol, to=to, reason=reason)
+        finally:
+            await log.close()
+
+    try:
+        frm, target, event = run(go())
+    except ArtifactError as exc:
+        fail(str(exc))
+    console.print(f"{symbol}: strategy params {frm} -> {target}: "
+                  f"{msgspec.json.encode(event.params).decode()}", highlight=False)  # type: ignore[attr-defined]
+
+
 @app.command("rollback")
 def rollback(
     ctx: typer.Context,
     symbol: str = typer.Argument(..., help="Symbol."),
     to: str | None = typer.Option(None, "--to", help="Release to restore (default: the parent)."),
     reason: str = typer.Option("manual rollback", "--reason", help="Recorded in the event."),
+    params: bool = typer.Option(False, "--params",
+                                help="Roll back the symbol's strategy params, not its model."),
 ) -> None:
-    """Point ``current`` back and record a ModelRolledBack event."""
+    """Point ``current`` back and record a ModelRolledBack event (``--params``: put the previous
+    strategy params back and record a RiskParamsUpdated; engines follow either live)."""
     symbol = cli_symbol(symbol)
     cli = _cli(ctx)
     registry = open_registry(cli.config())
+    if params:
+        _rollback_params(cli, registry, symbol, to, reason)
+        return
     try:
         frm, target = registry.rollback(symbol, to)
     except ArtifactError as exc:
