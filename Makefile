@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test install bench bench-lean lint clean
+.PHONY: demo test install bench bench-lean bench-report lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: install
 ## older commit in the same run (see benches/bench_startup.py). Results: benches/RESULTS.md.
 bench-lean: install
 	$(BIN)/python benches/bench_startup.py $(if $(BEFORE),--before $(BEFORE))
+
+## Per-core ratios of the native kernels against their peers (1 thread and all threads, min of 5
+## interleaved rounds) into benches/RESULTS.md; exits 1 when a ratio fell > 20% against HEAD's.
+bench-report: install
+	$(BIN)/python scripts/bench_report.py
 
 lint: install
 	$(BIN)/ruff check python plugins tests benches

@@ -1,6 +1,9 @@
 """Drift kernels beside the library a user would otherwise call, one group per comparison.
 
 Run: ``python -m pytest benches/bench_drift.py --benchmark-only --benchmark-columns=min,median``
+(the native side once pinned to one thread, once on all: ``AUTOOPT_THREADS``), or as part of
+``make bench-report`` (`WORKLOADS`, per-core ratios in benches/RESULTS.md). Every peer runs on
+one thread (river is pure Python; scipy's ks_2samp and the NumPy PSI do not split work).
 
 - ADWIN / Page-Hinkley ``update_many`` vs river's detector fed one value at a time (the only
   way river consumes a stream), 100k values each side.
@@ -11,19 +14,21 @@ Run: ``python -m pytest benches/bench_drift.py --benchmark-only --benchmark-colu
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import numpy as np
 import pytest
 from river import drift as river_drift
 from scipy import stats
 
 from autoopt.drift import ADWIN, PageHinkley, ks_2samp, psi
+from percore import Workload, pinned
 
 N_STREAM = 100_000
 N_SAMPLE = 1_000_000
 
 
-@pytest.fixture(scope="module")
-def stream() -> np.ndarray:
+def make_stream() -> np.ndarray:
     rng = np.random.default_rng(0)
     third = N_STREAM // 3
     return np.concatenate(
@@ -31,13 +36,22 @@ def stream() -> np.ndarray:
     )
 
 
-@pytest.fixture(scope="module")
-def samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     ref = rng.normal(size=N_SAMPLE)
     same = rng.normal(size=N_SAMPLE)
     shifted = rng.normal(0.01, 1.0, size=N_SAMPLE)
     return ref, same, shifted
+
+
+@pytest.fixture(scope="module")
+def stream() -> np.ndarray:
+    return make_stream()
+
+
+@pytest.fixture(scope="module")
+def samples() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return make_samples()
 
 
 def _river_loop(detector: object, xs: list[float]) -> list[int]:
@@ -47,6 +61,77 @@ def _river_loop(detector: object, xs: list[float]) -> list[int]:
         if detector.drift_detected:  # type: ignore[attr-defined]
             hits.append(i)
     return hits
+
+
+def _stream_and_list() -> tuple[np.ndarray, list[float]]:
+    s = make_stream()
+    return s, s.tolist()
+
+
+def _same_hits(data: object, ours: np.ndarray, peer: list[int]) -> None:
+    assert ours.tolist() == peer
+
+
+def _same_statistic(data: object, ours: object, peer: object) -> None:
+    assert ours.statistic == peer.statistic  # type: ignore[attr-defined]
+
+
+def _psi_close(data: object, ours: float, peer: float) -> None:
+    assert ours == pytest.approx(peer, rel=1e-12)
+
+
+WORKLOADS = [
+    Workload(
+        name="ADWIN, 100k values",
+        peer_name=f"river {version('river')} ADWIN, one update per value",
+        peer_threads="1 (pure Python)",
+        setup=_stream_and_list,
+        ours=lambda d: ADWIN().update_many(d[0]),
+        peer=lambda d: _river_loop(river_drift.ADWIN(), d[1]),
+        goal=20.0,
+        check=_same_hits,
+    ),
+    Workload(
+        name="Page-Hinkley, 100k values",
+        peer_name=f"river {version('river')} PageHinkley, one update per value",
+        peer_threads="1 (pure Python)",
+        setup=_stream_and_list,
+        ours=lambda d: PageHinkley().update_many(d[0]),
+        peer=lambda d: _river_loop(river_drift.PageHinkley(), d[1]),
+        goal=50.0,
+        check=_same_hits,
+    ),
+    Workload(
+        name="KS 1M vs 1M, no drift",
+        peer_name=f"scipy {version('scipy')} ks_2samp(method='asymp')",
+        peer_threads="1 (scipy sorts on one thread)",
+        setup=lambda: make_samples()[:2],
+        ours=lambda d: ks_2samp(d[0], d[1]),
+        peer=lambda d: stats.ks_2samp(d[0], d[1], method="asymp"),
+        goal=10.0,
+        check=_same_statistic,
+    ),
+    Workload(
+        name="KS 1M vs 1M, shifted (Smirnov p-value)",
+        peer_name=f"scipy {version('scipy')} ks_2samp(method='asymp')",
+        peer_threads="1 (scipy sorts on one thread)",
+        setup=lambda: make_samples()[::2],
+        ours=lambda d: ks_2samp(d[0], d[1]),
+        peer=lambda d: stats.ks_2samp(d[0], d[1], method="asymp"),
+        goal=10.0,
+        check=_same_statistic,
+    ),
+    Workload(
+        name="PSI 1M vs 1M, 10 bins",
+        peer_name=f"NumPy {np.__version__} (quantile edges + two histograms)",
+        peer_threads="1 (NumPy, no threads)",
+        setup=lambda: make_samples()[::2],
+        ours=lambda d: psi(d[0], d[1]),
+        peer=lambda d: _numpy_psi(d[0], d[1]),
+        goal=3.0,
+        check=_psi_close,
+    ),
+]
 
 
 def test_adwin_native(benchmark, stream: np.ndarray) -> None:
@@ -74,10 +159,12 @@ def test_page_hinkley_river(benchmark, stream: np.ndarray) -> None:
     assert hits == PageHinkley().update_many(stream).tolist()
 
 
-def test_ks_native(benchmark, samples) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_ks_native(benchmark, samples, threads: int | None) -> None:
     ref, same, _ = samples
     benchmark.group = "KS 1M vs 1M, no drift"
-    r = benchmark(lambda: ks_2samp(ref, same))
+    with pinned(threads):
+        r = benchmark(lambda: ks_2samp(ref, same))
     assert r.statistic == stats.ks_2samp(ref, same, method="asymp").statistic
 
 
@@ -87,10 +174,12 @@ def test_ks_scipy(benchmark, samples) -> None:
     benchmark.pedantic(lambda: stats.ks_2samp(ref, same, method="asymp"), rounds=3, iterations=1)
 
 
-def test_ks_native_shifted(benchmark, samples) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_ks_native_shifted(benchmark, samples, threads: int | None) -> None:
     ref, _, shifted = samples
     benchmark.group = "KS 1M vs 1M, shifted (Smirnov p-value)"
-    benchmark(lambda: ks_2samp(ref, shifted))
+    with pinned(threads):
+        benchmark(lambda: ks_2samp(ref, shifted))
 
 
 def test_ks_scipy_shifted(benchmark, samples) -> None:
