@@ -15,7 +15,18 @@ import sys
 
 import typer
 
-from autoopt.cli import ab, backtest, demo, log_cmds, releases, retrain, serve, server_cmds, why
+from autoopt.cli import (
+    ab,
+    backtest,
+    demo,
+    log_cmds,
+    releases,
+    report,
+    retrain,
+    serve,
+    server_cmds,
+    why,
+)
 from autoopt.cli.context import (
     DEBUG_ENV,
     CliContext,
@@ -36,6 +47,7 @@ app.add_typer(log_cmds.app, name="log")
 app.add_typer(server_cmds.app, name="server")
 app.add_typer(releases.app, name="releases")
 app.add_typer(ab.app, name="ab")
+app.add_typer(report.app, name="report")
 app.command("demo")(demo.demo)
 app.command("retrain")(retrain.retrain)
 app.command("backtest")(backtest.backtest)
