@@ -25,6 +25,7 @@ from autoopt.cli import (
     retrain,
     serve,
     server_cmds,
+    tune_risk,
     why,
 )
 from autoopt.cli.context import (
@@ -54,6 +55,7 @@ app.command("backtest")(backtest.backtest)
 app.command("serve")(serve.serve)
 app.command("replay")(serve.replay)
 app.command("why")(why.why)
+app.command("tune-risk")(tune_risk.tune_risk)
 
 
 @app.callback()
