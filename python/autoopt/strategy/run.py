@@ -43,8 +43,11 @@ def gate_config_of(config: Any) -> GateConfig:
 
 
 def _ledger_events(symbol: str, run_id: str, res: NestedResult) -> list[Any]:
-    from autoopt.events import TrialLedgered
+    from autoopt import events
 
+    TrialLedgered = getattr(events, "TrialLedgered", None)  # the trial ledger's event
+    if TrialLedgered is None:
+        return []
     per = math.sqrt(res.periods_per_year)
     studies = [(f"outer{k}", f.study) for k, f in enumerate(res.folds)] + [("final", res.final)]
     out = []
@@ -82,8 +85,9 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
         prior = len(await read_ledger(event_log, symbol))
     verdict = judge(res, gate_config_of(config), prior_trials=prior)
     out = SymbolOutcome(symbol, signal.recipe, res, verdict, prior_trials=prior)
-    if event_log is not None and run_id:
-        await event_log.append_many(_ledger_events(symbol, run_id, res))
+    ledger = _ledger_events(symbol, run_id, res) if event_log is not None and run_id else []
+    if ledger:
+        await event_log.append_many(ledger)
     if release and verdict.passed and res.chosen is not None and event_log is not None:
         ppy = res.periods_per_year
         metrics = {"sharpe": sharpe_ratio(res.oos_tuned, ppy),
