@@ -183,6 +183,10 @@ def sample_events() -> list[ev.Event]:
         ev.ModelRolledBack.new(
             symbol="BTCUSDT", release_id="r1", from_release_id="r2", reason="drawdown"
         ),
+        ev.CanaryStarted.new(
+            symbol="BTCUSDT", release_id="r3", experiment="canary/BTCUSDT/r3",
+            champion_release_id="r1", shadow=False,
+        ),
         ev.ExperimentCreated.new(
             experiment="exp-1",
             symbol="BTCUSDT",

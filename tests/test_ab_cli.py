@@ -72,9 +72,14 @@ def test_ab_cli_lifecycle(tmp_path: Path) -> None:
     chal = status["decision"]["statistics"]["variants"]["chal"]
     assert chal["n"] == 200 and chal["routed"] == 200
 
-    assert "ModelPromoted" in _ab(data, "conclude", "cli-exp", "--winner", "chal")
+    # r2 was never released: no promotion without a recorded release (one promotion path)
+    refused = CliRunner().invoke(app, ["conclude", "cli-exp", "--winner", "chal"],
+                                 obj=CliContext(data_dir=str(data)))
+    assert refused.exit_code == 2 and "release r2 has no ModelReleased" in refused.output
+    assert json.loads(_ab(data, "list", "--json"))[0]["status"] == "running"
+    assert "ExperimentConcluded" in _ab(data, "conclude", "cli-exp")
     after = json.loads(_ab(data, "list", "--json"))[0]
-    assert (after["status"], after["winner"]) == ("concluded", "chal")
+    assert (after["status"], after["winner"]) == ("concluded", None)
 
 
 def test_ab_cli_refuses_bad_input(tmp_path: Path) -> None:

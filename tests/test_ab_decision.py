@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import numpy as np
 import pytest
 
@@ -23,6 +26,8 @@ from autoopt.events import (
     VariantSpec,
 )
 from autoopt.log import EventLog
+from autoopt.registry import ModelRegistry
+from autoopt.testing.releases import tiny_release
 
 T0 = 1_700_000_000_000_000_000
 
@@ -133,15 +138,21 @@ def test_max_duration_concludes_without_winner() -> None:
     assert d.action == "conclude" and d.variant is None
 
 
-async def test_auto_decision_concludes_and_promotes(event_log: EventLog) -> None:
+async def test_auto_decision_concludes_and_promotes(event_log: EventLog, tmp_path: Path) -> None:
+    """The promotion switches the registry's current before ModelPromoted (one promotion path);
+    a winner whose release the log never recorded is refused: concluded without a winner."""
     clock = SimulatedClock(T0)
+    registry = ModelRegistry(tmp_path)
+    r1 = await tiny_release(registry, event_log, "BTCUSDT", 1)
+    r2 = await tiny_release(registry, event_log, "BTCUSDT", 2, parent=r1)
+    registry.set_current("BTCUSDT", r1)
     svc = ExperimentService(event_log, ExperimentBook(), clock=clock)
     spec = ExperimentSpec(
         name="auto",
         symbol="BTCUSDT",
         variants=[
-            VariantSpec(name="control", release_id="r1", weight=0.5),
-            VariantSpec(name="chal", release_id="r2", weight=0.5),
+            VariantSpec(name="control", release_id=r1, weight=0.5),
+            VariantSpec(name="chal", release_id=r2, weight=0.5),
         ],
         min_samples=100,
         auto_decide=True,
@@ -155,14 +166,31 @@ async def test_auto_decision_concludes_and_promotes(event_log: EventLog) -> None
         for r in rng.normal(mu, 0.01, 800):
             st.add_trade(float(r), float(r))
     d = decide(svc.book.get("auto"), tr, clock.now_ns())
-    written = await DecisionApplier(svc, clock=clock).apply(d)
+    written = await DecisionApplier(svc, clock=clock, registry=registry).apply(d)
     assert [type(e) for e in written] == [ExperimentConcluded, ModelPromoted]
     rebuilt = await ExperimentBook.rebuild(event_log)
     assert rebuilt.get("auto").status == "concluded" and rebuilt.get("auto").winner == "chal"
     assert rebuilt.get("auto").statistics["comparisons"]["chal"]["sequential"]["significant"]
-    promoted = [e async for e in event_log.replay("MODELS")]
+    promoted = [e async for e in event_log.replay("MODELS") if isinstance(e, ModelPromoted)]
     assert promoted == [written[1]]
-    assert promoted[0].release_id == "r2" and promoted[0].previous_release_id == "r1"
+    assert promoted[0].release_id == r2 and promoted[0].previous_release_id == r1
+    assert registry.current("BTCUSDT") == r2  # watchers and the registry agree
+
+    await svc.create(msgspec.structs.replace(spec, name="ghost", variants=[
+        VariantSpec(name="control", release_id=r2, weight=0.5),
+        VariantSpec(name="chal", release_id="never-released", weight=0.5)]))
+    await svc.start("ghost")
+    for name, mu in (("control", 0.0), ("chal", 0.003)):
+        st = tr.variant("ghost", name)
+        for r in rng.normal(mu, 0.01, 800):
+            st.add_trade(float(r), float(r))
+    d = decide(svc.book.get("ghost"), tr, clock.now_ns())
+    assert d.action == "promote"
+    written = await DecisionApplier(svc, clock=clock, registry=registry).apply(d)
+    assert [type(e) for e in written] == [ExperimentConcluded]
+    assert written[0].winner is None and "promotion refused" in written[0].reason
+    assert "never-released has no ModelReleased" in written[0].reason
+    assert registry.current("BTCUSDT") == r2
 
 
 async def test_manual_decision_is_a_recommendation_written_once(event_log: EventLog) -> None:

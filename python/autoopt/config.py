@@ -236,6 +236,43 @@ class ABConfig(_Section):
     checked on every outcome)."""
 
 
+class CanaryConfig(_Section):
+    """The experiment a canary release starts (champion vs challenger): shadow (the challenger
+    trades on paper beside the champion) or a split with ``challenger_weight`` of the traffic;
+    decided by `autoopt.ab.decision` with these numbers."""
+
+    shadow: bool = True
+    challenger_weight: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
+    min_samples: PositiveInt = 30
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
+    max_duration_s: NonNegFloat = 0.0
+    """0: no limit (the experiment runs until the test or a guardrail decides)."""
+    guardrails: dict[str, float] = msgspec.field(default_factory=dict)
+    """`autoopt.ab.experiments.Guardrails` fields (max_drawdown, max_loss_streak...)."""
+    unit: Literal["signal_id", "symbol", "account"] = "signal_id"
+
+
+class ReleaseConfig(_Section):
+    """How a challenger that passes the gate goes live: ``direct`` (it becomes the champion) or
+    ``canary`` (it is released as a challenger and an experiment against the champion decides;
+    the service's experiment supervisor, ``[ab] enabled``, applies the decision)."""
+
+    mode: Literal["direct", "canary"] = "direct"
+    canary: CanaryConfig = msgspec.field(default_factory=CanaryConfig)
+
+
+class PaperConfig(_Section):
+    """The paper trader (`autoopt.paper`): fills routed paper signals at the next bar's open
+    with these costs and closes each after ``hold_bars`` bars, publishing a TradeOutcome per
+    variant, so a shadow canary has outcomes without real orders."""
+
+    enabled: bool = False
+    fees_bps: NonNegFloat = 2.0
+    slippage_bps: NonNegFloat = 1.0
+    hold_bars: PositiveInt = 1
+    durable: str = "paper-trader"
+
+
 class RiskConfig(_Section):
     """Strategy-parameter tuning (`autoopt.strategy.tuning`, ``autoopt tune-risk``): NSGA-II
     trials per study, the nested walk-forward's outer folds and first training share, the
@@ -282,6 +319,8 @@ class Config(_Section):
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
+    release: ReleaseConfig = msgspec.field(default_factory=ReleaseConfig)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
 
     @property
     def data_path(self) -> Path:

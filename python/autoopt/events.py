@@ -723,6 +723,27 @@ class ModelRolledBack(Event, tag="model.rolled_back", kw_only=True, frozen=True)
     )
 
 
+class CanaryStarted(Event, tag="model.canary", kw_only=True, frozen=True):
+    """A challenger that passed the gate went live as a canary (``release.mode = "canary"``):
+    released but not the champion; ``experiment`` (champion ``champion_release_id`` vs it, in
+    shadow or split) decides, and only its promotion switches ``current``. In the MODELS stream
+    so a release's history shows the canary beside its verdict and release."""
+
+    symbol: str
+    release_id: str
+    experiment: str
+    champion_release_id: str | None = None
+    shadow: bool = True
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("release_id", id_problem),
+        ("experiment", name_problem),
+        ("champion_release_id", opt_id_problem),
+    )
+
+
 # ----------------------------------------------------------------------------------- experiment
 
 
@@ -1239,6 +1260,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     RetrainEvaluated,
     JobProgress,
     AlertRaised,
+    CanaryStarted,
 )
 
 AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
@@ -1274,6 +1296,7 @@ __all__ = [
     "BacktestFinished",
     "BacktestPolicyFigures",
     "BarBatch",
+    "CanaryStarted",
     "CLOCK_SCOPE",
     "ClockTick",
     "DeadLettered",

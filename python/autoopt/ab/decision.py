@@ -20,6 +20,12 @@ bootstrap CI of the Sharpe difference, the sequential result, Jobson–Korkie–
 (shadow) trades, and the SRM check. With ``auto_decide`` the `DecisionApplier` writes
 `ExperimentConcluded` (plus `ModelPromoted` when a concrete symbol's release changes); without,
 it writes a `DecisionMade` recommendation (once per experiment, action and variant).
+
+Promotion goes through `autoopt.promotion.promote`, the one path every promotion takes: the
+winner's release is verified against its `ModelReleased` first, then the conclusion is
+recorded, then ``current`` is switched and `ModelPromoted` appended, so watchers and the
+registry agree. A winner whose release cannot be promoted (never recorded, missing or tampered
+files, no registry) concludes without a winner, the refusal in the reason: the champion stays.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from autoopt.ab.experiments import ALL_SYMBOLS, Experiment, ExperimentBook, Expe
 from autoopt.ab.sequential import msprt
 from autoopt.ab.tracking import OutcomeTracker, VariantStats
 from autoopt.clock import Clock, SystemClock
-from autoopt.errors import DataError
+from autoopt.errors import ArtifactError, DataError
 from autoopt.events import (
     DecisionMade,
     ErrorRaised,
@@ -50,6 +56,8 @@ from autoopt.events import (
 )
 from autoopt.ids import derived_event_id
 from autoopt.log import EventLog
+from autoopt.promotion import promote, recorded_release
+from autoopt.registry import Recorded
 from autoopt.subjects import subject_filter, subject_filter_for_type
 
 Action = Literal["promote", "rollback", "conclude", "keep"]
@@ -224,6 +232,59 @@ def winner_of(exp: Experiment, d: Decision) -> str | None:
     return None
 
 
+def promotion_target(exp: Experiment, winner: str | None) -> str | None:
+    """The release a conclusion with ``winner`` makes champion (None: the champion stays, or a
+    config-only winner, or an experiment over every symbol)."""
+    if winner is None or winner == exp.champion or exp.symbol == ALL_SYMBOLS:
+        return None
+    release = exp.variant(winner).release_id
+    return None if release == exp.champion_spec.release_id else release
+
+
+async def check_promotable(
+    log: EventLog, registry: Any, exp: Experiment, winner: str | None
+) -> tuple[Recorded | None, str | None]:
+    """(what the log recorded for the winner's release, None) when it can be promoted, or
+    (None, why not); (None, None) when the winner needs no promotion."""
+    target = promotion_target(exp, winner)
+    if target is None:
+        return None, None
+    if registry is None:
+        return None, f"promotion refused: no model registry to switch to {target}"
+    try:
+        recorded = await recorded_release(log, exp.symbol, target)
+        await asyncio.to_thread(registry.load, exp.symbol, target, recorded=recorded)
+    except (ArtifactError, OSError) as exc:
+        return None, f"promotion refused: {exc}"
+    return recorded, None
+
+
+async def conclude_and_promote(
+    service: ExperimentService,
+    registry: Any,
+    name: str,
+    winner: str | None,
+    reason: str,
+    statistics: dict[str, Any],
+    *,
+    cause: Event | None = None,
+    clock: Clock | None = None,
+) -> list[Event]:
+    """Conclude ``name`` with ``winner`` and promote its release (module doc): the path an
+    automatic decision and `autoopt ab conclude` share."""
+    exp = service.book.get(name)
+    recorded, refused = await check_promotable(service.log, registry, exp, winner)
+    if refused is not None:
+        winner, reason = None, f"{reason}; {refused}"
+    concluded = await service.conclude(name, winner, reason, statistics, cause=cause)
+    out: list[Event] = [concluded]
+    promoted = promotion_event(exp, winner, reason, cause=concluded, clock=clock)
+    if promoted is not None:
+        await promote(service.log, registry, promoted, recorded=recorded)
+        out.append(promoted)
+    return out
+
+
 def promotion_event(
     exp: Experiment,
     winner: str | None,
@@ -234,10 +295,8 @@ def promotion_event(
 ) -> ModelPromoted | None:
     """`ModelPromoted` for a winner whose release differs from the champion's, on a concrete
     symbol (config-only winners are recorded by the conclusion alone)."""
-    if winner is None or winner == exp.champion or exp.symbol == ALL_SYMBOLS:
-        return None
-    release = exp.variant(winner).release_id
-    if release == exp.champion_spec.release_id:
+    release = promotion_target(exp, winner)
+    if release is None:
         return None
     return ModelPromoted.new(
         clock=clock,
@@ -258,9 +317,13 @@ class DecisionApplier:
     """Writes a decision to the log: applied when the experiment is ``auto_decide``, else a
     recommendation. Keep-running decisions write nothing."""
 
-    def __init__(self, service: ExperimentService, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, service: ExperimentService, *, clock: Clock | None = None, registry: Any = None
+    ) -> None:
         self.service = service
         self.clock = clock
+        self.registry = registry
+        """Where a promotion switches ``current``; None refuses promotions (module doc)."""
 
     async def apply(self, d: Decision, *, cause: Event | None = None) -> list[Event]:
         if d.action == "keep":
@@ -283,16 +346,10 @@ class DecisionApplier:
             )
             await self.service.log.append(rec)
             return [rec]
-        winner = winner_of(exp, d)
-        concluded = await self.service.conclude(
-            exp.name, winner, f"{d.action}: {d.reason}", d.statistics, cause=cause
+        return await conclude_and_promote(
+            self.service, self.registry, exp.name, winner_of(exp, d), f"{d.action}: {d.reason}",
+            d.statistics, cause=cause, clock=self.clock,
         )
-        out: list[Event] = [concluded]
-        promoted = promotion_event(exp, winner, d.reason, cause=concluded, clock=self.clock)
-        if promoted is not None:
-            await self.service.log.append(promoted)
-            out.append(promoted)
-        return out
 
 
 class ExperimentSupervisor:
@@ -312,10 +369,11 @@ class ExperimentSupervisor:
         clock: Clock | None = None,
         interval_s: float = 5.0,
         seed: int = 0,
+        registry: Any = None,
     ) -> None:
         self.service = service
         self.tracker = tracker
-        self.applier = DecisionApplier(service, clock=clock)
+        self.applier = DecisionApplier(service, clock=clock, registry=registry)
         self.clock = clock or SystemClock()
         self.interval_ns = int(interval_s * 1e9)
         self.seed = seed
@@ -434,8 +492,11 @@ __all__ = [
     "ExperimentSupervisor",
     "analyse",
     "assignment_counts",
+    "check_promotable",
     "compare",
+    "conclude_and_promote",
     "decide",
     "promotion_event",
+    "promotion_target",
     "winner_of",
 ]

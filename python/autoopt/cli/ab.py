@@ -322,24 +322,30 @@ def conclude(
     reason: str = typer.Option("operator", "--reason"),
 ) -> None:
     """End an experiment, recording the current statistics with the outcome. A winner whose
-    release differs from the champion's is promoted (ModelPromoted) on a concrete symbol."""
-    from autoopt.ab.decision import promotion_event
+    release differs from the champion's is promoted on a concrete symbol: registry ``current``
+    switched, then ModelPromoted (the one promotion path, `autoopt.promotion`); a release that
+    cannot be promoted (never recorded, files missing or altered) is refused before anything
+    is written."""
+    from autoopt.ab.decision import check_promotable, conclude_and_promote
     from autoopt.ab.experiments import ExperimentService
+    from autoopt.errors import ArtifactError
+    from autoopt.registry import open_registry
     from autoopt.runtime import open_event_log
 
     _, exp, d = run(_analysis(ctx, name))
 
     async def go() -> list[str]:
-        log = await open_event_log(_cli(ctx).config())
+        config = _cli(ctx).config()
+        log = await open_event_log(config)
         try:
             svc = await ExperimentService.open(log)
-            ev = await svc.conclude(name, winner or None, reason, d.statistics)
-            written = [type(ev).__name__]
-            promoted = promotion_event(svc.book.get(name), winner, reason, cause=ev)
-            if promoted is not None:
-                await log.append(promoted)
-                written.append(type(promoted).__name__)
-            return written
+            registry = open_registry(config)
+            _, refused = await check_promotable(log, registry, svc.book.get(name), winner or None)
+            if refused is not None:
+                raise ArtifactError(f"experiment {name}: winner {winner!r}: {refused}")
+            written = await conclude_and_promote(svc, registry, name, winner or None, reason,
+                                                 d.statistics)
+            return [type(ev).__name__ for ev in written]
         finally:
             await log.close()
 

@@ -5,6 +5,13 @@ verdict names it; then ``ValidationVerdict`` (after_verdict), the staged dir ren
 place (after_artifact), ``ModelReleased`` and the training reference (after_released),
 ``current`` switched (after_current), ``ModelPromoted`` (after_promoted).
 
+Canary mode (``release.mode = "canary"``, `ReleaseSteps.canary` set) with a champion to beat:
+instead of the last two steps, an experiment champion vs challenger is created and started
+(``auto_decide``: the service's supervisor concludes it and its promotion goes through
+`autoopt.promotion.promote`, the one promotion path) and `CanaryStarted` records it; a
+symbol's earlier canary still running is concluded without a winner (superseded). A first
+release (no champion) is promoted directly: there is nothing to compare it with.
+
 Why this shape: a verdict is a promise to release. Every later event's id is derived from the
 verdict's id, so any rerun (a redelivered service job with the same run id, or a restarted
 ``autoopt retrain`` with a new one) derives the same ids; each step checks the log and the
@@ -16,6 +23,7 @@ passing verdict of the symbol that no promotion or rollback followed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +32,8 @@ from autoopt import faults
 from autoopt.clock import Clock
 from autoopt.errors import ArtifactError
 from autoopt.events import (
+    CanaryStarted,
+    ErrorRaised,
     Event,
     FeatureBatch,
     ModelPromoted,
@@ -32,10 +42,12 @@ from autoopt.events import (
     ValidationVerdict,
 )
 from autoopt.ids import derived_event_id
+from autoopt.promotion import promote
 from autoopt.registry import Manifest, ModelRegistry, Recorded, manifest_bytes, sha256_bytes
 from autoopt.subjects import subject_filter
 
 if TYPE_CHECKING:
+    from autoopt.config import CanaryConfig
     from autoopt.log import EventLog
 
 
@@ -59,7 +71,7 @@ class ReleaseHistory:
             self.pending = event if event.passed else None
         elif isinstance(event, ModelReleased):
             self.released[event.release_id] = recorded_of(event)
-        elif isinstance(event, ModelPromoted | ModelRolledBack):
+        elif isinstance(event, ModelPromoted | ModelRolledBack | CanaryStarted):
             self.pending = None
 
 
@@ -88,6 +100,9 @@ class ReleaseSteps:
     registry: ModelRegistry
     clock: Clock
     run_id: str
+    canary: CanaryConfig | None = None
+    """Set (``release.mode = "canary"``): a challenger with a champion to beat goes live as a
+    canary experiment instead of being promoted."""
 
     def _event(self, cls: type[Event], verdict: ValidationVerdict, step: str,
                **fields: Any) -> Event:
@@ -133,18 +148,75 @@ class ReleaseSteps:
                 FeatureBatch, verdict, "model.reference", release_id=rid, **reference(manifest)))
         faults.reached("after_released")
 
-        if self.registry.current(symbol) != rid:
-            self.registry.set_current(symbol, rid, recorded=recorded_of(released))  # type: ignore[arg-type]
-        faults.reached("after_current")
+        if self.canary is not None and verdict.champion is not None:
+            await self._start_canary(verdict, history, self.canary)
+            history.pending = None
+            return manifest
 
-        await self._append_once(history, self._event(
+        promoted = self._event(
             ModelPromoted, verdict, "model.promoted", symbol=symbol, release_id=rid,
             previous_release_id=verdict.champion,
             reason="passed the release gate: " + "; ".join(verdict.reasons),
-        ))
+        )
+        await promote(self.event_log, self.registry, promoted,  # type: ignore[arg-type]
+                      recorded=recorded_of(released), stored_ids=history.ids,  # type: ignore[arg-type]
+                      after_switch=lambda: faults.reached("after_current"))
+        history.ids.add(promoted.event_id)
         faults.reached("after_promoted")
         history.pending = None
         return manifest
 
+    async def _start_canary(self, verdict: ValidationVerdict, history: ReleaseHistory,
+                            canary: CanaryConfig) -> None:
+        """Create and start the canary experiment (once; resumed after a kill), then record
+        `CanaryStarted`."""
+        from autoopt.ab.experiments import (
+            ExperimentBook,
+            ExperimentService,
+            ExperimentSpec,
+            Guardrails,
+        )
+        from autoopt.errors import ConfigError
+        from autoopt.events import VariantSpec
 
-__all__ = ["ReleaseHistory", "ReleaseSteps", "read_history", "recorded_of", "step_id"]
+        symbol, rid, champion = verdict.symbol, verdict.challenger, verdict.champion
+        assert champion is not None
+        name = canary_name(symbol, rid)
+        book = await ExperimentBook.rebuild(self.event_log)
+        svc = ExperimentService(self.event_log, book, clock=self.clock)
+        for exp in book.running():
+            if exp.symbol == symbol and exp.name != name:
+                await svc.conclude(exp.name, None, f"superseded by canary {name}")
+        if name not in book.experiments:
+            w = canary.challenger_weight
+            await svc.create(ExperimentSpec(
+                name=name, symbol=symbol, seed=name, champion="champion",
+                variants=[VariantSpec(name="champion", release_id=champion, weight=1.0 - w),
+                          VariantSpec(name="challenger", release_id=rid, weight=w)],
+                hypothesis=f"challenger {rid} earns more than champion {champion} live, "
+                           "after costs",
+                unit=canary.unit, min_samples=canary.min_samples, alpha=canary.alpha,
+                max_duration_s=canary.max_duration_s, shadow=canary.shadow, auto_decide=True,
+                guardrails=Guardrails.from_dict(canary.guardrails),
+            ))
+        if book.get(name).status == "draft":
+            try:
+                await svc.start(name, reason=f"canary of verdict {verdict.event_id}")
+            except ConfigError as exc:  # another experiment covers the symbol (e.g. "*")
+                await self._append_once(history, self._event(
+                    ErrorRaised, verdict, "model.canary.error", component="canary",
+                    error_type="ConfigError", message=f"canary {name} not started: {exc}",
+                    details={"symbol": symbol, "release_id": rid, "experiment": name}))
+        await self._append_once(history, self._event(
+            CanaryStarted, verdict, "model.canary", symbol=symbol, release_id=rid,
+            experiment=name, champion_release_id=champion, shadow=canary.shadow))
+
+
+def canary_name(symbol: str, release_id: str) -> str:
+    """The experiment a canary release runs in: ``canary/<symbol>/<release id>``."""
+    return re.sub(r"[^A-Za-z0-9_\-:+=@~/]", "_", f"canary/{symbol}/{release_id}")[:128]
+
+
+__all__ = [
+    "ReleaseHistory", "ReleaseSteps", "canary_name", "read_history", "recorded_of", "step_id",
+]

@@ -243,8 +243,12 @@ def reference_fields(config: Config, ds: Dataset) -> Callable[[Manifest], dict[s
     return build
 
 
-def release_steps(events: _Events, registry: ModelRegistry) -> ReleaseSteps:
-    return ReleaseSteps(events.log, registry, events.clock, events.run_id)
+def release_steps(events: _Events, registry: ModelRegistry,
+                  config: Config | None = None) -> ReleaseSteps:
+    canary = None
+    if config is not None and config.release.mode == "canary":
+        canary = config.release.canary
+    return ReleaseSteps(events.log, registry, events.clock, events.run_id, canary)
 
 
 def _decided(verdict: ValidationVerdict, model: str, history: ReleaseHistory,
@@ -274,7 +278,7 @@ async def _finish_pending(
     if pending is None:
         return history, {}
     try:
-        manifest = await release_steps(events, registry).complete(
+        manifest = await release_steps(events, registry, config).complete(
             pending, history, reference_fields(config, ds))
     except ArtifactError as exc:  # nothing staged to finish: this run's promotion supersedes it
         log.error("retrain %s: cannot finish release %s of verdict %s: %s", symbol,
@@ -402,7 +406,7 @@ class _Job:
         if release_id is not None:
             faults.reached("after_verdict")
             history = await read_history(self.events.log, self.symbol)
-            await release_steps(self.events, self.registry).complete(
+            await release_steps(self.events, self.registry, self.config).complete(
                 verdict_event, history, reference_fields(self.config, ds))  # type: ignore[arg-type]
         await record_evaluation(self.events.log, verdict_event, cand, champion,  # type: ignore[arg-type]
                                 run_id=self.run_id, scope=self.events.scope, model=self.model)

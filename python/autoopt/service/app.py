@@ -102,8 +102,10 @@ class Service:
             tasks.append(asyncio.create_task(self._supervise("ticker", lambda: ticker.run(self.stop))))
         ab = self.config.ab
         if ab.enabled:
+            from autoopt.registry import open_registry
+
             self.supervisor = await ExperimentSupervisor.open(
-                self.log, interval_s=ab.decide_interval_s
+                self.log, interval_s=ab.decide_interval_s, registry=open_registry(self.config)
             )
             router = self.router = SignalRouter(self.log, ExperimentBook())
             self.metrics.watch_router(self.router)

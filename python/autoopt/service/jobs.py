@@ -84,7 +84,8 @@ class JobRunner:
                 derived_event_id(run_id, f"{decision.symbol}/{model}/model.verdict"))
             if verdict is None:
                 return False
-            if verdict.passed and step_id(verdict, "model.promoted") not in history.ids:
+            if verdict.passed and not {step_id(verdict, "model.promoted"),
+                                       step_id(verdict, "model.canary")} & history.ids:
                 return False
         return True
 
