@@ -40,3 +40,35 @@ def test_selection_is_deterministic_and_keeps_a_minimum() -> None:
     b = select_features(LightGBMTrainer(), _task(informative=False), min_features=3)
     assert a == b
     assert len(a.selected) >= 3
+
+
+class _ReadsHistory:
+    """A real LightGBM model that declares a lookback, so selection predicts it one shuffled
+    column at a time (a sequence model's rows cannot be stacked)."""
+
+    lookback = 2
+
+    def __init__(self, model) -> None:  # noqa: ANN001
+        self.model = model
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.model, name)
+
+
+class _HistoryTrainer(LightGBMTrainer):
+    parallel_folds = False
+
+    def fit(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        return _ReadsHistory(super().fit(*args, **kwargs))
+
+
+def test_folds_in_threads_and_one_stacked_predict_change_nothing() -> None:
+    """Folds fitted by two threads, and the shuffled copies predicted in one call, give exactly
+    the importances of one fold at a time and one shuffled column per call."""
+    from dataclasses import replace
+
+    one = select_features(LightGBMTrainer(), _task(), min_features=1)
+    two = select_features(LightGBMTrainer(), replace(_task(), threads=2), min_features=1)
+    column_by_column = select_features(_HistoryTrainer(), _task(), min_features=1)
+    assert one == two == column_by_column
+    assert one.permutation["signal_a"] > 0

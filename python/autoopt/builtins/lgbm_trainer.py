@@ -301,6 +301,9 @@ class LightGBMTrainer:
 
     name = "lgbm"
     model_type = "lightgbm"
+    parallel_folds = True
+    """Fits release the GIL and run on the threads they are given: callers may fit folds side
+    by side, one thread each (`autoopt.pipeline.selection`)."""
 
     def __init__(
         self,

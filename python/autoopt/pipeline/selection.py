@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from autoopt.errors import DataError
-from autoopt.plugins.interfaces import Trainer, TrainTask
+from autoopt.plugins.interfaces import Trainer, TrainTask, lookback_of
 from autoopt.validation.metrics import log_loss
 
 
@@ -41,6 +41,44 @@ class FeatureSelection:
         return out
 
 
+def _fold_importances(
+    trainer: Trainer, task: TrainTask, params: dict[str, Any], f: int, threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(gain share, permutation importance) of every feature on fold ``f``."""
+    train, test = task.folds[f]
+    names = list(task.feature_names)
+    k = len(names)
+    y = np.asarray(task.y)
+    model = trainer.fit(task.X[train], y[train], params, names, seed=task.seed, threads=threads)
+    g = np.asarray([model.importance("gain")[n] for n in names])
+    gain = g / g.sum() if g.sum() > 0 else g
+    X_test = np.array(task.X[test], dtype=np.float64, copy=True)
+    m = X_test.shape[0]
+    shuffled = []
+    for j in range(k):
+        rng = np.random.default_rng([task.seed, f, j])
+        shuffled.append(rng.permutation(X_test[:, j]))
+    if lookback_of(model) == 1:
+        # rows are predicted independently: the k shuffled copies and the original go through
+        # one predict call (the same numbers as k + 1 calls, without k call overheads)
+        stacked = np.tile(X_test, (k + 1, 1))
+        for j in range(k):
+            stacked[(j + 1) * m:(j + 2) * m, j] = shuffled[j]
+        proba = model.predict_proba(stacked)
+        base = log_loss(y[test], proba[:m])
+        perm = np.asarray([log_loss(y[test], proba[(j + 1) * m:(j + 2) * m]) - base
+                           for j in range(k)])
+        return gain, perm
+    base = log_loss(y[test], model.predict_proba(X_test))
+    perm = np.zeros(k)
+    for j in range(k):
+        saved = X_test[:, j].copy()
+        X_test[:, j] = shuffled[j]
+        perm[j] = log_loss(y[test], model.predict_proba(X_test)) - base
+        X_test[:, j] = saved
+    return gain, perm
+
+
 def select_features(
     trainer: Trainer,
     task: TrainTask,
@@ -48,29 +86,32 @@ def select_features(
     params: Mapping[str, Any] | None = None,
     min_features: int = 3,
 ) -> FeatureSelection:
-    """Rank ``task``'s features by purged-CV permutation importance and keep the useful ones."""
+    """Rank ``task``'s features by purged-CV permutation importance and keep the useful ones.
+
+    A trainer whose fits release the GIL and run on one thread each (``parallel_folds``) has
+    its folds fitted by ``task.threads`` worker threads, one LightGBM thread per fit; the folds'
+    figures are summed in fold order whatever finished first, so the result is the same."""
     names = list(task.feature_names)
     k = len(names)
     if k == 0:
         raise DataError(f"{task.symbol}: no features to select from")
-    y = np.asarray(task.y)
-    gain = np.zeros(k)
-    perm = np.zeros(k)
     n_train_min = min(len(tr) for tr, _ in task.folds)
     p = dict(params) if params is not None else trainer.default_params(n_train_min)
-    for f, (train, test) in enumerate(task.folds):
-        model = trainer.fit(task.X[train], y[train], p, names, seed=task.seed, threads=task.threads)
-        g = np.asarray([model.importance("gain")[n] for n in names])
-        gain += g / g.sum() if g.sum() > 0 else g
-        X_test = np.array(task.X[test], dtype=np.float64, copy=True)
-        base = log_loss(y[test], model.predict_proba(X_test))
-        for j in range(k):
-            rng = np.random.default_rng([task.seed, f, j])
-            saved = X_test[:, j].copy()
-            X_test[:, j] = rng.permutation(saved)
-            perm[j] += log_loss(y[test], model.predict_proba(X_test)) - base
-            X_test[:, j] = saved
     nf = len(task.folds)
+    workers = min(int(task.threads), nf) if getattr(trainer, "parallel_folds", False) else 1
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="select") as pool:
+            per_fold = list(pool.map(
+                lambda f: _fold_importances(trainer, task, p, f, 1), range(nf)))
+    else:
+        per_fold = [_fold_importances(trainer, task, p, f, task.threads) for f in range(nf)]
+    gain = np.zeros(k)
+    perm = np.zeros(k)
+    for g, pi in per_fold:
+        gain += g
+        perm += pi
     gain /= nf
     perm /= nf
     keep = [j for j in range(k) if perm[j] > 0]
