@@ -271,6 +271,9 @@ class PaperConfig(_Section):
     slippage_bps: NonNegFloat = 1.0
     hold_bars: PositiveInt = 1
     durable: str = "paper-trader"
+    live_routes: bool = False
+    """Also fill experiments' live routes (a shadow canary's champion): both arms judged on
+    paper alone. Off when the engine reports real outcomes for them (they would count twice)."""
 
 
 class RiskConfig(_Section):

@@ -208,18 +208,20 @@ class Engine:
     def _now(self) -> int:
         return self.clock.now_ns()
 
-    def _ids(self, event_id: str | None) -> dict[str, Any]:
+    def _ids(self, event_id: str | None, ts_event: int | None = None) -> dict[str, Any]:
         now = self._now()
-        return {"event_id": event_id or new_event_id(now), "ts_event": now, "ts_init": now}
+        return {"event_id": event_id or new_event_id(now),
+                "ts_event": now if ts_event is None else int(ts_event), "ts_init": now}
 
     async def signal(self, symbol: str, side: str, confidence: float, *,
                      signal_id: str | None = None, price: float | None = None,
                      release_id: str | None = None, horizon_s: float | None = None,
                      extra: Mapping[str, Any] | None = None, event_id: str | None = None,
-                     ) -> SignalEmitted:
+                     ts_event: int | None = None) -> SignalEmitted:
         """A signal ("long" | "short" | "flat"); ``signal_id`` defaults to the event id (pass
-        your own to join fills and outcomes to it)."""
-        f = self._ids(event_id)
+        your own to join fills and outcomes to it). ``ts_event``: the time of the bar it was
+        decided on (Unix ns; default now): the paper trader enters at the next bar's open."""
+        f = self._ids(event_id, ts_event)
         ev = SignalEmitted(**f, symbol=symbol, signal_id=signal_id or f["event_id"], side=side,
                            confidence=float(confidence), price=price, release_id=release_id,
                            horizon_s=horizon_s, extra=dict(extra or {}))

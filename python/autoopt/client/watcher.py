@@ -112,6 +112,17 @@ Champion = LoadedModel
 """The champion an engine predicts with: ``watcher.current`` (see `LoadedModel`)."""
 
 
+def load_release(registry: Any, plugins: Plugins, symbol: str, release_id: str,
+                 recorded: Recorded | None, event_id: str = "") -> LoadedModel:
+    """A release verified against what its ModelReleased recorded, loaded by the trainer it
+    records, with its own feature set (the watcher's and the paper trader's one way in)."""
+    manifest, files = registry.load(symbol, release_id, recorded=recorded)
+    trainer = plugins.release_trainer(manifest.trainer, manifest.model_type)
+    predictor = trainer.load(files)
+    features = ReleaseFeatures.of(manifest, plugins)
+    return LoadedModel(symbol, release_id, manifest, predictor, event_id, features)
+
+
 def _champion_change(event: Event) -> str | None:
     """The release an event makes champion, if it is a champion change."""
     if isinstance(event, ModelPromoted | ModelRolledBack):
@@ -260,11 +271,8 @@ class ModelWatcher:
                 f"{self.symbol}: release {release_id} has no ModelReleased in the log: an "
                 "unrecorded artifact is not loaded"
             )
-        manifest, files = self._registry.load(self.symbol, release_id, recorded=recorded)
-        trainer = self._plugins.release_trainer(manifest.trainer, manifest.model_type)
-        predictor = trainer.load(files)
-        features = ReleaseFeatures.of(manifest, self._plugins)
-        return LoadedModel(self.symbol, release_id, manifest, predictor, event_id, features)
+        return load_release(self._registry, self._plugins, self.symbol, release_id, recorded,
+                            event_id)
 
     async def _refuse(self, exc: Exception, event: Event) -> None:
         self.errors.append((_champion_change(event) or "", exc))

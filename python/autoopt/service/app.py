@@ -22,6 +22,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from autoopt.ab.decision import ExperimentSupervisor
 from autoopt.ab.experiments import ExperimentBook
@@ -61,6 +62,7 @@ class Service:
         self.router: SignalRouter | None = None  # with [ab] enabled
         self.supervisor: ExperimentSupervisor | None = None
         self.ticker: Ticker | None = None  # with service.tick_interval_s > 0
+        self.paper: Any = None  # autoopt.paper.trader.PaperTrader, with [paper] enabled
         self._started = asyncio.Event()
         self._down: dict[str, str] = {}  # component -> why it is being restarted
 
@@ -120,6 +122,14 @@ class Service:
                 )
             )
             log.info("A/B router consuming signals as %r", ab.durable)
+        if self.config.paper.enabled:
+            from autoopt.paper.trader import PaperTrader
+            from autoopt.registry import open_registry
+
+            paper = self.paper = PaperTrader(self.log, self.config.paper, plugins=self.plugins,
+                                             registry=open_registry(self.config))
+            tasks.append(asyncio.create_task(self._supervise("paper", lambda: paper.run(self.stop))))
+            log.info("paper trader filling routed paper signals")
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -36,4 +36,30 @@ async def tiny_release(registry: Any, event_log: Any, symbol: str, seed: int,
     return manifest.release_id
 
 
-__all__ = ["FEATURES", "tiny_release"]
+async def release_model(registry: Any, event_log: Any, symbol: str, X: np.ndarray,
+                        y: np.ndarray, names: Any, *, seed: int, recipe: Any = None,
+                        record: bool = True) -> Any:
+    """Fit a small LightGBM on (X, y) and save it with its feature-set ``recipe``
+    (`autoopt.pipeline.recipe.recipe_fields`); recorded in the log unless ``record`` is False
+    (then it is only staged, for a verdict to name). Returns its manifest."""
+    from autoopt.plugins import load_plugins
+
+    trainer = load_plugins().trainer("lgbm")
+    predictor = trainer.fit(np.ascontiguousarray(X), y, {"num_leaves": 15,
+                            "num_boost_round": 60, "min_data_in_leaf": 20}, list(names), seed=seed)
+    kw = dict(model_type="lightgbm", trainer="lgbm", features=list(names),
+              created_at=1_700_000_000_000_000_000 + seed, data_range=(0, len(y)),
+              parent_release=None, recipe=recipe)
+    if not record:
+        manifest, blobs = registry.prepare(symbol, predictor.to_files(), **kw)
+        registry.stage(manifest, blobs)
+        return manifest
+    manifest = registry.save(symbol, predictor.to_files(), **kw)
+    await event_log.append(ModelReleased.new(
+        symbol=symbol, release_id=manifest.release_id, model_type=manifest.model_type,
+        sha256=manifest.sha256, uri="", trainer="lgbm", features=list(names),
+        manifest_sha256=sha256_bytes(manifest_bytes(manifest))))
+    return manifest
+
+
+__all__ = ["FEATURES", "release_model", "tiny_release"]
