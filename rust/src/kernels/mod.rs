@@ -11,6 +11,7 @@ pub mod page_hinkley;
 pub mod psi;
 pub mod risk;
 pub mod route;
+pub mod select;
 pub mod sort;
 pub mod ta;
 pub mod threads;

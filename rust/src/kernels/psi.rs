@@ -20,9 +20,9 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
     }
 }
 
-/// Inner edges e_1..e_{bins-1} as numpy computes them (linear method).
-/// `data` is reordered in place (selection, not a full sort).
-pub fn inner_edges(data: &mut [f64], bins: usize) -> Vec<f64> {
+/// Inner edges e_1..e_{bins-1} as numpy computes them (linear method), from the order
+/// statistics of `data` (`select::order_stats`: no sort, no full copy).
+pub fn inner_edges(data: &[f64], bins: usize) -> Vec<f64> {
     let n = data.len();
     let step = 1.0 / bins as f64;
     // (virtual index, previous index, gamma) for each inner quantile, as numpy's linear method
@@ -37,21 +37,12 @@ pub fn inner_edges(data: &mut [f64], bins: usize) -> Vec<f64> {
             plan.push((prev as usize, prev as usize + 1, vi - prev));
         }
     }
-    // Select the needed order statistics from left to right on shrinking slices.
-    let mut needed: Vec<usize> = plan.iter().flat_map(|&(a, b, _)| [a, b]).collect();
-    needed.sort_unstable();
-    needed.dedup();
-    let mut lo = 0usize;
-    for &k in &needed {
-        if k < lo {
-            continue;
-        }
-        let slice = &mut data[lo..];
-        slice.select_nth_unstable_by(k - lo, |a, b| a.total_cmp(b));
-        lo = k + 1;
-    }
-    // After the left-to-right selections each needed index holds its order statistic.
-    plan.iter().map(|&(a, b, g)| if a == b { data[a] } else { lerp(data[a], data[b], g) }).collect()
+    let ranks: Vec<usize> = plan.iter().flat_map(|&(a, b, _)| [a, b]).collect();
+    let vals = super::select::order_stats(data, &ranks);
+    plan.iter()
+        .zip(vals.chunks_exact(2))
+        .map(|(&(a, b, g), v)| if a == b { v[0] } else { lerp(v[0], v[1], g) })
+        .collect()
 }
 
 /// Bin index of `x` under numpy histogram semantics with inner edges `edges`.
@@ -65,10 +56,25 @@ pub fn bin_of(edges: &[f64], x: f64) -> usize {
     c
 }
 
+/// Adds the bin counts of `xs` to `counts` (len = edges + 1).
+///
+/// With few edges each value's bin is a branch-free count of compares, tallied into four
+/// interleaved histograms so that runs of one bin do not wait on each other's increments.
 pub fn count_into(edges: &[f64], xs: &[f64], counts: &mut [u64]) {
     if edges.len() <= 32 {
-        for &x in xs {
-            counts[bin_of(edges, x)] += 1;
+        let nb = counts.len();
+        let mut tally = vec![0u64; 4 * nb];
+        let mut quads = xs.chunks_exact(4);
+        for q in &mut quads {
+            for (lane, &x) in q.iter().enumerate() {
+                tally[lane * nb + bin_of(edges, x)] += 1;
+            }
+        }
+        for &x in quads.remainder() {
+            tally[bin_of(edges, x)] += 1;
+        }
+        for (k, c) in counts.iter_mut().enumerate() {
+            *c += (0..4).map(|lane| tally[lane * nb + k]).sum::<u64>();
         }
     } else {
         for &x in xs {
@@ -109,8 +115,7 @@ pub struct PsiMonitor {
 impl PsiMonitor {
     /// `reference` must be non-empty and free of NaN (checked by the caller).
     pub fn fit(reference: &[f64], bins: usize) -> PsiMonitor {
-        let mut work = reference.to_vec();
-        let edges = inner_edges(&mut work, bins);
+        let edges = inner_edges(reference, bins);
         let mut ref_counts = vec![0u64; bins];
         count_into(&edges, reference, &mut ref_counts);
         PsiMonitor {
@@ -197,8 +202,8 @@ mod tests {
     #[test]
     fn edges_match_numpy_linear_quantiles() {
         // numpy.quantile(arange(11.0), [0.25, 0.5, 0.75]) == [2.5, 5.0, 7.5]
-        let mut d: Vec<f64> = (0..11).rev().map(|i| i as f64).collect();
-        assert_eq!(inner_edges(&mut d, 4), vec![2.5, 5.0, 7.5]);
+        let d: Vec<f64> = (0..11).rev().map(|i| i as f64).collect();
+        assert_eq!(inner_edges(&d, 4), vec![2.5, 5.0, 7.5]);
     }
 
     #[test]
