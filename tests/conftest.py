@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,3 +285,32 @@ def nats_node(tmp_path: Path) -> Iterator[NatsCluster]:
         yield node
     finally:
         node.close()
+
+
+@pytest.fixture(scope="session")
+def story_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Any]]:
+    """(CLI environment, `autoopt.testing.story.Story`) of a session-wide nats-server holding one
+    symbol's real history (a decision, a real retrain that released, drift, a refusal); for
+    the visibility tests, which read it (and only ever add events of other symbols)."""
+    import asyncio
+
+    from autoopt.testing.story import build_story, story_config
+
+    root = tmp_path_factory.mktemp("story")
+    server = EmbeddedServer(root / "nats")
+    url = server.start()
+    config = story_config(str(root / "data"), [url])
+
+    async def build() -> Any:
+        log = await EventLog.connect(config.nats)
+        try:
+            await log.ensure_streams()
+            return await build_story(config, log)
+        finally:
+            await log.close()
+
+    try:
+        story = asyncio.run(build())
+        yield {"AUTOOPT_NATS_URL": url, "AUTOOPT_DATA_DIR": str(root / "data")}, story
+    finally:
+        server.close()

@@ -20,6 +20,7 @@ from autoopt.cli import (
     backtest,
     demo,
     log_cmds,
+    portfolio,
     releases,
     report,
     retrain,
@@ -56,6 +57,7 @@ app.command("serve")(serve.serve)
 app.command("replay")(serve.replay)
 app.command("why")(why.why)
 app.command("tune-risk")(tune_risk.tune_risk)
+app.command("portfolio")(portfolio.portfolio)
 
 
 @app.callback()

@@ -109,6 +109,9 @@ def retrain(
     json_path: str | None = typer.Option(None, "--json", help="Write the summary JSON here."),
     config_path: str | None = typer.Option(None, "--config", help="TOML config file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    report_path: str | None = typer.Option(
+        None, "--report", help="Also write the run's HTML report here (as autoopt report retrain)."
+    ),
 ) -> None:
     """Retrain every symbol and model: tune, validate, gate, release; all recorded as events."""
     base = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
@@ -135,6 +138,10 @@ def retrain(
     if json_path is not None:
         summary.write(json_path)
         console.print(f"summary written to {json_path}")
+    if report_path is not None:
+        from autoopt.cli.report import write_run_report
+
+        write_run_report(config, summary.run_id, report_path)
     if summary.failed:
         for r in summary.failed:
             console.print(f"[red]failed[/red] {r.symbol} {r.model}: {r.error}")

@@ -26,8 +26,8 @@ Per event, in this order:
     6. the event's own trigger (degradation, PSI/KS, ADWIN/Page-Hinkley, reported drift).
 A retrain decided in one step makes later triggers of the same symbol "suppressed.pending".
 
-Ignored entirely (no clock move, no output): DecisionMade (the core's own outputs, recorded) and
-RetrainRequested whose reason is not "manual" (the service's record of a core decision).
+Ignored entirely (no clock move, no output): DecisionMade (the core's own outputs, recorded).
+A RetrainRequested of any reason is a manual request (`autoopt.core.policies.manual`).
 """
 
 from __future__ import annotations
@@ -91,9 +91,7 @@ _TRIGGERS: dict[type, Handler] = {
 
 def ignored(event: Event) -> bool:
     """True for events `decide` leaves alone (the core's own recorded outputs)."""
-    if isinstance(event, DecisionMade):
-        return True
-    return isinstance(event, RetrainRequested) and event.reason != manual.MANUAL
+    return isinstance(event, DecisionMade)
 
 
 def decide(

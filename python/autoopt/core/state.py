@@ -61,6 +61,8 @@ class ManualRequest(msgspec.Struct, kw_only=True):
     symbol: str
     requested_ns: int
     requested_by: str = ""
+    reason: str = ""
+    """The request's own reason ("manual", "desk asked", "engine: fills degraded"...)."""
 
 
 class SymbolState(msgspec.Struct, kw_only=True):

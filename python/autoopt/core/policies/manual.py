@@ -1,12 +1,12 @@
-"""Manual policy: an operator's RetrainRequested(reason="manual") is honoured exactly once.
+"""Manual policy: a RetrainRequested (an operator's, an engine's: any reason) is honoured
+exactly once; its reason is recorded in the retrain's details (``request_reason``).
 
 A request joins a queue (a redelivered request, same ``event_id``, is ignored). On every event the
 queue is tried in arrival order: a request whose symbol passes the guards becomes a Retrain; one
 that is held back stays queued and is reported once, as Suppressed, when it arrives. Any retrain
 of the symbol (from any policy) satisfies its queued requests. With
 ``manual_bypasses_cooldown`` (default) the cooldown does not hold manual requests back.
-RetrainRequested with other reasons is not a trigger: it is how the service records the core's
-own decisions.
+The retrain's trigger is always ``"manual"`` (the policy), whatever the request's reason.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def on_request(ctx: Ctx, ev: RetrainRequested) -> None:
             symbol=ev.symbol,
             requested_ns=ctx.now,
             requested_by=ev.requested_by,
+            reason=ev.reason,
         )
     )
 
@@ -46,6 +47,7 @@ def drain(ctx: Ctx) -> None:
         details = {
             "request_id": req.event_id,
             "requested_by": req.requested_by,
+            "request_reason": req.reason,
             "waited_s": (ctx.now - req.requested_ns) / 1e9,
         }
         blocked = check(ctx, sym, manual=True)
