@@ -383,12 +383,16 @@ def test_a_policy_retrain_satisfies_queued_manual_requests() -> None:
     assert feed.state.symbol("B").pending.reason == "manual"
 
 
-def test_non_manual_requests_and_recorded_decisions_are_ignored() -> None:
+def test_requests_of_any_reason_are_honoured_and_recorded_decisions_ignored() -> None:
     feed = Feed(no_schedule())
     feed.at(5)
-    assert feed.send(RetrainRequested, symbol="BTC", reason="degradation") == []
     assert feed.send(DecisionMade, symbol="BTC", kind="retrain", reason="manual") == []
     assert feed.state.clock_ns == 0 and feed.state.data.symbols == {}
+    out = feed.send(RetrainRequested, symbol="BTC", reason="desk: fills look off",
+                    requested_by="engine")
+    (retrain,) = [c for c in out if type(c).__name__ == "Retrain"]
+    assert retrain.details["request_reason"] == "desk: fills look off"
+    assert retrain.details["requested_by"] == "engine"
 
 
 # ---------------------------------------------------------------------- per-symbol overrides

@@ -96,8 +96,8 @@ def _table(summary: RetrainSummary) -> Table:
 
 def retrain(
     ctx: typer.Context,
-    source: str = typer.Option(
-        ..., "--source", "-s",
+    source: str | None = typer.Option(
+        None, "--source", "-s",
         help="Bars: bundled:EURUSD,GOOG | file:PATH | ccxt:EXCHANGE:SYMBOL:TF | log:SYMBOLS.",
     ),
     symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated symbols."),
@@ -109,6 +109,14 @@ def retrain(
     json_path: str | None = typer.Option(None, "--json", help="Write the summary JSON here."),
     config_path: str | None = typer.Option(None, "--config", help="TOML config file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    via_service: bool = typer.Option(
+        False, "--via-service",
+        help="Ask the running service (autoopt serve) to retrain --symbols and follow each "
+             "request to its verdict, instead of training here.",
+    ),
+    reason: str = typer.Option("manual", "--reason", help="With --via-service: why (recorded)."),
+    timeout: float = typer.Option(
+        3600.0, "--timeout", min=1.0, help="With --via-service: seconds to wait for verdicts."),
     report_path: str | None = typer.Option(
         None, "--report", help="Also write the run's HTML report here (as autoopt report retrain)."
     ),
@@ -118,6 +126,11 @@ def retrain(
     cli = CliContext(config_path=config_path or base.config_path, data_dir=base.data_dir,
                      verbose=base.verbose)
     config = cli.config()
+    if via_service:
+        _via_service(config, symbols, reason, timeout, wanted_models=_split(models))
+        return
+    if source is None:
+        fail("--source is required (or --via-service, to ask the running service)")
     try:
         budget = parse_duration(time_budget) if time_budget is not None else None
     except ConfigError as exc:
@@ -145,6 +158,40 @@ def retrain(
     if summary.failed:
         for r in summary.failed:
             console.print(f"[red]failed[/red] {r.symbol} {r.model}: {r.error}")
+        raise typer.Exit(1)
+
+
+def _via_service(config: Config, symbols: str | None, reason: str, timeout: float,
+                 wanted_models: list[str] | None) -> None:
+    """Request each symbol's retrain from the service and follow it (`autoopt.cli.via_service`)."""
+    if symbols is None:
+        fail("--via-service needs --symbols (the service retrains what it is asked for)")
+    wanted = cli_symbols(symbols)
+    if wanted_models:
+        fail("--models does not apply with --via-service: the service trains pipeline.models")
+
+    async def go() -> list[Any]:
+        from autoopt.cli.via_service import follow
+        from autoopt.runtime import open_event_log
+
+        log = await open_event_log(config)
+        try:
+            return [await follow(log, s, reason, list(config.pipeline.models),
+                                 timeout_s=timeout, echo=console.print) for s in wanted]
+        finally:
+            await log.close()
+
+    table = Table(title="retrain via service")
+    for col in ("symbol", "model", "outcome", "release", "why"):
+        table.add_column(col)
+    failed = False
+    for follower in run(go()):
+        for o in follower.outcomes.values():
+            failed |= o.how == "failed"
+            table.add_row(follower.request.symbol, o.model, o.how, o.release_id or "-",
+                          "; ".join(r.split(":", 1)[0] for r in o.reasons))
+    console.print(table)
+    if failed:
         raise typer.Exit(1)
 
 
