@@ -1,42 +1,16 @@
 """`autoopt why` and `autoopt log replay --json/--type/--symbol/--since` on a real log: a decision
 with evidence caused a real retrain that released, a drift report followed, and a stricter gate
-refused the next challenger (`autoopt.testing.story`)."""
+refused the next challenger (`autoopt.testing.story`, the session's ``story_log``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
 from autoopt.cli import app
-from autoopt.log import EmbeddedServer, EventLog
-from autoopt.testing.story import Story, build_story, story_config
-
-
-@pytest.fixture(scope="module")
-def story_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Story]]:
-    """(CLI environment, story) of a module-wide nats-server holding one symbol's story."""
-    root = tmp_path_factory.mktemp("story")
-    server = EmbeddedServer(root / "nats")
-    url = server.start()
-    config = story_config(str(root / "data"), [url])
-
-    async def build() -> Story:
-        log = await EventLog.connect(config.nats)
-        try:
-            await log.ensure_streams()
-            return await build_story(config, log)
-        finally:
-            await log.close()
-
-    try:
-        story = asyncio.run(build())
-        yield {"AUTOOPT_NATS_URL": url, "AUTOOPT_DATA_DIR": str(root / "data")}, story
-    finally:
-        server.close()
+from autoopt.testing.story import Story
 
 
 def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:

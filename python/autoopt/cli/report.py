@@ -4,10 +4,14 @@ offline) per retrain run, experiment or release, built from the log."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from autoopt.cli.context import cli_symbol, console, run
+
+if TYPE_CHECKING:
+    from autoopt.config import Config
 
 app = typer.Typer(help="Write HTML reports (self-contained, offline) from the event log.",
                   no_args_is_help=True)
@@ -24,6 +28,21 @@ def _written(path: Path) -> None:
     console.print(f"report written to {path} ({size / 1e6:.1f} MB)", highlight=False)
 
 
+def write_run_report(config: Config, run_id: str, path: str) -> None:
+    """Read run ``run_id`` from the log and write its report to ``path`` (``retrain --report``)."""
+    from autoopt.reports.retrain import read_run, write_retrain_report
+    from autoopt.runtime import open_event_log
+
+    async def go():  # noqa: ANN202
+        log = await open_event_log(config)
+        try:
+            return await read_run(log, run_id)
+        finally:
+            await log.close()
+
+    _written(write_retrain_report(run(go()), path))
+
+
 @app.command("retrain")
 def retrain_report(
     ctx: typer.Context,
@@ -32,18 +51,7 @@ def retrain_report(
 ) -> None:
     """A retrain run: verdicts, gate numbers, challenger vs champion equity and drawdown,
     per-fold metrics, feature importances and their stability, Optuna history."""
-    from autoopt.reports.retrain import read_run, write_retrain_report
-    from autoopt.runtime import open_event_log
-
-    async def go():  # noqa: ANN202
-        log = await open_event_log(ctx.obj.config())
-        try:
-            return await read_run(log, run_id)
-        finally:
-            await log.close()
-
-    record = run(go())
-    _written(write_retrain_report(record, out or f"retrain-{_safe(run_id)}.html"))
+    write_run_report(ctx.obj.config(), run_id, out or f"retrain-{_safe(run_id)}.html")
 
 
 @app.command("release")

@@ -182,8 +182,11 @@ def _f(metrics: dict[str, float], key: str) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-def explain(records: Sequence[Record], symbol: str, at_ns: int) -> Explanation:
-    """The story of ``symbol``'s champion at ``at_ns`` from its events (see `read_story`)."""
+def explain(records: Sequence[Record], symbol: str, at_ns: int,
+            release: str | None = None) -> Explanation:
+    """The story of ``symbol``'s champion at ``at_ns`` from its events (see `read_story`);
+    with ``release``, the story of that release instead (since it last took over, or since it
+    was released if it never served)."""
     events = [r for r in records if r.time_ns <= at_ns]
     stored = {r.event.event_id: r.time_ns for r in events}
     released: dict[str, ModelReleased] = {}
@@ -194,6 +197,7 @@ def explain(records: Sequence[Record], symbol: str, at_ns: int) -> Explanation:
     champion: str | None = None
     champion_at = 0
     how = how_reason = ""
+    took_over: dict[str, tuple[int, str, str]] = {}
     for rec in events:
         e = rec.event
         if isinstance(e, ModelReleased):
@@ -207,12 +211,21 @@ def explain(records: Sequence[Record], symbol: str, at_ns: int) -> Explanation:
             how, how_reason = "rolled back", f"from {e.from_release_id}: {e.reason}"
         elif isinstance(e, ValidationVerdict):
             verdict_of[e.challenger] = e
+        if champion is not None and (champion not in took_over or how != "released"):
+            if isinstance(e, ModelReleased | ModelPromoted | ModelRolledBack) and \
+                    getattr(e, "release_id", None) == champion:
+                took_over[champion] = (champion_at, how, how_reason)
         elif isinstance(e, DecisionMade):
             decisions[e.event_id] = e
         elif isinstance(e, TrainingStarted):
             started[(e.run_id, e.trainer)] = e
         elif isinstance(e, TrainingFinished):
             finished[(e.run_id, e.trainer)] = e
+    if release is not None:
+        champion = release if release in released else None
+        if champion is not None:
+            champion_at, how, how_reason = took_over.get(
+                champion, (stored.get(released[champion].event_id, 0), "released", ""))
     out = Explanation(symbol=symbol, at=iso(at_ns), champion=champion, releases=len(released))
     if champion is None:
         out.after = _since(events, 0)

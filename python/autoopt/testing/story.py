@@ -38,19 +38,24 @@ class Story:
         return rid
 
 
+# the gate's optional checks, opened wide where this version of the gate has them
+_OPEN_CHECKS = {"max_pbo": 1.0, "holdout_min_sharpe": -1e9}
+
+
 def story_config(data_dir: str, urls: list[str], *, trials: int = 3) -> Config:
     """A fast config: few trials, no pruning, a permissive gate (the first run releases)."""
+    gate: dict[str, float] = {"margin": 0.0, "dsr_threshold": 0.0, "min_trades": 0}
+    gate |= {k: v for k, v in _OPEN_CHECKS.items() if k in GateSettings.__struct_fields__}
     return load_config(environ={}, overrides={
         "data_dir": data_dir, "nats": {"urls": urls},
-        "pipeline": {"trials": trials, "pruning": False,
-                     "gate": {"margin": 0.0, "dsr_threshold": 0.0, "min_trades": 0}},
+        "pipeline": {"trials": trials, "pruning": False, "gate": gate},
     })
 
 
 def strict(config: Config) -> Config:
     """The same config with a gate no challenger passes."""
     p: PipelineConfig = config.pipeline
-    gate = GateSettings(margin=10.0, dsr_threshold=1.0, min_trades=10**9, metric=p.gate.metric)
+    gate = msgspec.structs.replace(p.gate, margin=10.0, dsr_threshold=1.0, min_trades=10**9)
     return msgspec.structs.replace(config, pipeline=msgspec.structs.replace(p, gate=gate))
 
 
