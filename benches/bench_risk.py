@@ -8,7 +8,8 @@
 3. ``portfolio``: walk-forward over 10 years x 20 assets, goal <= 30 s (`autoopt.portfolio`).
 
 Run: ``python -m pytest benches/bench_risk.py --benchmark-only --benchmark-columns=min,median -s``
-or ``python benches/bench_risk.py`` for the ratio table alone (min of 7 rounds each).
+or ``python benches/bench_risk.py [--all]`` for the ratio table (min of 7 rounds each) and,
+with ``--all``, the tune-risk and portfolio wall times.
 """
 
 from __future__ import annotations
@@ -91,12 +92,80 @@ def test_simulation_ratio_at_least_50x() -> None:
     assert ratio >= 50
 
 
+def tune_risk_wall(trials: int = 200, years: int = 5, n_symbols: int = 5) -> tuple[float, float]:
+    """(seconds for out-of-sample probabilities, seconds for tuning + gate): ``tune-risk``'s
+    work on ``years`` of daily bars x ``n_symbols`` with ``trials`` NSGA-II trials per study
+    (nested walk-forward: 3 outer studies + the final one per symbol), as the CLI runs it
+    minus process start and the event log."""
+    from autoopt.config import Config
+    from autoopt.pipeline.dataset import periods_per_year
+    from autoopt.runtime import open_plugins
+    from autoopt.strategy.gate import judge
+    from autoopt.strategy.run import gate_config_of, settings_of
+    from autoopt.strategy.signals import oos_probabilities
+    from autoopt.strategy.tuning import tune_nested
+    from autoopt.synthetic import planted_bars
+
+    config = Config()
+    plugins = open_plugins(config)
+    settings = settings_of(config, trials)
+    frames = {f"S{i}": planted_bars(100 + i, "daily", 0.6, n=252 * years) for i in range(n_symbols)}
+    t0 = time.perf_counter()
+    signals = {s: oos_probabilities(config, plugins, s, f) for s, f in frames.items()}
+    t1 = time.perf_counter()
+    for s, sig in signals.items():
+        ts = sig.bars["ts"].to_numpy()
+        inputs = MarketInputs.from_bars(sig.bars, periods_per_year=periods_per_year(ts))
+        judge(tune_nested(s, inputs, sig.prob, settings=settings), gate_config_of(config))
+    return t1 - t0, time.perf_counter() - t1
+
+
+def portfolio_wall(years: int = 10, n_assets: int = 20, method: str = "hrp") -> float:
+    """Seconds for ``portfolio``'s walk-forward (method and 1/N, monthly, lookback 252) over
+    ``years`` of daily bars x ``n_assets``, skfolio's import excluded (imported first)."""
+    import skfolio.optimization  # noqa: F401
+
+    from autoopt.portfolio.run import run_portfolio
+
+    rng = np.random.default_rng(5)
+    n = 252 * years
+    ts = (np.datetime64("2010-01-04") + np.arange(n).astype("timedelta64[D]")).astype(
+        "datetime64[ns]").astype(np.int64)
+    vol = np.geomspace(0.005, 0.03, n_assets)
+    frames = {f"A{j:02d}": pl.DataFrame({"ts": ts, "close": 100 * np.cumprod(
+        1 + rng.normal(0.0003, vol[j], n))}) for j in range(n_assets)}
+    t0 = time.perf_counter()
+    run_portfolio(frames, method, lookback=252, rebalance="1M", cost_bps=3.0)
+    return time.perf_counter() - t0
+
+
+def test_tune_risk_200_trials_5y_daily_5_symbols_within_60s() -> None:
+    probs, tune = tune_risk_wall()
+    print(f"\ntune-risk 200 trials, 5y daily x 5 symbols: probabilities {probs:.1f} s, "
+          f"tuning + gate {tune:.1f} s, total {probs + tune:.1f} s (goal <= 60 s)")
+    assert probs + tune <= 60
+
+
+@pytest.mark.parametrize("method", ["hrp", "mean_cvar"])
+def test_portfolio_walk_forward_10y_20_assets_within_30s(method: str) -> None:
+    wall = portfolio_wall(method=method)
+    print(f"\nportfolio {method} walk-forward 10y daily x 20 assets: {wall:.1f} s (goal <= 30 s)")
+    assert wall <= 30
+
+
 def main() -> int:
     native, python, ratio = simulation_ratio()
     print(f"strategy simulation, {N_BARS} bars, one thread, min of rounds, same run:")
     print(f"  rust   {native * 1e3:9.3f} ms")
     print(f"  python {python * 1e3:9.1f} ms")
     print(f"  ratio  {ratio:9.0f}x   (goal >= 50x)")
+    if "--all" in sys.argv:
+        probs, tune = tune_risk_wall()
+        print(f"tune-risk 200 trials, 5y daily x 5 symbols: probabilities {probs:.1f} s + "
+              f"tuning/gate {tune:.1f} s = {probs + tune:.1f} s (goal <= 60 s)")
+        for method in ("inverse_vol", "hrp", "risk_parity", "mean_cvar", "min_cdar"):
+            print(f"portfolio {method:11s} walk-forward 10y x 20 assets: "
+                  f"{portfolio_wall(method=method):.1f} s (goal <= 30 s)")
     return 0
 
 
