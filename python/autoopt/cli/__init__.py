@@ -20,10 +20,12 @@ from autoopt.cli import (
     backtest,
     demo,
     log_cmds,
+    paper,
     portfolio,
     releases,
     report,
     retrain,
+    schema,
     serve,
     server_cmds,
     tune_risk,
@@ -58,6 +60,8 @@ app.command("replay")(serve.replay)
 app.command("why")(why.why)
 app.command("tune-risk")(tune_risk.tune_risk)
 app.command("portfolio")(portfolio.portfolio)
+app.command("schema")(schema.schema)
+app.command("paper")(paper.paper)
 
 
 @app.callback()
