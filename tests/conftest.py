@@ -287,6 +287,19 @@ def nats_node(tmp_path: Path) -> Iterator[NatsCluster]:
         node.close()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """URL (postgresql+psycopg://) of a throwaway PostgreSQL of this test's own: initdb + pg_ctl
+    in a fresh temp dir on a free loopback port; stopped and removed after the test."""
+    from autoopt.testing.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def story_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Any]]:
     """(CLI environment, `autoopt.testing.story.Story`) of a session-wide nats-server holding one

@@ -96,10 +96,12 @@ def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str) -
     """Create or resume the task's study: minimised, TPE seeded with the task's seed."""
     if task.storage is not None and not task.study_name:
         raise ConfigError(f"{owner}: a persistent study needs a study_name")
+    from autoopt.studies import open_storage  # SQLite, PostgreSQL or the NATS journal
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=task.study_name or None,
-        storage=task.storage,
+        storage=open_storage(task.storage),
         load_if_exists=True,
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=task.seed, n_startup_trials=8),

@@ -30,6 +30,7 @@ from autoopt.cli import (
     server_cmds,
     tune_risk,
     why,
+    worker,
 )
 from autoopt.cli.context import (
     DEBUG_ENV,
@@ -62,6 +63,7 @@ app.command("tune-risk")(tune_risk.tune_risk)
 app.command("portfolio")(portfolio.portfolio)
 app.command("schema")(schema.schema)
 app.command("paper")(paper.paper)
+app.command("worker")(worker.worker)
 
 
 @app.callback()

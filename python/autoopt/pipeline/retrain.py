@@ -72,6 +72,7 @@ from autoopt.plugins.interfaces import (
 )
 from autoopt.plugins.manager import trainer_id
 from autoopt.registry import Manifest, ModelRegistry, Recorded, open_registry
+from autoopt.studies import configure_nats
 
 if TYPE_CHECKING:
     from autoopt.log import EventLog
@@ -490,6 +491,7 @@ async def run_retrain(
     started = clock.now_ns()
     t_start = time.perf_counter()
     storage = default_storage(config)
+    configure_nats(config.nats, config.data_dir)  # what `optuna_storage = "nats"` reaches
     # A trainer that cannot load (e.g. a broken torch for "tft") fails only its own jobs; the
     # other models still run. Only when no requested trainer loads is the run refused up front.
     trainers: dict[str, Trainer | PluginError] = {}

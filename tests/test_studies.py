@@ -1,0 +1,119 @@
+"""Shared Optuna studies: PostgreSQL (a throwaway server of the test's own) and the NATS journal;
+`autoopt worker` processes hold the trial budget exactly across all of them, and a worker
+killed mid-trial leaves the study consistent (its trial failed as stale, the budget still met
+by a retry)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autoopt.errors import ConfigError
+from autoopt.log import NatsSettings
+from autoopt.studies import configure_nats, open_storage, spent_trials
+from autoopt.studies.budget import STALE, SURPLUS
+
+
+def test_bad_storage_urls_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match=r"postgresql\+psycopg://"):
+        open_storage("postgresql://u:pw@127.0.0.1:1/db")
+    with pytest.raises(ConfigError, match="not a server URL"):
+        open_storage("nats://127.0.0.1:4222")
+
+
+def test_postgres_refusing_connections_is_named_without_the_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        open_storage("postgresql+psycopg://u:hunter2@127.0.0.1:1/db")
+    assert "hunter2" not in str(info.value) and "cannot open" in str(info.value)
+
+
+def test_postgres_study_resumes_in_a_new_process(postgres_url: str) -> None:
+    storage = open_storage(postgres_url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=3)
+    code = ("import optuna; from autoopt.studies import open_storage; "
+            f"s = optuna.load_study(study_name='s', storage=open_storage({postgres_url!r})); "
+            "print(len(s.trials), s.best_value)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", repr(study.best_value)]
+
+
+def _env(tmp_path: Path, storage: str, nats_url: str | None) -> dict[str, str]:
+    env = {**os.environ, "AUTOOPT_DATA_DIR": str(tmp_path / "data"),
+           "AUTOOPT_PIPELINE__OPTUNA_STORAGE": storage, "OBJECTIVE_TRIAL_S": "0.05"}
+    if nats_url:
+        env["AUTOOPT_NATS_URL"] = nats_url
+    return env
+
+
+def _worker(env: dict[str, str], objective: str, trials: int, grace: float = 20.0
+            ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoopt", "worker", "--study", "shared", "--create",
+         "--objective", objective, "--trials", str(trials), "--grace", str(grace)],
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    if kind == "postgresql":
+        return request.getfixturevalue("postgres_url"), None
+    if kind == "nats":
+        url = request.getfixturevalue("nats_server")
+        configure_nats(NatsSettings(urls=[url]), tmp_path / "data")
+        return "nats", url
+    return f"sqlite:///{tmp_path / 'optuna.db'}", None
+
+
+def _load(storage: str) -> optuna.Study:
+    return optuna.load_study(study_name="shared", storage=open_storage(storage))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "nats"])
+def test_three_workers_hold_the_budget_exactly(kind: str, tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    storage, nats_url = _storage(kind, tmp_path, request)
+    env = _env(tmp_path, storage, nats_url)
+    procs = [_worker(env, "autoopt.testing.objectives:slow_quadratic", 8) for _ in range(3)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    ran = [int(o.split()[2]) for o, _ in outs]
+    study = _load(storage)
+    spent = spent_trials(study)
+    assert len(spent) == 8 and sum(ran) == 8
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in spent)
+    others = [t for t in study.trials if t not in spent]
+    assert all(t.user_attrs.get(SURPLUS) for t in others)  # never run: at most one per worker
+    assert len(others) <= 3
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "nats"])
+def test_a_worker_killed_mid_trial_leaves_the_study_consistent(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    storage, nats_url = _storage(kind, tmp_path, request)
+    env = _env(tmp_path, storage, nats_url)
+    flag = tmp_path / "hung"
+    victim = _worker({**env, "OBJECTIVE_HANG_FLAG": str(flag)},
+                     "autoopt.testing.objectives:hang_once", 6)
+    deadline = time.monotonic() + 60
+    while not flag.exists():  # the victim's first trial has started
+        assert victim.poll() is None and time.monotonic() < deadline, victim.stderr
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = _worker(env, "autoopt.testing.objectives:quadratic", 6, grace=2.0)
+    out, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0, err
+    study = _load(storage)
+    killed = next(t for t in study.trials if t.number == int(flag.read_text()))
+    assert killed.state == TrialState.FAIL and killed.user_attrs.get(STALE)
+    spent = spent_trials(study)
+    assert len(spent) == 6 and all(t.state != TrialState.RUNNING for t in spent)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
