@@ -288,6 +288,9 @@ class RiskConfig(_Section):
     turnover_cap: Annotated[float, msgspec.Meta(gt=0.0)] = 0.5
     leverage_cap: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
     drawdown_limit: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.25
+    retune: Literal["off", "with_retrain"] = "off"
+    """``with_retrain``: every retrain the service runs (on the ``[policy]`` schedule,
+    degradation, drift or a request) re-tunes the symbol's params and releases them if gated."""
 
 
 class RegistryConfig(_Section):

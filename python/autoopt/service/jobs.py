@@ -169,6 +169,9 @@ class JobRunner:
         for result in summary.results:
             self._metrics.gate_verdicts.labels(str(bool(result.deployed)).lower()).inc()
         self._metrics.retrain_jobs.labels("done").inc()
+        from autoopt.strategy.service import maybe_retune  # [risk] retune = "with_retrain"
+
+        await maybe_retune(self._config, self._plugins, self._registry, self._log, event)
         self.completed.append(event.event_id)
         log.info(
             "retrain of %s done: %s", event.symbol,

@@ -20,7 +20,7 @@ from typing import Any
 
 from autoopt.clock import Clock
 from autoopt.errors import ArtifactError
-from autoopt.events import RiskParamsUpdated
+from autoopt.events import Event, RiskParamsUpdated
 from autoopt.registry import Manifest
 from autoopt.strategy.params import ARTIFACT, MODEL_TYPE, StrategyParams
 
@@ -73,8 +73,11 @@ async def release_params(
     reason: str = "",
     tuner: str = "nsga2",
     clock: Clock | None = None,
+    cause: Event | None = None,
 ) -> tuple[Manifest, RiskParamsUpdated]:
-    """Release ``params`` for ``symbol`` (params-only; tied to the current model release)."""
+    """Release ``params`` for ``symbol`` (params-only; tied to the current model release).
+    With a ``cause`` (the service's retrain decision) the event id derives from it, so a
+    redelivered job records the release once."""
     key = strategy_key(symbol)
     previous = load_params(registry, symbol)
     model_release = registry.current(symbol) or ""
@@ -86,7 +89,8 @@ async def release_params(
         metrics=metrics or {}, data_range=data_range,
     )
     event = RiskParamsUpdated.new(
-        clock=clock, symbol=symbol, params=params.as_dict(),
+        clock=clock, cause=cause, step=f"risk-release/{manifest.release_id}" if cause else None,
+        symbol=symbol, params=params.as_dict(),
         previous=previous[0].as_dict() if previous else {}, reason=reason, tuner=tuner,
         release_id=manifest.release_id, sha256=manifest.sha256, model_release_id=model_release,
     )

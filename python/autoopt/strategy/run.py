@@ -62,7 +62,8 @@ def _ledger_events(symbol: str, run_id: str, res: NestedResult) -> list[Any]:
 
 async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame, *,
                       registry: Any, event_log: Any | None, settings: TuneSettings,
-                      release: bool = False, run_id: str = "") -> SymbolOutcome:
+                      release: bool = False, run_id: str = "",
+                      cause: Any = None) -> SymbolOutcome:
     from autoopt.strategy.gate import judge
     from autoopt.strategy.release import current_params, release_params
     from autoopt.strategy.signals import oos_probabilities
@@ -82,7 +83,9 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
     if event_log is not None and getattr(validation, "ledger", False):
         from autoopt.pipeline.ledger_log import read_ledger
 
-        prior = len(await read_ledger(event_log, symbol))
+        mine = f"risk/{run_id}/"  # a rerun of this run does not count its own rows twice
+        prior = sum(1 for r in await read_ledger(event_log, symbol)
+                    if not (run_id and r.key.startswith(mine)))
     verdict = judge(res, gate_config_of(config), prior_trials=prior)
     out = SymbolOutcome(symbol, signal.recipe, res, verdict, prior_trials=prior)
     ledger = _ledger_events(symbol, run_id, res) if event_log is not None and run_id else []
@@ -97,7 +100,7 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
                    "dsr": verdict.stats.get("dsr", float("nan"))}
         manifest, _ = await release_params(
             registry, event_log, symbol, res.chosen, data_range=(int(ts[0]), int(ts[-1])),
-            metrics=metrics, reason="tune-risk: gate passed ("
+            metrics=metrics, cause=cause, reason="tune-risk: gate passed ("
             + ", ".join(r.code for r in verdict.reasons) + ")")
         out.release_id = manifest.release_id
     return out
