@@ -67,7 +67,9 @@ def test_replay_json_prints_whole_events(story_log: tuple[dict[str, str], Story]
     code, out = _cli(env, "log", "replay", "--json", "--type", "decision.made")
     assert code == 0, out
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert len(rows) == 1
+    assert {r["event"]["type"] for r in rows} == {"decision.made"}
+    rows = [r for r in rows if r["event"]["event_id"] == story.decision.event_id]
+    assert len(rows) == 1  # (a service test may add decisions of other symbols)
     ev = rows[0]["event"]
     assert ev["type"] == "decision.made" and ev["event_id"] == story.decision.event_id
     assert ev["details"] == story.decision.details and rows[0]["seq"] >= 1
@@ -86,7 +88,7 @@ def test_replay_json_prints_whole_events(story_log: tuple[dict[str, str], Story]
                      "2100-01-01T00:00:00")
     assert code == 0 and "0 events" in out
     code, out = _cli(env, "log", "replay", "--json", "--type", "decision", "--since", "1d")
-    assert code == 0 and "1 events" in out
+    assert code == 0 and story.decision.event_id in out
 
 
 def test_replay_pretty_wraps_instead_of_cutting(story_log: tuple[dict[str, str], Story]) -> None:

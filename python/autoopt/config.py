@@ -218,6 +218,13 @@ class ServiceConfig(_Section):
     """Most seconds between the ticker's looks at the wall clock (it also wakes at each minute):
     each new minute is recorded as a `ClockTick`, so schedules fire on time on a quiet log
     (0: no ticks; schedules then fire on the first event after their instant)."""
+    dashboard: bool = True
+    """Serve the read-only dashboard at ``/`` (and reports under ``/reports/``) on http_port."""
+    dashboard_token: str = ""
+    """Bearer token the dashboard requires when http_host is not a loopback address (a secret:
+    set it through AUTOOPT_SERVICE__DASHBOARD_TOKEN); without one it answers 403 there."""
+    dashboard_refresh_s: Annotated[float, msgspec.Meta(gt=0.0)] = 2.0
+    """How often the dashboard reads new events from the log and the page looks for them."""
 
 
 class ABConfig(_Section):

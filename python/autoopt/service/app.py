@@ -34,6 +34,7 @@ from autoopt.log.retry import Backoff, describe
 from autoopt.plugins import Plugins
 from autoopt.service.checkpoint import Checkpoints
 from autoopt.service.core_stream import ensure_core_stream
+from autoopt.service.dashboard import DashboardFeed
 from autoopt.service.decider import Decider
 from autoopt.service.http import HttpServer
 from autoopt.service.jobs import JobRunner
@@ -62,6 +63,7 @@ class Service:
         self.router: SignalRouter | None = None  # with [ab] enabled
         self.supervisor: ExperimentSupervisor | None = None
         self.ticker: Ticker | None = None  # with service.tick_interval_s > 0
+        self.dashboard: DashboardFeed | None = None  # with service.dashboard
         self.paper: Any = None  # autoopt.paper.trader.PaperTrader, with [paper] enabled
         self._started = asyncio.Event()
         self._down: dict[str, str] = {}  # component -> why it is being restarted
@@ -90,7 +92,10 @@ class Service:
         await self.decider.restore()
         self.jobs = JobRunner(self.log, self.config, self.plugins, self.metrics)
         svc = self.config.service
-        self.http = HttpServer(self.metrics, self.ready, svc.http_host, svc.http_port)
+        if svc.dashboard:
+            self.dashboard = DashboardFeed(self.log, svc.dashboard_refresh_s)
+        self.http = HttpServer(self.metrics, self.ready, svc.http_host, svc.http_port,
+                               dashboard=self.dashboard, token=svc.dashboard_token)
         port = await self.http.start()
         log.info("serving /metrics /healthz /readyz on %s:%d", svc.http_host, port)
         self._started.set()
@@ -99,6 +104,9 @@ class Service:
             asyncio.create_task(self._supervise("decider", lambda: decider.run(self.stop))),
             asyncio.create_task(self._supervise("jobs", lambda: jobs.run(self.stop))),
         ]
+        if self.dashboard is not None:
+            feed = self.dashboard
+            tasks.append(asyncio.create_task(self._supervise("dashboard", lambda: feed.run(self.stop))))
         if svc.tick_interval_s > 0:
             ticker = self.ticker = Ticker(self.log, svc.tick_interval_s, clock=self.clock)
             tasks.append(asyncio.create_task(self._supervise("ticker", lambda: ticker.run(self.stop))))
