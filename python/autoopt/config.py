@@ -318,6 +318,41 @@ class LogConfig(_Section):
     json: bool | None = None
 
 
+AlertRuleName = Literal["release", "rollback", "refusal_streak", "drift", "guardrail",
+                        "dead_letter", "service_error"]
+AlertSeverity = Literal["info", "warning", "critical"]
+
+
+class AlertDestinationConfig(_Section):
+    """One webhook (``[[alerts.destinations]]``)."""
+
+    name: str
+    url_secret: str
+    """The webhook URL: a secret (a Slack URL carries its token), masked in `autoopt config`."""
+    format: Literal["json", "slack"] = "json"
+    min_severity: AlertSeverity = "info"
+    rules: list[AlertRuleName] = msgspec.field(default_factory=list)
+    """Rules this destination receives (empty: every enabled rule)."""
+
+
+class AlertsConfig(_Section):
+    """``[alerts]``: webhook notifications from the service (`autoopt.alerts`)."""
+
+    enabled: bool = False
+    destinations: list[AlertDestinationConfig] = msgspec.field(default_factory=list)
+    rules: list[AlertRuleName] = msgspec.field(default_factory=lambda: [
+        "release", "rollback", "refusal_streak", "drift", "guardrail", "dead_letter",
+        "service_error"])
+    refusal_streak: PositiveInt = 3
+    """Alert when this many challengers of a symbol were refused in a row (and every multiple)."""
+    cooldown_s: NonNegFloat = 3600.0
+    """Drift, dead letters, guardrails and errors alert once per scope within this time."""
+    timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    retries: NonNegInt = 3
+    backoff_s: NonNegFloat = 1.0
+    poll_s: Annotated[float, msgspec.Meta(gt=0.0)] = 2.0
+
+
 class Config(_Section):
     """The whole autoopt configuration."""
 
@@ -334,6 +369,7 @@ class Config(_Section):
     registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
     release: ReleaseConfig = msgspec.field(default_factory=ReleaseConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
     @property
     def data_path(self) -> Path:

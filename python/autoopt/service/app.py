@@ -64,6 +64,7 @@ class Service:
         self.supervisor: ExperimentSupervisor | None = None
         self.ticker: Ticker | None = None  # with service.tick_interval_s > 0
         self.dashboard: DashboardFeed | None = None  # with service.dashboard
+        self.alerter: Any = None  # an autoopt.alerts.Alerter with [alerts] enabled
         self.paper: Any = None  # autoopt.paper.trader.PaperTrader, with [paper] enabled
         self._started = asyncio.Event()
         self._down: dict[str, str] = {}  # component -> why it is being restarted
@@ -107,6 +108,11 @@ class Service:
         if self.dashboard is not None:
             feed = self.dashboard
             tasks.append(asyncio.create_task(self._supervise("dashboard", lambda: feed.run(self.stop))))
+        if self.config.alerts.enabled:
+            from autoopt.alerts.alerter import Alerter
+
+            alerter = self.alerter = Alerter(self.log, self.config.alerts)
+            tasks.append(asyncio.create_task(self._supervise("alerts", lambda: alerter.run(self.stop))))
         if svc.tick_interval_s > 0:
             ticker = self.ticker = Ticker(self.log, svc.tick_interval_s, clock=self.clock)
             tasks.append(asyncio.create_task(self._supervise("ticker", lambda: ticker.run(self.stop))))
