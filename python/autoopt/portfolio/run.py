@@ -62,10 +62,9 @@ def run_portfolio(frames: dict[str, pl.DataFrame], method: str, *, lookback: int
     check_method(method)
     ts, names, r = returns_matrix(frames)
     ppy = periods_per_year(ts)
-    kw = {"lookback": lookback, "rebalance": rebalance, "cost_bps": cost_bps,
-          "max_weight": max_weight}
-    path = walk_forward(r, ts, method, **kw)
-    equal = walk_forward(r, ts, "equal", **kw)
+    path, equal = (walk_forward(r, ts, m, lookback=lookback, rebalance=rebalance,
+                                cost_bps=cost_bps, max_weight=max_weight)
+                   for m in (method, "equal"))
     verdict = judge(path, equal, periods_per_year=ppy, config=gate)
     now = fit_weights(r[-lookback:], method, max_weight=max_weight)
     return PortfolioOutcome(method, names, path, equal, verdict,

@@ -89,7 +89,7 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
     verdict = judge(res, gate_config_of(config), prior_trials=prior)
     out = SymbolOutcome(symbol, signal.recipe, res, verdict, prior_trials=prior)
     ledger = _ledger_events(symbol, run_id, res) if event_log is not None and run_id else []
-    if ledger:
+    if ledger and event_log is not None:
         await event_log.append_many(ledger)
     if release and verdict.passed and res.chosen is not None and event_log is not None:
         ppy = res.periods_per_year
