@@ -40,7 +40,8 @@ GOALS = {
     "help_s": 0.5, "version_s": 0.5, "plugins_s": 1.0, "serve_idle_mb": 200.0,
     "engine_mb": 150.0,
 }
-PERMISSIVE_GATE = "[pipeline.gate]\ndsr_threshold = 0.0\nmin_trades = 0\nmargin = 0.0\n"
+PERMISSIVE_GATE = ("[pipeline.gate]\ndsr_threshold = 0.0\nmin_trades = 0\nmargin = 0.0\n"
+                   "max_pbo = 1.0\nholdout_min_sharpe = -inf\n")
 
 ENGINE = textwrap.dedent(
     """

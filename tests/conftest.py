@@ -161,6 +161,10 @@ def sample_events() -> list[ev.Event]:
             duration_s=1.25,
             symbol="BTCUSDT",
         ),
+        ev.TrialLedgered.new(
+            symbol="BTCUSDT", key="BTCUSDT-lgbm#3", source="trial", run_id="run-1",
+            model="lgbm", sharpe=0.02, days=[20000, 20001], returns=[0.01, -0.002],
+        ),
         ev.ValidationVerdict.new(
             symbol="BTCUSDT",
             challenger="r2",

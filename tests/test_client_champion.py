@@ -31,7 +31,8 @@ async def test_champion_predicts_from_raw_bars_as_validated(event_log: EventLog,
     cfg = msgspec.structs.replace(
         Config(data_dir=str(tmp_path / "data")),
         pipeline=PipelineConfig(trials=2, pruning=False, gate=msgspec.convert(
-            {"margin": 0.0, "dsr_threshold": 0.0, "min_trades": 0},
+            {"margin": 0.0, "dsr_threshold": 0.0, "min_trades": 0, "max_pbo": 1.0,
+             "holdout_min_sharpe": float("-inf")},
             type=type(PipelineConfig().gate))))
     summary = await run_retrain(cfg, source=f"file:{path}", symbols=["EDGE"], event_log=event_log)
     rid = summary.results[0].release_id

@@ -88,7 +88,8 @@ WATCH_AND_PREDICT = textwrap.dedent(
     """
 )
 
-PERMISSIVE_GATE = "[pipeline.gate]\ndsr_threshold = 0.0\nmin_trades = 0\nmargin = 0.0\n"
+PERMISSIVE_GATE = ("[pipeline.gate]\ndsr_threshold = 0.0\nmin_trades = 0\nmargin = 0.0\n"
+                   "max_pbo = 1.0\nholdout_min_sharpe = -inf\n")
 """Lets a two-trial retrain on bundled data release a champion for the watcher to follow."""
 
 

@@ -33,6 +33,7 @@ def _config(tmp_path: Path, url: str) -> Path:
         f'[nats]\nurls = ["{url}"]\n'
         "[pipeline]\ntrials = 3\npruning = false\n"
         "[pipeline.gate]\nmargin = 0.0\ndsr_threshold = 0.0\nmin_trades = 0\n"
+        "max_pbo = 1.0\nholdout_min_sharpe = -inf\n"
     )
     return path
 
@@ -107,6 +108,8 @@ pruning = false
 margin = 0.0
 dsr_threshold = 0.0
 min_trades = 0
+max_pbo = 1.0
+holdout_min_sharpe = -inf
 [policy]
 schedule = "off"
 cooldown_s = 0

@@ -40,6 +40,7 @@ def _config_file(tmp_path: Path, url: str) -> Path:
         "[pipeline]\ntrials = 3\npruning = false\n"
         # first run: a permissive gate, so both symbols get a first release
         "[pipeline.gate]\nmargin = 0.0\ndsr_threshold = 0.0\nmin_trades = 0\n"
+        "max_pbo = 1.0\nholdout_min_sharpe = -inf\n"
     )
     return path
 

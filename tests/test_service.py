@@ -44,6 +44,8 @@ pruning = false
 margin = 0.0
 dsr_threshold = 0.0
 min_trades = 0
+max_pbo = 1.0
+holdout_min_sharpe = -inf
 [policy]
 schedule = "off"
 cooldown_s = 0

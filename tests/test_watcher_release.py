@@ -30,6 +30,7 @@ def _config_file(tmp_path: Path, url: str) -> Path:
         f'[nats]\nurls = ["{url}"]\n'
         "[pipeline]\ntrials = 3\npruning = false\n"
         "[pipeline.gate]\nmargin = 0.0\ndsr_threshold = 0.0\nmin_trades = 0\n"
+        "max_pbo = 1.0\nholdout_min_sharpe = -inf\n"
     )
     return path
 

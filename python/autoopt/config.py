@@ -75,6 +75,24 @@ class GateSettings(_Section):
     dsr_threshold: Fraction = 0.95
     min_trades: NonNegInt = 30
     metric: str = "sharpe"
+    max_pbo: Fraction = 0.5
+    """Refuse when the Probability of Backtest Overfitting (CSCV over the study's trials) is
+    above this; 0.5 is what picking among interchangeable trials gives (docs/gate.md)."""
+    holdout_min_sharpe: float = 0.0
+    """Refuse when the holdout's per-period Sharpe after costs is not above this."""
+
+
+class ValidationSettings(_Section):
+    """How the gate validates (docs/gate.md): the scheme of the final validation, the
+    untouched holdout, PBO's partitions and the trial ledger."""
+
+    scheme: Literal["walk_forward", "cpcv"] = "walk_forward"
+    holdout_fraction: Annotated[float, msgspec.Meta(ge=0.0, lt=0.5)] = 0.1
+    cpcv_groups: Annotated[int, msgspec.Meta(ge=3)] = 6
+    cpcv_test_groups: PositiveInt = 2
+    pbo_partitions: Annotated[int, msgspec.Meta(ge=2, multiple_of=2)] = 16
+    ledger: bool = True
+    """Count every configuration tried for the symbol (log ``training.ledger``) in the DSR's N."""
 
 
 class PipelineConfig(_Section):
@@ -109,6 +127,7 @@ class PipelineConfig(_Section):
     cv: CVConfig = msgspec.field(default_factory=CVConfig)
     costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
     gate: GateSettings = msgspec.field(default_factory=GateSettings)
+    validation: ValidationSettings = msgspec.field(default_factory=ValidationSettings)
 
 
 class DegradationPolicy(_Section):

@@ -634,6 +634,31 @@ class TrialCompleted(Event, tag="training.trial", kw_only=True, frozen=True):
     )
 
 
+class TrialLedgered(Event, tag="training.ledger", kw_only=True, frozen=True):
+    """One configuration tried for a symbol, in the trial ledger the Deflated Sharpe test counts
+    (`autoopt.validation.ledger`): a hyperparameter trial of any model, a feature-selection
+    step, a risk search. ``days``/``returns``: its out-of-sample net returns summed per UTC day
+    (days since the epoch), for clustering; empty when it has no series (pruned, failed)."""
+
+    symbol: str
+    key: str
+    source: str
+    run_id: str = ""
+    model: str = ""
+    state: str = "COMPLETE"
+    sharpe: float | None = None
+    days: list[int] = []
+    returns: list[float] = []
+
+    _rules: ClassVar[Rules] = (
+        *_COMMON,
+        ("symbol", symbol_problem),
+        ("key", text_problem),
+        ("source", name_problem),
+        ("sharpe", opt_finite_problem),
+    )
+
+
 # ---------------------------------------------------------------------------------------- model
 
 
@@ -1261,6 +1286,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     JobProgress,
     AlertRaised,
     CanaryStarted,
+    TrialLedgered,
 )
 
 AnyEvent = Union[ALL_EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007
@@ -1329,6 +1355,7 @@ __all__ = [
     "TrainingFinished",
     "TrainingStarted",
     "TrialCompleted",
+    "TrialLedgered",
     "ValidationVerdict",
     "VariantAssigned",
     "VariantSpec",

@@ -34,6 +34,7 @@ import polars as pl
 
 from autoopt.config import Config
 from autoopt.errors import AutooptError
+from autoopt.pipeline.evidence import Evidence, development, scheme_task
 
 _ENC = msgspec.msgpack.Encoder()
 
@@ -69,6 +70,8 @@ class Fitted(msgspec.Struct, frozen=True, kw_only=True):
     returns: list[float] = []
     metrics: dict[str, float] = {}
     compute_s: float = 0.0
+    evidence: Evidence | None = None
+    """The gate's holdout, CPCV, PBO and ledger evidence (`autoopt.pipeline.evidence`)."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,7 +166,7 @@ def _fit(req: _Request, config: Config) -> Fitted:
         best_trial=int(cand.tuned.best_trial),
         trial_states=[t.state for t in cand.tuned.trials],
         fold_metrics=[dict(f) for f in v.fold_metrics], returns=[float(x) for x in v.returns],
-        metrics=dict(v.metrics), compute_s=time.perf_counter() - t0)
+        metrics=dict(v.metrics), compute_s=time.perf_counter() - t0, evidence=cand.evidence)
 
 
 def _judge(req: _Request, config: Config) -> Outcome:
@@ -186,7 +189,8 @@ def _judge(req: _Request, config: Config) -> Outcome:
     trainer = plugins.trainer(model)
     validator = plugins.component("validator", config.pipeline.validator)
     ds = _dataset(req, config, plugins)
-    task = train_task(config, ds, n_trials=req.trials)
+    dev = development(config, ds)  # the champion is scored where the challenger was
+    task = scheme_task(config, train_task(config, dev, n_trials=req.trials), dev)
     sel = ds.select(fitted.names)
     tuned = TuneResult(
         study_name=fitted.study, params=dict(fitted.params), best_value=fitted.best_value,
@@ -199,7 +203,8 @@ def _judge(req: _Request, config: Config) -> Outcome:
                                   metrics=dict(fitted.metrics))
     cand = Candidate(FeatureSelection(tuple(fitted.names), fitted.selected_gain,
                                       fitted.selected_perm),  # type: ignore[arg-type]
-                     tuned, list(fitted.names), fitted.study, validation, task, sel)
+                     tuned, list(fitted.names), fitted.study, validation, task, sel,
+                     fitted.evidence)
     champion = None
     note = ""
     if req.champion is not None:

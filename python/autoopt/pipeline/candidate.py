@@ -18,6 +18,18 @@ import numpy as np
 
 from autoopt.config import Config
 from autoopt.pipeline.dataset import Dataset, make_folds
+from autoopt.pipeline.evidence import (
+    Evidence,
+    LedgerRow,
+    cpcv_paths,
+    development,
+    holdout_check,
+    holdout_split,
+    ledger_rows,
+    oos_times,
+    pbo_of,
+    scheme_task,
+)
 from autoopt.pipeline.selection import FeatureSelection, select_features
 from autoopt.plugins.interfaces import (
     Costs,
@@ -29,7 +41,8 @@ from autoopt.plugins.interfaces import (
     ValidationResult,
     Validator,
 )
-from autoopt.validation.gate import GateConfig, GateVerdict, evaluate_gate
+from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
+from autoopt.validation.ledger import effective_trials
 
 StageFn = Callable[[str], None]
 
@@ -61,7 +74,11 @@ class Candidate:
     study: str
     validation: ValidationResult
     task: TrainTask
+    """The task ``validation`` was scored on (the champion is scored on the same one)."""
     selected: Dataset
+    """Every row (the holdout's too) with the selected features: what the release is fit on."""
+    evidence: Evidence | None = None
+    """Holdout, CPCV paths, PBO and this run's ledger rows (`autoopt.pipeline.evidence`)."""
 
 
 def fit_candidate(
@@ -76,12 +93,16 @@ def fit_candidate(
     storage: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     stage: StageFn | None = None,
+    model: str = "",
 ) -> Candidate:
     """Select features, tune and validate (blocking: run it in a thread or a process).
 
     ``study_of(selected features)`` names the Optuna study (same data and settings, same study,
-    so a rerun resumes it)."""
+    so a rerun resumes it). Everything before the final holdout check sees the development rows
+    only (`autoopt.pipeline.evidence.development`)."""
     p = config.pipeline
+    split = holdout_split(config, ds)
+    whole, ds = ds, development(config, ds)
     full = train_task(config, ds, n_trials=n_trials, time_budget_s=time_budget_s,
                       storage=storage)
     if p.feature_selection:
@@ -104,8 +125,22 @@ def fit_candidate(
     def fit(X: np.ndarray, y: np.ndarray) -> Any:
         return trainer.fit(X, y, tuned.params, names, seed=seed, threads=threads)
 
-    validation = validator.validate(full, fit, ds.columns(names))
-    return Candidate(selection, tuned, names, study, validation, full, sel_ds)
+    vtask = scheme_task(config, full, ds)
+    validation = validator.validate(vtask, fit, ds.columns(names))
+    paths: list[float] = []
+    if vtask is not full:
+        validation, paths = cpcv_paths(config, vtask, validation)
+    pbo, pbo_note = pbo_of(config, tuned)
+    holdout = None
+    if split is not None:
+        holdout = holdout_check(whole, split, names, fit, full.costs.fee_bps,
+                                full.costs.slippage_bps)
+    evidence = Evidence(
+        holdout=holdout, holdout_rows=split.size if split else 0, development_rows=ds.n_rows,
+        pbo=pbo, pbo_note=pbo_note, path_sharpes=paths,
+        ledger=ledger_rows(model, study, tuned, oos_times(ds, full), p.feature_selection))
+    return Candidate(selection, tuned, names, study, validation, vtask, whole.select(names),
+                     evidence)
 
 
 def score_recipe(
@@ -126,17 +161,30 @@ def score_recipe(
 
 def judge(
     config: Config, candidate: Candidate, champion: ValidationResult | None,
+    past_ledger: Sequence[LedgerRow] = (),
 ) -> tuple[GateVerdict, dict[str, float]]:
     """The gate's verdict on the challenger against the champion's scores on the same folds,
-    and the metrics a verdict and a release record."""
+    and the metrics a verdict and a release record. ``past_ledger``: the symbol's ledger rows
+    recorded before this run (the log's ``training.ledger`` events)."""
     p = config.pipeline
     gate_cfg = GateConfig(margin=p.gate.margin, dsr_threshold=p.gate.dsr_threshold,
-                          min_trades=p.gate.min_trades, metric=p.gate.metric)
+                          min_trades=p.gate.min_trades, metric=p.gate.metric,
+                          max_pbo=p.gate.max_pbo, holdout_min_sharpe=p.gate.holdout_min_sharpe)
     tuned = candidate.tuned
+    ev = candidate.evidence or Evidence()
+    ledger = None
+    if p.validation.ledger and ev.ledger:
+        mine = {r.key for r in ev.ledger}
+        rows = [r for r in past_ledger if r.key not in mine] + list(ev.ledger)
+        ledger = effective_trials(len(rows), [r.signature for r in rows])
     verdict = evaluate_gate(
         candidate.validation.fold_metrics, champion.fold_metrics if champion else None,
         candidate.validation.returns, tuned.n_trials, config=gate_cfg,
-        trial_counts=tuned.trial_counts())
+        trial_counts=tuned.trial_counts(), ledger=ledger, pbo=ev.pbo, holdout=ev.holdout,
+        path_sharpes=ev.path_sharpes or None)
+    if ev.pbo is None and ev.pbo_note:
+        verdict = GateVerdict(verdict.passed, [*verdict.reasons, GateReason(
+            "pbo", "pbo_skipped", True, ev.pbo_note.removeprefix("pbo_skipped: "))], verdict.stats)
     metrics = dict(candidate.validation.metrics)
     metrics["cv_log_loss"] = tuned.best_value
     metrics["n_trials"] = float(tuned.n_trials)
@@ -144,6 +192,17 @@ def judge(
               "trials_pruned", "trials_failed"):
         if k in verdict.stats:
             metrics[k] = float(verdict.stats[k])
+    for k in ("sr", "n_trials_raw", "n_trials_effective", "trial_clusters", "clusters_sr_variance",
+              "pbo", "pbo_prob_loss", "holdout_sr", "holdout_sharpe", "holdout_return",
+              "holdout_trades", "holdout_psr", "cpcv_paths", "path_sr_min", "path_sr_median",
+              "path_sr_max", "path_sr_share_positive"):
+        if k in verdict.stats:
+            metrics[f"gate/{k}"] = float(verdict.stats[k])
+    if ev.holdout_rows:
+        metrics["gate/holdout_rows"] = float(ev.holdout_rows)
+        metrics["gate/development_rows"] = float(ev.development_rows)
+    for i, sr in enumerate(ev.path_sharpes):
+        metrics[f"cpcv_path_sr/{i}"] = float(sr)
     return verdict, metrics
 
 
@@ -155,4 +214,4 @@ def final_model(config: Config, trainer: Trainer, candidate: Candidate) -> Predi
                        seed=p.seed, threads=p.threads)
 
 
-__all__ = ["Candidate", "final_model", "fit_candidate", "judge", "score_recipe", "train_task"]
+__all__ = ["Candidate", "development", "final_model", "fit_candidate", "judge", "score_recipe", "train_task"]

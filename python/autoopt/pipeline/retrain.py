@@ -59,6 +59,7 @@ from autoopt.pipeline.dataset import (
     validation_policy,
 )
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
+from autoopt.pipeline.ledger_log import read_ledger, record_ledger
 from autoopt.pipeline.recipe import recipe_fields
 from autoopt.pipeline.release import ReleaseHistory, ReleaseSteps, read_history, step_id
 from autoopt.pipeline.summary import ModelResult, RetrainSummary, finite, global_best, iso
@@ -356,7 +357,7 @@ class _Job:
         cand = await asyncio.to_thread(
             fit_candidate, self.config, ds, self.trainer, self.validator,
             n_trials=self.n_trials, study_of=study_of, time_budget_s=self.time_budget_s,
-            storage=self.storage, on_trial=on_trial, stage=stage)
+            storage=self.storage, on_trial=on_trial, stage=stage, model=self.model)
         for fut in pending:
             await asyncio.wrap_future(fut)
         selection, tuned, names, study = cand.selection, cand.tuned, cand.names, cand.study
@@ -366,7 +367,10 @@ class _Job:
             self._champion, cand.task, released)
         self.report("gate", 3 + self.n_trials)
 
-        verdict, metrics = judge(self.config, cand, champion)
+        past_ledger = await read_ledger(self.events.log, self.symbol)
+        await record_ledger(self.events.append, self.symbol, self.run_id,
+                            cand.evidence.ledger if cand.evidence else [])
+        verdict, metrics = judge(self.config, cand, champion, past_ledger)
         reasons = [f"{r.code}: {r.message}" for r in verdict.reasons]
         if champion_note:
             reasons.append(champion_note)

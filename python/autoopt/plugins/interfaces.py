@@ -182,6 +182,10 @@ class TuneResult:
     trials: tuple[TrialRecord, ...]
     objective: str
     """Name of the minimised objective, e.g. ``"log_loss"``."""
+    trial_returns: dict[int, np.ndarray] = field(default_factory=dict)
+    """Trial number -> that completed trial's out-of-sample per-period net returns on the
+    task's folds, concatenated (for PBO and the trial ledger); trials resumed from storage and
+    trainers that do not record them have none."""
 
     @property
     def n_trials(self) -> int:

@@ -67,10 +67,11 @@ def probabilistic_sharpe_ratio(
     return float(stats.norm.cdf(z))
 
 
-def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
+def expected_max_sharpe(n_trials: float, sr_variance: float) -> float:
     """Expected maximum per-period SR among n_trials skill-less trials with variance sr_variance.
 
-    One trial has nothing to be the maximum of: 0.0.
+    One trial has nothing to be the maximum of: 0.0. N may be fractional (an effective number
+    of trials, `autoopt.validation.ledger`); the benchmark is floored at 0.
     """
     from scipy import stats  # ~1 s to import: only where a statistic needs it
 
@@ -82,7 +83,7 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
         return 0.0
     z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
     z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
-    return float(math.sqrt(sr_variance) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
+    return max(0.0, float(math.sqrt(sr_variance) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)))
 
 
 def long_run_variance_ratio(returns: Sequence[float] | np.ndarray) -> float:

@@ -9,6 +9,15 @@
     path (`autoopt.validation.dsr.null_sharpe_variance`: sample length and serial correlation;
     never the trials' own spread, which grows with a real edge), is >= `dsr_threshold`.
 (c) **trades**: the challenger made at least `min_trades` trades over all folds.
+(d) **pbo** (when the study's trial returns are given): the Probability of Backtest Overfitting
+    by CSCV (`autoopt.validation.pbo`) is at most `max_pbo`.
+(e) **holdout** (when a holdout is configured): the chosen recipe, fitted on the development
+    rows, earns a per-period Sharpe after costs above `holdout_min_sharpe` on the untouched
+    holdout (`autoopt.validation.holdout`).
+
+With a trial ledger (`autoopt.validation.ledger`) the DSR's N is the effective number of
+independent trials over every configuration tried for the symbol; the verdict shows raw and
+effective N and the variance of the trial clusters' Sharpe ratios next to the V it used.
 
 Every rule is evaluated and reported (pass or fail) so a verdict event shows the full picture.
 """
@@ -28,6 +37,9 @@ from autoopt.validation.dsr import (
     probabilistic_sharpe_ratio,
     sharpe_moments,
 )
+from autoopt.validation.holdout import HoldoutFigures
+from autoopt.validation.ledger import EffectiveTrials
+from autoopt.validation.pbo import PBOResult
 
 LOWER_IS_BETTER = frozenset({"max_drawdown", "log_loss", "turnover"})
 
@@ -39,8 +51,12 @@ class GateConfig(msgspec.Struct, frozen=True, kw_only=True):
     dsr_threshold: float = 0.95
     min_trades: int = 10
     metric: str = "sharpe"
+    max_pbo: float = 0.5
+    holdout_min_sharpe: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_pbo <= 1.0:
+            raise ConfigError(f"GateConfig.max_pbo must be in [0, 1], got {self.max_pbo}")
         if not 0.0 <= self.dsr_threshold <= 1.0:
             raise ConfigError(f"GateConfig.dsr_threshold must be in [0, 1], got {self.dsr_threshold}")
         if self.margin < 0:
@@ -115,7 +131,7 @@ def _champion_rule(
 
 def _dsr_rule(
     returns: Sequence[float] | np.ndarray,
-    n_trials: int,
+    n_trials: float,
     sr_variance: float | None,
     trial_counts: Mapping[str, int] | None,
     cfg: GateConfig,
@@ -134,7 +150,8 @@ def _dsr_rule(
     st.update(sr=sr, n_obs=float(n_obs), skew=skew, kurtosis=kurt, n_trials=float(n_trials),
               sr_variance=sr_variance, expected_max_sr=sr0, dsr=dsr,
               psr=probabilistic_sharpe_ratio(sr, 0.0, n_obs, skew, kurt))
-    tried = f"{n_trials} trials started"
+    started = trial_counts.get("started", n_trials) if trial_counts else n_trials
+    tried = f"{started:g} trials started"
     if trial_counts:
         for key in ("completed", "pruned", "failed"):
             st[f"trials_{key}"] = float(trial_counts.get(key, 0))
@@ -149,6 +166,29 @@ def _dsr_rule(
                       f"DSR {dsr:.3f} < {cfg.dsr_threshold} over {tried} ({luck})")
 
 
+def _pbo_rule(pbo: PBOResult, cfg: GateConfig, st: dict[str, float]) -> GateReason:
+    st.update(pbo=pbo.pbo, pbo_prob_loss=pbo.prob_loss, pbo_combinations=float(pbo.n_combinations),
+              pbo_trials=float(pbo.n_trials))
+    text = (f"PBO {pbo.pbo:.2f} over {pbo.n_trials} trials' returns in {pbo.n_combinations} "
+            f"CSCV splits (the in-sample winner lost money out of sample in "
+            f"{pbo.prob_loss:.0%})")
+    if pbo.pbo <= cfg.max_pbo:
+        return GateReason("pbo", "pbo_pass", True, f"{text} <= max {cfg.max_pbo}")
+    return GateReason("pbo", "pbo_above_max", False, f"{text} > max {cfg.max_pbo}")
+
+
+def _holdout_rule(h: HoldoutFigures, st: dict[str, float], cfg: GateConfig) -> GateReason:
+    cv_sr = st.get("sr", float("nan"))
+    st.update(holdout_sr=h.sharpe, holdout_sharpe=h.sharpe_annual, holdout_return=h.total_return,
+              holdout_trades=float(h.n_trades), holdout_n_obs=float(h.n_obs), holdout_psr=h.psr)
+    text = (f"holdout per-period SR {h.sharpe:.4f} (annual {h.sharpe_annual:.2f}, return "
+            f"{h.total_return:+.2%}, {h.n_trades} trades, T={h.n_obs}) vs cross-validated "
+            f"{cv_sr:.4f}")
+    if h.sharpe > cfg.holdout_min_sharpe:
+        return GateReason("holdout", "holdout_pass", True, f"{text} > {cfg.holdout_min_sharpe}")
+    return GateReason("holdout", "holdout_failed", False, f"{text} <= {cfg.holdout_min_sharpe}")
+
+
 def evaluate_gate(
     challenger_fold_metrics: FoldMetrics,
     champion_fold_metrics: FoldMetrics | None,
@@ -157,6 +197,11 @@ def evaluate_gate(
     sr_variance: float | None = None,
     config: GateConfig | None = None,
     trial_counts: Mapping[str, int] | None = None,
+    *,
+    ledger: EffectiveTrials | None = None,
+    pbo: PBOResult | None = None,
+    holdout: HoldoutFigures | None = None,
+    path_sharpes: Sequence[float] | None = None,
 ) -> GateVerdict:
     """Run rules (a)–(c) and return the verdict.
 
@@ -166,12 +211,38 @@ def evaluate_gate(
     Sharpe estimator's null variance from `challenger_returns`. `trial_counts` (``completed``,
     ``pruned``, ``failed``) only enrich the verdict. Fold metrics need `config.metric` and
     ``n_trades`` (a `StrategyMetrics` or a mapping).
+
+    ``ledger``: the effective number of trials over the symbol's ledger, used as the DSR's N
+    instead of ``n_trials``. ``pbo`` and ``holdout`` add rules (d) and (e). ``path_sharpes``
+    (CPCV: one per-period Sharpe per out-of-sample path; ``challenger_returns`` is then the
+    median path) is reported, and its path count divides the trades summed over the splits.
     """
     cfg = config or GateConfig()
     st: dict[str, float] = {}
     reasons = [_champion_rule(challenger_fold_metrics, champion_fold_metrics, cfg, st)]
-    reasons.append(_dsr_rule(challenger_returns, n_trials, sr_variance, trial_counts, cfg, st))
-    n_trades = int(_values(challenger_fold_metrics, "n_trades", "challenger").sum())
+    n_dsr: float = n_trials
+    if ledger is not None:
+        n_dsr = ledger.n_effective
+        st.update(n_trials_raw=float(ledger.n_raw), n_trials_effective=ledger.n_effective,
+                  trial_clusters=float(ledger.n_clusters),
+                  trials_with_series=float(ledger.n_with_series),
+                  clusters_sr_variance=ledger.clusters_sr_variance)
+    reasons.append(_dsr_rule(challenger_returns, n_dsr, sr_variance, trial_counts, cfg, st))
+    if ledger is not None:
+        r = reasons[-1]
+        reasons[-1] = GateReason(r.rule, r.code, r.passed, (
+            f"{r.message}; N = effective {ledger.n_effective:.1f} of {ledger.n_raw} ledger "
+            f"entries for the symbol ({ledger.n_clusters} cluster(s) of {ledger.n_with_series} "
+            f"return series; clusters' SR variance {ledger.clusters_sr_variance:.3g})"))
+    n_paths = 1
+    if path_sharpes:
+        ps = np.asarray(path_sharpes, dtype=np.float64)
+        n_paths = ps.size
+        st.update(cpcv_paths=float(ps.size), path_sr_min=float(ps.min()),
+                  path_sr_median=float(np.median(ps)), path_sr_max=float(ps.max()),
+                  path_sr_std=float(ps.std(ddof=1)) if ps.size > 1 else 0.0,
+                  path_sr_share_positive=float(np.mean(ps > 0)))
+    n_trades = int(_values(challenger_fold_metrics, "n_trades", "challenger").sum()) // n_paths
     st["n_trades"] = float(n_trades)
     if n_trades >= cfg.min_trades:
         reasons.append(GateReason("trades", "min_trades_met", True,
@@ -179,6 +250,10 @@ def evaluate_gate(
     else:
         reasons.append(GateReason("trades", "too_few_trades", False,
                                   f"{n_trades} trades < {cfg.min_trades}"))
+    if pbo is not None:
+        reasons.append(_pbo_rule(pbo, cfg, st))
+    if holdout is not None:
+        reasons.append(_holdout_rule(holdout, st, cfg))
     return GateVerdict(all(r.passed for r in reasons), reasons, st)
 
 
