@@ -1,16 +1,16 @@
-"""Risk overlays: simulation semantics, portfolio weights against scipy, the built-in tuner."""
+"""Risk overlays: simulation semantics on the strategy kernel, the built-in tuner (portfolio
+weights: tests/test_portfolio.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 import pytest
-from scipy.optimize import minimize
 
 from autoopt.errors import DataError
 from autoopt.plugins import load_plugins
 from autoopt.plugins.interfaces import Costs, RiskTask
-from autoopt.risk import RiskParams, portfolio_weights, simulate
+from autoopt.risk import RiskParams, simulate
 from autoopt.validation.metrics import strategy_returns
 
 HOUR_NS = 3_600 * 10**9
@@ -68,44 +68,16 @@ def test_drawdown_limit_halts_trading() -> None:
 def test_bad_input_is_named() -> None:
     with pytest.raises(DataError, match="positions has shape"):
         simulate(_bars(_walk(10, 0)), np.ones(9), RiskParams(), periods_per_year=1)
-    with pytest.raises(DataError, match="unknown method"):
-        portfolio_weights(np.random.default_rng(0).normal(size=(50, 3)), "magic")
-    with pytest.raises(DataError, match="NaN"):
-        portfolio_weights(np.array([[0.1, np.nan], [0.0, 0.1], [0.1, 0.2]]))
+    with pytest.raises(DataError, match=r"within \[-1, 1\]"):
+        simulate(_bars(_walk(10, 0)), np.full(10, 2.0), RiskParams(), periods_per_year=1)
 
 
-def _returns_matrix() -> np.ndarray:
-    rng = np.random.default_rng(7)
-    base = rng.normal(size=(1000, 4)) * np.array([0.01, 0.02, 0.005, 0.03])
-    base[:, 1] += 0.5 * base[:, 0]
-    return base
-
-
-def test_inverse_vol_and_risk_parity() -> None:
-    r = _returns_matrix()
-    w = portfolio_weights(r, "inverse_vol", shrinkage=0.0)
-    sigma = r.std(axis=0, ddof=1)
-    np.testing.assert_allclose(w, (1 / sigma) / (1 / sigma).sum(), rtol=1e-12)
-    rp = portfolio_weights(r, "risk_parity", shrinkage=0.0)
-    cov = np.cov(r, rowvar=False)
-    contrib = rp * (cov @ rp)
-    np.testing.assert_allclose(contrib / contrib.sum(), np.full(4, 0.25), atol=1e-8)
-
-
-def test_min_variance_matches_scipy() -> None:
-    r = _returns_matrix()
-    cov = np.cov(r, rowvar=False)
-    ours = portfolio_weights(r, "min_variance", shrinkage=0.0, iterations=20_000)
-    ref = minimize(
-        lambda w: w @ cov @ w,
-        np.full(4, 0.25),
-        method="SLSQP",
-        bounds=[(0, 1)] * 4,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
-        options={"ftol": 1e-16, "maxiter": 1000},
-    )
-    assert ours @ cov @ ours <= ref.fun * (1 + 1e-6)
-    np.testing.assert_allclose(ours, ref.x, atol=1e-4)
+def test_fractional_positions_keep_their_size() -> None:
+    close = _walk(300, 4)
+    pos = np.random.default_rng(5).uniform(-1, 1, 300)
+    out = simulate(_bars(close), pos, RiskParams(), periods_per_year=8760, cost_bps=2.0)
+    fwd = close[1:] / close[:-1] - 1
+    np.testing.assert_allclose(out[1:], strategy_returns(pos[:-1], fwd, fee_bps=2.0), atol=1e-12)
 
 
 def test_builtin_tuner_is_registered_deterministic_and_never_worse_out_of_sample() -> None:
