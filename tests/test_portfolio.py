@@ -17,7 +17,7 @@ from autoopt.errors import DataError
 from autoopt.events import PortfolioWeightsReleased
 from autoopt.log import EventLog, NatsSettings
 from autoopt.portfolio import METHODS
-from autoopt.portfolio.release import current_weights
+from autoopt.portfolio.release import current_weights, latest_weights
 from autoopt.portfolio.run import run_portfolio
 from autoopt.portfolio.walkforward import rebalance_points, walk_forward
 from autoopt.portfolio.weights import fit_weights
@@ -87,10 +87,11 @@ def test_gate_beats_one_over_n_where_risk_differs_and_refuses_where_it_cannot() 
         assert out.path.returns.size == out.equal.returns.size
 
 
-async def _weights_events(url: str) -> list[PortfolioWeightsReleased]:
+async def _weights_events(url: str) -> tuple[list[PortfolioWeightsReleased], dict | None]:
     log = await EventLog.connect(NatsSettings(urls=[url]))
     try:
-        return [e async for e in log.replay(subject_filter_for_type(PortfolioWeightsReleased))]
+        events = [e async for e in log.replay(subject_filter_for_type(PortfolioWeightsReleased))]
+        return events, await latest_weights(log, "core")
     finally:
         await log.close()
 
@@ -111,8 +112,8 @@ def test_portfolio_cli_releases_weights_that_beat_one_over_n(tmp_path: Path, nat
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["passed"] and doc["release_id"] and "gate" in res.output
-    (event,) = asyncio.run(_weights_events(nats_server))
-    assert event.portfolio == "core" and event.weights == doc["weights"]
+    (event,), engine_reads = asyncio.run(_weights_events(nats_server))
+    assert event.portfolio == "core" and event.weights == doc["weights"] == engine_reads
     assert current_weights(ModelRegistry(tmp_path / "data"), "core") == doc["weights"]
     assert (tmp_path / "p.html").read_text().startswith("<!DOCTYPE html>")
     bad = CliRunner().invoke(app, ["--config", str(cfg), "portfolio", "--source", f"file:{src}",

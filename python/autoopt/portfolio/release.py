@@ -40,6 +40,18 @@ def current_weights(registry: Any, portfolio: str) -> dict[str, float] | None:
     return _check(msgspec.json.decode(files[ARTIFACT]))
 
 
+async def latest_weights(event_log: Any, portfolio: str) -> dict[str, float] | None:
+    """The weights of the portfolio's latest `PortfolioWeightsReleased` in the log (what an
+    engine trades; None before the first release)."""
+    from autoopt.subjects import subject_filter_for_type
+
+    latest = None
+    async for e in event_log.replay(subject_filter_for_type(PortfolioWeightsReleased, portfolio)):
+        if isinstance(e, PortfolioWeightsReleased):
+            latest = e
+    return dict(latest.weights) if latest is not None else None
+
+
 async def release_weights(registry: Any, event_log: Any, portfolio: str,
                           weights: dict[str, float], *, method: str, data_range: tuple[int, int],
                           metrics: dict[str, float] | None = None, reason: str = "",
@@ -66,4 +78,5 @@ async def release_weights(registry: Any, event_log: Any, portfolio: str,
     return manifest, event
 
 
-__all__ = ["ARTIFACT", "MODEL_TYPE", "current_weights", "release_weights", "weights_key"]
+__all__ = ["ARTIFACT", "MODEL_TYPE", "current_weights", "latest_weights", "release_weights",
+           "weights_key"]
