@@ -65,13 +65,17 @@ def effective_threads(threads: int, n_rows: int) -> int:
 
 
 def base_params(seed: int, threads: int) -> dict[str, Any]:
-    """Fixed LightGBM parameters: binary log loss, deterministic, every seed pinned."""
+    """Fixed LightGBM parameters: binary log loss, deterministic, every seed pinned.
+
+    Histogram layout: on one thread row-wise is ~15 % faster on these shapes (a dozen features,
+    many rows) and grows the very same trees (checked on random parameters, with bagging and
+    fold subsets); on several threads col-wise keeps each feature's sums in row order."""
     return {
         "objective": "binary",
         "metric": _METRIC,
         "verbosity": -1,
         "deterministic": True,
-        "force_col_wise": True,
+        **({"force_row_wise": True} if int(threads) == 1 else {"force_col_wise": True}),
         "num_threads": int(threads),
         "seed": int(seed),
         "bagging_seed": int(seed),
@@ -80,6 +84,13 @@ def base_params(seed: int, threads: int) -> dict[str, Any]:
         "max_bin": 63,
         "feature_pre_filter": False,
     }
+
+
+def _quiet_thread() -> None:
+    """LightGBM's log level is per thread and starts at Info: a worker thread that only
+    updates boosters made elsewhere would print every tree's warnings. Parsing parameters with
+    ``verbosity=-1`` on the thread sets its level."""
+    lgb.Dataset(np.zeros((4, 1)), label=np.zeros(4), params={"verbosity": -1}).construct()
 
 
 class FoldSets:
@@ -146,7 +157,8 @@ class FoldSets:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(len(self.groups), thread_name_prefix="fold")
+                self._pool = ThreadPoolExecutor(len(self.groups), thread_name_prefix="fold",
+                                                initializer=_quiet_thread)
             parts = list(self._pool.map(one, self.groups))
         losses: list[list[float]] = [[] for _ in boosters]
         for part in parts:
@@ -169,7 +181,8 @@ class FoldSets:
         every ``report_every`` iterations and raises `optuna.TrialPruned` when the study's
         pruner says so.
         """
-        params = params | {"num_threads": 1}
+        params = {k: v for k, v in params.items() if k != "force_col_wise"} | {
+            "num_threads": 1, "force_row_wise": True}
         boosters = []
         for train, valid in self.pairs:
             booster = lgb.Booster(params=params, train_set=train)
@@ -281,9 +294,8 @@ class LGBMPredictor:
 
 def _fold_sharpe(
     task: TrainTask, boosters: list[lightgbm.Booster], best_iteration: int
-) -> tuple[float, float, int, np.ndarray]:
-    """(per-period Sharpe, annualised Sharpe, trades, returns) of the trial's out-of-sample
-    strategy (the returns feed PBO and the trial ledger)."""
+) -> tuple[float, float, int]:
+    """(per-period Sharpe, annualised Sharpe, trades) of the trial's out-of-sample strategy."""
     parts = []
     n_trades = 0
     for booster, (_, test) in zip(boosters, task.folds, strict=True):
@@ -294,7 +306,7 @@ def _fold_sharpe(
         parts.append(strategy_returns(pos, task.forward_returns[np.sort(test)],
                                       task.costs.fee_bps, task.costs.slippage_bps))
     r = np.concatenate(parts)
-    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades, r
+    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades
 
 
 class LightGBMTrainer:
@@ -348,15 +360,13 @@ class LightGBMTrainer:
         remaining = task.n_trials - len(done)
         folds = FoldSets(task, threads, workers=task.threads)
         prune = task.pruning and task.pruner != "none"
-        trial_returns: dict[int, np.ndarray] = {}
 
         def objective(trial: optuna.Trial) -> float:
             params = base_params(task.seed, threads) | suggest(trial, n_train_min)
             curve, boosters, best_iteration = folds.run(
                 params, max_rounds=self.max_rounds, patience=self.early_stopping_rounds,
                 trial=trial if prune else None, report_every=self.report_every)
-            sr, sr_annual, n_trades, oos = _fold_sharpe(task, boosters, best_iteration)
-            trial_returns[trial.number] = oos.astype(np.float32)
+            sr, sr_annual, n_trades = _fold_sharpe(task, boosters, best_iteration)
             trial.set_user_attr("best_iteration", best_iteration)
             trial.set_user_attr("sharpe_per_period", sr)
             trial.set_user_attr("sharpe", sr_annual)
@@ -400,8 +410,6 @@ class LightGBMTrainer:
             best_trial=best.number,
             trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
             objective=OBJECTIVE,
-            trial_returns={k: v for k, v in trial_returns.items()
-                           if k in {t.number for t in complete}},
         )
 
     # ------------------------------------------------------------------ fit / load
