@@ -178,7 +178,9 @@ async def test_dashboard_beyond_loopback_needs_the_token(
     log = await EventLog.connect(load_config(environ=env).nats)
     feed = DashboardFeed(log, refresh_s=60)
     await feed.load()
-    http = HttpServer(ServiceMetrics(), lambda: (True, "ok"), "0.0.0.0", 0, dashboard=feed,
+    metrics = ServiceMetrics()
+    metrics.watch_models(feed.state)
+    http = HttpServer(metrics, lambda: (True, "ok"), "0.0.0.0", 0, dashboard=feed,
                       token="s3cret")
     port = await http.start()
     try:
@@ -189,6 +191,7 @@ async def test_dashboard_beyond_loopback_needs_the_token(
                 assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
             async with s.get(url + "/metrics") as r:  # probes and metrics stay open
                 assert r.status == 200
+                scraped = await r.text()
             async with s.get(url + "/", headers={"Authorization": "Bearer s3cret"}) as r:
                 assert r.status == 200 and story.release_id in await r.text()
             async with s.get(url + "/?token=s3cret") as r:  # cookie, then the page
@@ -200,3 +203,12 @@ async def test_dashboard_beyond_loopback_needs_the_token(
     finally:
         await http.stop()
         await log.close()
+    # model quality on /metrics, from the same projection
+    result = story.released.results[0]
+    assert f'autoopt_model_expected_sharpe{{symbol="GOOG"}} {result.metrics["sharpe"]}' in scraped
+    assert 'autoopt_refusal_streak{symbol="GOOG"} 1.0' in scraped
+    assert 'autoopt_drifted{symbol="GOOG"} 1.0' in scraped
+    assert 'autoopt_drift_statistic{statistic="psi",stream="features",symbol="GOOG"} 0.42' in scraped
+    assert 'autoopt_model_age_seconds{symbol="GOOG"}' in scraped
+    assert 'autoopt_gate_outcomes_total{outcome="refused"} 1.0' in scraped
+    assert 'autoopt_training_last_duration_seconds{model="lgbm",symbol="GOOG"}' in scraped

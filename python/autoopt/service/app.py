@@ -95,6 +95,7 @@ class Service:
         svc = self.config.service
         if svc.dashboard:
             self.dashboard = DashboardFeed(self.log, svc.dashboard_refresh_s)
+            self.metrics.watch_models(self.dashboard.state)
         self.http = HttpServer(self.metrics, self.ready, svc.http_host, svc.http_port,
                                dashboard=self.dashboard, token=svc.dashboard_token)
         port = await self.http.start()

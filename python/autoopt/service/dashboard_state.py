@@ -118,6 +118,8 @@ class DashboardState:
         self.recent_letters: deque[tuple[int, DeadLettered]] = deque(maxlen=10)
         self.alerts: deque[tuple[int, AlertRaised]] = deque(maxlen=20)
         self.errors: deque[tuple[int, ErrorRaised]] = deque(maxlen=10)
+        self.durations: dict[tuple[str, str], float] = {}  # (symbol, model) -> last job, s
+        self.trainings: dict[str, int] = {"succeeded": 0, "failed": 0}
         self._verdict_runs: dict[str, str] = {}  # expected verdict id -> run id
         self._streak: dict[str, int] = {}
 
@@ -195,6 +197,8 @@ class DashboardState:
 
     def _finished(self, e: TrainingFinished, at: int) -> None:
         self.jobs.pop((e.run_id, e.symbol, e.trainer), None)
+        self.durations[(e.symbol, e.trainer)] = e.duration_s
+        self.trainings["succeeded" if e.succeeded else "failed"] += 1
         if not e.succeeded:
             self.recent.append(Fact(at, e.symbol, "failed", f"retrain failed: {e.error}",
                                     f"/reports/retrain/{e.run_id}"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -50,6 +52,11 @@ class ServiceMetrics:
             registry=r,
         )
 
+    def watch_models(self, state: Any, now_ns: Any = None) -> None:
+        """Expose the model-quality figures the dashboard folds from the log (a
+        `autoopt.service.dashboard_state.DashboardState`) on /metrics."""
+        self.registry.register(_ModelCollector(state, now_ns or time.time_ns))
+
     def watch_router(self, router: Any) -> None:
         """Expose an A/B router's signal counts (kept by the router itself) on /metrics."""
         self.registry.register(_RouterCollector(router))
@@ -69,3 +76,69 @@ class _RouterCollector(Collector):
         for outcome in ("routed", "passed", "unroutable"):
             family.add_metric([outcome], getattr(self.router, outcome))
         yield family
+
+
+class _ModelCollector(Collector):
+    """Model quality from the log, per symbol: live vs expected Sharpe, model age, drift
+    statistics, refusal streaks; dead letters per stream; the last training's duration per
+    (symbol, model); releases, refusals and trainings by outcome. Read at scrape time from the
+    dashboard's projection, so every instance reports the same figures."""
+
+    def __init__(self, state: Any, now_ns: Any) -> None:
+        self.state = state
+        self.now_ns = now_ns
+
+    def collect(self) -> Iterator[Any]:
+        st = self.state
+        now = self.now_ns()
+        live = GaugeMetricFamily("autoopt_model_live_sharpe",
+                                 "Latest live Sharpe reported for the champion", labels=["symbol"])
+        expected = GaugeMetricFamily("autoopt_model_expected_sharpe",
+                                     "Sharpe the gate measured for the champion (out of sample)",
+                                     labels=["symbol"])
+        age = GaugeMetricFamily("autoopt_model_age_seconds",
+                                "Seconds since the champion took over", labels=["symbol"])
+        streak = GaugeMetricFamily("autoopt_refusal_streak",
+                                   "Challengers refused in a row", labels=["symbol"])
+        drift = GaugeMetricFamily("autoopt_drift_statistic", "Latest drift reading of the symbol",
+                                  labels=["symbol", "statistic", "stream"])
+        drift_thr = GaugeMetricFamily("autoopt_drift_threshold", "Its threshold",
+                                      labels=["symbol", "statistic", "stream"])
+        drifted = GaugeMetricFamily("autoopt_drifted", "1 when the latest reading drifted",
+                                    labels=["symbol"])
+        for c in st.champions.values():
+            s = c.symbol
+            for fam, value in ((live, c.live.get("sharpe")), (expected, c.expected.get("sharpe"))):
+                if value is not None and math.isfinite(value):
+                    fam.add_metric([s], float(value))
+            age.add_metric([s], max(0.0, (now - c.since_ns) / 1e9))
+            streak.add_metric([s], float(c.refusal_streak))
+            if c.drift is not None:
+                d = c.drift
+                drift.add_metric([s, d.statistic, d.stream], d.value)
+                drift_thr.add_metric([s, d.statistic, d.stream], d.threshold)
+                drifted.add_metric([s], 1.0 if d.drifted else 0.0)
+        yield from (live, expected, age, streak, drift, drift_thr, drifted)
+        letters = CounterMetricFamily("autoopt_dead_letters", "Dead letters in the log by origin",
+                                      labels=["stream"])
+        for stream, n in st.dead_letters.items():
+            letters.add_metric([stream], n)
+        yield letters
+        dur = GaugeMetricFamily("autoopt_training_last_duration_seconds",
+                                "Wall time of the last training job", labels=["symbol", "model"])
+        for (sym, model), secs in st.durations.items():
+            dur.add_metric([sym, model], secs)
+        yield dur
+        running = GaugeMetricFamily("autoopt_jobs_running", "Training jobs running (from the log)")
+        running.add_metric([], float(len(st.jobs)))
+        yield running
+        outcomes = CounterMetricFamily("autoopt_gate_outcomes", "Verdicts in the log",
+                                       labels=["outcome"])
+        outcomes.add_metric(["released"], st.n_releases)
+        outcomes.add_metric(["refused"], st.n_refusals)
+        yield outcomes
+        trainings = CounterMetricFamily("autoopt_trainings", "Training jobs finished in the log",
+                                        labels=["outcome"])
+        for k, v in st.trainings.items():
+            trainings.add_metric([k], v)
+        yield trainings
