@@ -36,6 +36,12 @@ def test_demo_runs_end_to_end_and_replays_to_the_same_digest(tmp_path: Path) -> 
     assert again.returncode == 0, again.stderr
     assert f"digest {digest}" in again.stdout
 
+    # ---- 4b. the engine loop on the planted edge: release, watcher, canary, rollback
+    assert "promoted directly (first release); the watcher swapped it in" in out
+    assert re.search(r"experiment canary/EDGE/\w+ \(shadow\) started", out), out[-3000:]
+    assert re.search(r"canary concluded after \d+ live bars of paper outcomes", out)
+    assert "the watcher swapped back" in out
+
     # ---- 5. the short policy backtest: its report, and its one summary event in the log
     assert "5. autoopt backtest: does retraining pay?" in out
     report = tmp_path / "data" / "demo" / "backtest.html"

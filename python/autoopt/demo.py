@@ -11,6 +11,9 @@
    feature batches. The decision core watches them; a degradation or drift trigger fires and the
    service retrains on everything the log holds by then, gated again.
 4. The log is replayed through the decision core twice: the digests are equal.
+4b. The engine loop on ``EDGE``, seeded bars with a planted edge that flips
+   (`autoopt.demo_canary`): a release a running watcher swaps in, a canary experiment judged on
+   paper outcomes and its conclusion, a rollback.
 5. A short policy backtest (`autoopt backtest`): never, weekly and degradation-triggered
    retraining on ``FLIP``, seeded synthetic hourly bars whose edge flips sign two thirds of the
    way through (`autoopt.synthetic.planted_bars`; the bundled real bars have no edge the gate
@@ -256,6 +259,11 @@ async def run_demo(config: Config, *, source: str, console: Console) -> dict[str
         summary["digests"] = digests
         summary["config_file"] = str(config_file)
         summary["nats_url"] = log.url
+
+        console.rule("[bold]4b. the engine loop on a planted edge: release, canary, rollback")
+        from autoopt.demo_canary import run_canary_loop
+
+        summary["canary"] = await run_canary_loop(config, log, registry, plugins, console)
 
         console.rule("[bold]5. autoopt backtest: does retraining pay?")
         summary.update(await _short_backtest(config, bars, log, source, out_dir, console))

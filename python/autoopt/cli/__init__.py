@@ -123,10 +123,33 @@ def plugins(
                 except PluginError:
                     pass  # recorded in loaded.failures, printed below
     console.print(table)
+    console.print(_components_by_kind(loaded))
     for failure in loaded.failures:
         console.print(f"[red]failed[/red] {failure.name} ({failure.source}): {failure.error}")
     if loaded.failures:
         raise typer.Exit(1)
+
+
+def _components_by_kind(loaded: object) -> object:
+    """Every component by kind, with the plugin and package that provide it (docs/plugins.md)."""
+    from rich.table import Table
+
+    from autoopt.plugins import LazyComponent
+
+    origin = {i.name: i for i in loaded.info()}  # type: ignore[attr-defined]
+    table = Table(title="components by kind")
+    for column in ("kind", "name", "plugin", "package", "status"):
+        table.add_column(column)
+    for kind in ("trainer", "feature_set", "data_source", "validator", "drift_detector",
+                 "risk_tuner"):
+        for name, item in sorted(loaded.components(kind).items()):  # type: ignore[attr-defined]
+            owner = loaded._owners.get(kind, {}).get(name, "?")  # type: ignore[attr-defined]  # noqa: SLF001
+            info = origin.get(owner)
+            package = f"{info.source} {info.version}".strip() if info else "?"
+            missing = item.missing() if isinstance(item, LazyComponent) else ()
+            status = f"missing: {', '.join(missing)}" if missing else "ok"
+            table.add_row(kind, name, owner, package, status)
+    return table
 
 
 @app.command("config")

@@ -178,6 +178,10 @@ class Engine:
     async def publish(self, event: Event) -> Event:
         """Queue any event (validated now); a second call with the same event id is dropped."""
         event.validate()
+        return await self._enqueue(event)
+
+    async def _enqueue(self, event: Event) -> Event:
+        """Queue an event built (and so validated) by this engine's own methods."""
         eid = event.event_id
         if eid in self._seen:
             self.duplicates += 1
@@ -225,7 +229,7 @@ class Engine:
         ev = SignalEmitted(**f, symbol=symbol, signal_id=signal_id or f["event_id"], side=side,
                            confidence=float(confidence), price=price, release_id=release_id,
                            horizon_s=horizon_s, extra=dict(extra or {}))
-        return await self.publish(ev)  # type: ignore[return-value]
+        return await self._enqueue(ev)  # type: ignore[return-value]
 
     async def fill(self, symbol: str, trade_id: str, side: str, qty: float, price: float, *,
                    fee: float = 0.0, fee_currency: str = "", order_id: str = "",
@@ -234,7 +238,7 @@ class Engine:
         ev = Fill(**self._ids(event_id), symbol=symbol, trade_id=trade_id, side=side,
                   qty=float(qty), price=float(price), fee=float(fee), fee_currency=fee_currency,
                   order_id=order_id, signal_id=signal_id, liquidity=liquidity)
-        return await self.publish(ev)  # type: ignore[return-value]
+        return await self._enqueue(ev)  # type: ignore[return-value]
 
     async def outcome(self, symbol: str, trade_id: str, side: str, qty: float,
                       entry_price: float, exit_price: float, *, fees: float = 0.0,
@@ -258,7 +262,7 @@ class Engine:
                           experiment=experiment, variant=variant, entry_ts=int(entry_ts),
                           exit_ts=int(exit_ts))
         before = self.duplicates
-        out = await self.publish(ev)
+        out = await self._enqueue(ev)
         if self.duplicates == before:
             window = self._returns.setdefault(symbol, deque(maxlen=self.metrics_window))
             window.append(ret)
@@ -278,7 +282,7 @@ class Engine:
         ev = MetricsReported(**self._ids(event_id), symbol=symbol, window=window,
                              metrics={k: float(v) for k, v in figures.items()},
                              release_id=release_id, variant=variant)
-        return await self.publish(ev)  # type: ignore[return-value]
+        return await self._enqueue(ev)  # type: ignore[return-value]
 
     async def features(self, symbol: str, feature_set: str, ts: Any,
                        columns: Mapping[str, Any], *, feature_set_version: str = "",
@@ -288,7 +292,7 @@ class Engine:
         ev = FeatureBatch.from_arrays(symbol=symbol, feature_set=feature_set, ts=ts,
                                       columns=dict(columns), clock=self.clock,
                                       feature_set_version=feature_set_version)
-        return await self.publish(ev)  # type: ignore[return-value]
+        return await self._enqueue(ev)  # type: ignore[return-value]
 
     async def request_retrain(self, symbol: str, reason: str = "manual", *,
                               requested_by: str | None = None,
@@ -297,7 +301,7 @@ class Engine:
         ev = RetrainRequested(**self._ids(None), symbol=symbol, reason=reason,
                               trigger=dict(trigger or {}),
                               requested_by=requested_by or self.source)
-        return await self.publish(ev)  # type: ignore[return-value]
+        return await self._enqueue(ev)  # type: ignore[return-value]
 
     async def current_params(self, symbol: str) -> dict[str, float] | None:
         """The latest `RiskParamsUpdated` params of ``symbol`` in the log (None: none yet)."""
