@@ -93,6 +93,8 @@ class SymbolState(msgspec.Struct, kw_only=True):
     # streaming detectors ("adwin.prediction"...): serialized form and values seen since reset
     detectors: dict[str, bytes] = msgspec.field(default_factory=dict)
     detector_counts: dict[str, int] = msgspec.field(default_factory=dict)
+    # degradation's live test: the champion whose live returns are in the degraded state
+    live_degraded: str | None = None
 
     def release(self, release_id: str | None) -> ReleaseInfo | None:
         for info in self.releases:

@@ -43,6 +43,7 @@ from autoopt.plugins.interfaces import (
 )
 from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
 from autoopt.validation.ledger import effective_trials
+from autoopt.validation.live import expected_live
 
 StageFn = Callable[[str], None]
 
@@ -203,6 +204,7 @@ def judge(
         metrics["gate/development_rows"] = float(ev.development_rows)
     for i, sr in enumerate(ev.path_sharpes):
         metrics[f"cpcv_path_sr/{i}"] = float(sr)
+    metrics |= expected_live(candidate.validation.returns, verdict.stats.get("n_trades", 0.0))
     return verdict, metrics
 
 

@@ -13,6 +13,15 @@ Baseline: the champion's release metrics (ModelReleased.metrics); metrics the re
 report take the mean of the first full window after the release (that window is then consumed, so
 the next evaluation looks at fresh reports). Without any release, the first full window is the
 baseline. A baseline of 0 cannot express a relative drop; that metric is skipped and said so.
+
+**Live test** (takes precedence): when the champion's release recorded its expected live
+distribution (``live/trade_mean``, ``live/trade_std``: `autoopt.validation.live`) and a report
+carries the engine client's ``mean_return`` and ``n_trades``, the report is tested on the live
+scale instead: z of the window's mean per-trade return against the expectation, with
+hysteresis (enter at z <= -``live_z_enter``, exit at z >= -``live_z_exit``, at least
+``live_min_trades`` trades). Only the entering report asks for a retrain; every report records
+the statistic and both thresholds (``held.degradation.live``). The relative-drop rule above
+remains for releases recorded without a live baseline.
 """
 
 from __future__ import annotations
@@ -23,7 +32,38 @@ from typing import Any
 from autoopt.core.commands import Held
 from autoopt.core.context import Ctx
 from autoopt.core.policies.guards import request_retrain
+from autoopt.core.state import SymbolState
 from autoopt.events import MetricsReported
+from autoopt.validation.live import live_test
+
+
+def _live(ctx: Ctx, sym: SymbolState, ev: MetricsReported) -> bool:
+    """The live test (module doc); False when the release or the report lacks its inputs."""
+    cfg = ctx.eff(ev.symbol).degradation
+    info = sym.release(sym.champion)
+    if info is None or sym.champion is None:
+        return False
+    mu, sd = info.metrics.get("live/trade_mean"), info.metrics.get("live/trade_std")
+    m, n = ev.metrics.get("mean_return"), ev.metrics.get("n_trades")
+    if mu is None or sd is None or m is None or n is None:
+        return False
+    was = sym.live_degraded == sym.champion
+    t = live_test(mu, sd, m, int(n), degraded=was, z_enter=cfg.live_z_enter,
+                  z_exit=cfg.live_z_exit, min_trades=cfg.live_min_trades)
+    sym.live_degraded = sym.champion if t.degraded else None
+    details: dict[str, Any] = {
+        "test": "live z (window mean per-trade return vs the release's expectation)",
+        "statistic": None if math.isnan(t.statistic) else t.statistic, "n_trades": t.n,
+        "z_enter": -cfg.live_z_enter, "z_exit": -cfg.live_z_exit,
+        "min_trades": cfg.live_min_trades, "expected_mean": mu, "expected_std": sd,
+        "live_mean": m, "state": "degraded" if t.degraded else "normal", "reason": t.reason,
+        "champion": sym.champion,
+    }
+    if t.entered:
+        request_retrain(ctx, sym, "degradation", details)
+    else:
+        ctx.emit(Held, ev.symbol, "held.degradation.live", "degradation", details)
+    return True
 
 
 def on_metrics(ctx: Ctx, ev: MetricsReported) -> None:
@@ -34,6 +74,8 @@ def on_metrics(ctx: Ctx, ev: MetricsReported) -> None:
         return
     sym = ctx.sym(ev.symbol)
     if ev.release_id is not None and sym.champion is not None and ev.release_id != sym.champion:
+        return
+    if _live(ctx, sym, ev):
         return
     values: dict[str, float] = {}
     for name in cfg.metrics:
