@@ -97,6 +97,31 @@ def rolling_metrics(returns: np.ndarray, periods_per_year: float) -> dict[str, f
     return out
 
 
+_FAST_PUBLISH = True
+"""Write a batch's HPUB commands as one buffer (see `_publish_batch`)."""
+
+
+async def _publish_batch(nc: Any, payloads: list[bytes], events: list[Event] | None,
+                         reply_base: str) -> None:
+    """Publish a batch as ready-made ``HPUB`` protocol commands in one write: the same bytes
+    nats-py's `publish` would send (a ``Nats-Msg-Id`` header, the reply subject the ack comes
+    back on), without its per-message header building, which dominated the engine's send path.
+    Uses nats-py's internal writer (``_send_command`` / ``_flush_pending``, nats-py 2.x); only
+    called while connected."""
+    parts: list[bytes] = []
+    for i, data in enumerate(payloads):
+        ev = events[i] if events is not None else decode(data)
+        hdr = b"NATS/1.0\r\nNats-Msg-Id: " + ev.event_id.encode() + b"\r\n\r\n"
+        parts.append(b"HPUB %s %s%d %d %d\r\n" % (subject_for(ev).encode(),
+                     reply_base.encode(), i, len(hdr), len(hdr) + len(data)))
+        parts.append(hdr)
+        parts.append(data)
+        parts.append(b"\r\n")
+    nc.stats["out_msgs"] += len(payloads)
+    await nc._send_command(b"".join(parts))  # noqa: SLF001
+    await nc._flush_pending()  # noqa: SLF001
+
+
 class Engine:
     """Async producer client; see the module docstring. Open with `Engine.open(config)` or
     build on an open `EventLog`; `close` sends what is queued (or spools it)."""
@@ -439,10 +464,13 @@ class Engine:
         acks = self._acks[bid] = _Acks(len(payloads))
         base = f"{self._ack_prefix}.{bid}."
         try:
-            for i, data in enumerate(payloads):
-                ev = events[i] if events is not None else decode(data)
-                await nc.publish(subject_for(ev), data, reply=base + str(i),
-                                 headers={MSG_ID: ev.event_id})
+            if _FAST_PUBLISH and hasattr(nc, "_send_command"):
+                await _publish_batch(nc, payloads, events, base)
+            else:
+                for i, data in enumerate(payloads):
+                    ev = events[i] if events is not None else decode(data)
+                    await nc.publish(subject_for(ev), data, reply=base + str(i),
+                                     headers={MSG_ID: ev.event_id})
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.ack_timeout_s):
                     await acks.done.wait()
