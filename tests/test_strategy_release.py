@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from autoopt.errors import ArtifactError
-from autoopt.events import RiskParamsUpdated
+from autoopt.events import ErrorRaised, RiskParamsUpdated
 from autoopt.registry import ModelRegistry
 from autoopt.strategy.follow import ParamsWatcher
 from autoopt.strategy.params import StrategyParams
@@ -65,6 +65,9 @@ async def test_a_tampered_params_release_is_refused_and_the_old_params_keep_trad
         await asyncio.sleep(0.05)
     assert watcher.current == A
     assert "holds other params" in str(watcher.errors[0][1])
+    errors = [e async for e in event_log.replay(subject_filter_for_type(ErrorRaised))]
+    assert [e.component for e in errors] == ["params-watcher"]
+    assert errors[0].causation_id == forged.event_id
     await watcher.stop()
 
 

@@ -5,7 +5,7 @@ live and swaps its `current` in one reference assignment (a caller reading ``wat
 once per decision always gets one complete `StrategyParams`). A released event (one naming a
 ``release_id``) is checked against the registry: the release must exist, verify, hash to the
 SHA-256 the event recorded and hold the same params; one that does not is refused, the previous
-params keep trading and the refusal is kept in ``errors``. A rollback is just another event, so
+params keep trading, and the refusal is kept in ``errors`` and appended as an `ErrorRaised`. A rollback is just another event, so
 the engine follows it without a restart.
 """
 
@@ -85,12 +85,26 @@ class ParamsWatcher:
         try:
             params = await asyncio.to_thread(self._verify, event)
         except (AutooptError, OSError) as exc:
-            self.errors.append((event.release_id, exc))
             log.error("refused params for %s: %s", self.symbol, exc)
+            await self._record_refusal(exc, event)
+            self.errors.append((event.release_id, exc))
         else:
             self._current, self.release_id = params, event.release_id
         async with self._changed:
             self._changed.notify_all()
+
+    async def _record_refusal(self, exc: Exception, event: RiskParamsUpdated) -> None:
+        """The refusal as an `ErrorRaised` (component ``params-watcher``), where operators
+        already watch for a model watcher's refusals; derived id, so each is recorded once."""
+        from autoopt.events import ErrorRaised
+
+        try:
+            await self._log.append(ErrorRaised.new(
+                component="params-watcher", error_type=type(exc).__name__, message=str(exc),
+                details={"symbol": self.symbol, "release_id": event.release_id}, cause=event,
+                step="params-watcher-refused"))
+        except AutooptError as append_exc:
+            log.error("could not record the refusal: %s", append_exc)
 
     async def wait_for(self, release_id: str, timeout: float = 30.0) -> StrategyParams:
         """Wait until the params of ``release_id`` are current (TimeoutError otherwise)."""
