@@ -16,3 +16,4 @@ pub mod sort;
 pub mod ta;
 pub mod threads;
 pub mod welford;
+pub mod winvar;
