@@ -102,3 +102,9 @@ def test_settings_and_short_history_are_named() -> None:
     inputs, prob = _inputs(1, edge=True, n=60)
     with pytest.raises(DataError, match="too few"):
         tune_nested("SYN", inputs, prob, settings=SETTINGS)
+
+
+def test_entries_count_new_positions_not_resizes() -> None:
+    from autoopt.strategy.tuning import entries
+
+    assert entries(np.array([0.0, 0.5, 0.7, 0.3, 0.0, -1.0, -0.2, 1.0, 1.0])) == 3

@@ -34,7 +34,7 @@ import numpy as np
 from autoopt.errors import DataError
 from autoopt.strategy.params import NEUTRAL, StrategyParams
 from autoopt.strategy.simulate import MarketInputs, SimResult, simulate
-from autoopt.validation.metrics import max_drawdown, sharpe_ratio, trades
+from autoopt.validation.metrics import max_drawdown, sharpe_ratio
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,13 +102,23 @@ def score_of(sim: SimResult, periods_per_year: float) -> Score:
         max_drawdown=max_drawdown(r),
         turnover=float(sim.turnover[1:].mean()) if r.size else 0.0,
         max_exposure=float(np.abs(sim.exposure).max()),
-        n_trades=len(trades(sim.exposure)),
+        n_trades=entries(sim.exposure),
     )
+
+
+def entries(exposure: np.ndarray) -> int:
+    """Positions opened: bars whose side is non-zero and differs from the bar before (a resize
+    by volatility targeting is not a new trade)."""
+    side = np.sign(exposure)
+    prev = np.concatenate(([0.0], side[:-1]))
+    return int(np.count_nonzero((side != 0) & (side != prev)))
 
 
 def evaluate(inputs: MarketInputs, prob: np.ndarray, params: StrategyParams, lo: int, hi: int,
              cost_bps: float) -> tuple[Score, SimResult]:
     """``params`` traded on bars [lo, hi), starting flat (indicators warm from before lo)."""
+    inputs.atr(params.atr_period)  # on the whole history first: a window keeps its warm-up
+    inputs.vol(params.vol_window)
     sim = simulate(inputs.slice(lo, hi), prob[lo:hi], params, cost_bps=cost_bps)
     return score_of(sim, inputs.periods_per_year), sim
 
@@ -271,6 +281,6 @@ def tune_nested(symbol: str, inputs: MarketInputs, prob: np.ndarray, *,
 
 __all__ = [
     "NestedResult", "OuterFold", "Score", "StudyResult", "Trial", "TuneSettings", "choose",
-    "dominates", "evaluate", "outer_blocks", "pareto_front", "run_study", "score_of", "suggest",
+    "dominates", "entries", "evaluate", "outer_blocks", "pareto_front", "run_study", "score_of", "suggest",
     "tune_nested",
 ]
