@@ -50,6 +50,17 @@ async def _risk_events(url: str) -> tuple[list[ev.Event], int]:
 def test_tune_risk_prints_front_verdict_writes_outputs_and_releases_only_what_passes(
         tmp_path: Path, nats_server: str) -> None:
     cfg, csv = _setup(tmp_path, nats_server)
+    registry = ModelRegistry(tmp_path / "data")
+    bad = StrategyParams(min_hold_bars=8, stop_loss_atr=0.3, take_profit_atr=0.4)
+
+    async def release_bad() -> None:
+        log = await EventLog.connect(NatsSettings(urls=[nats_server]))
+        try:
+            await release_params(registry, log, "EDGE", bad, data_range=(1, 2))
+        finally:
+            await log.close()
+
+    asyncio.run(release_bad())  # the engine trades bad params on a model with a real edge
     out_json, report = tmp_path / "o.json", tmp_path / "r.html"
     res = CliRunner().invoke(app, ["--config", str(cfg), "tune-risk", "--source", f"file:{csv}",
                                    "--symbols", "EDGE", "--trials", "12", "--release",
@@ -62,18 +73,20 @@ def test_tune_risk_prints_front_verdict_writes_outputs_and_releases_only_what_pa
     assert not any(dominates(a, b) for a in scores for b in scores)
     codes = [r["code"] for r in doc["gate"]["reasons"]]
     assert codes[0] in ("beats_neutral", "below_neutral") and "point_chosen" in codes
+    # LightGBM's out-of-sample probabilities on a planted edge: tuning beats the bad params
+    assert doc["current"] == bad.as_dict() and codes[1] == "beats_current"
+    assert doc["oos"]["tuned"]["sharpe"] > doc["oos"]["current"]["sharpe"] + 0.5
     assert doc["n_trials"] == 12 * 3
     assert "<html" in report.read_text()[:200] and "Pareto front" in report.read_text()
     params, ledger = asyncio.run(_risk_events(nats_server))
     if hasattr(ev, "TrialLedgered"):
         assert ledger == 36
-    registry = ModelRegistry(tmp_path / "data")
     if doc["passed"]:
-        assert doc["release_id"] and len(params) == 1
+        assert doc["release_id"] and len(params) == 2
         assert current_params(registry, "EDGE") == StrategyParams.from_dict(doc["chosen"]["params"])
     else:  # refused: nothing released, nothing appended
-        assert doc["release_id"] is None and params == []
-        assert current_params(registry, "EDGE") is None
+        assert doc["release_id"] is None and len(params) == 1
+        assert current_params(registry, "EDGE") == bad
 
 
 def test_releases_rollback_params_and_bad_input(tmp_path: Path, nats_server: str) -> None:
