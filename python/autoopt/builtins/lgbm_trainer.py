@@ -86,11 +86,13 @@ def base_params(seed: int, threads: int) -> dict[str, Any]:
     }
 
 
-def _quiet_thread() -> None:
-    """LightGBM's log level is per thread and starts at Info: a worker thread that only
-    updates boosters made elsewhere would print every tree's warnings. Parsing parameters with
-    ``verbosity=-1`` on the thread sets its level."""
-    lgb.Dataset(np.zeros((4, 1)), label=np.zeros(4), params={"verbosity": -1}).construct()
+def _one_quiet_thread() -> None:
+    """A fold worker thread's LightGBM settings. Both the log level and OpenMP's thread count
+    are per thread: a thread that only updates boosters made elsewhere would print every
+    tree's warnings and start an OpenMP team of all cores for each tree (oversubscribed, and
+    row-wise sums then depend on the team). Parsing parameters on the thread sets both."""
+    lgb.Dataset(np.zeros((4, 1)), label=np.zeros(4),
+                params={"verbosity": -1, "num_threads": 1}).construct()
 
 
 class FoldSets:
@@ -158,7 +160,7 @@ class FoldSets:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(len(self.groups), thread_name_prefix="fold",
-                                                initializer=_quiet_thread)
+                                                initializer=_one_quiet_thread)
             parts = list(self._pool.map(one, self.groups))
         losses: list[list[float]] = [[] for _ in boosters]
         for part in parts:
