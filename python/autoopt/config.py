@@ -187,6 +187,13 @@ class DriftPolicy(_Section):
     page_hinkley_min_instances: PositiveInt = 30
     outcome_value: Literal["return", "hit"] = "return"
     external: bool = True
+    calibration: Literal["block_bootstrap", "none"] = "block_bootstrap"
+    """PSI/KS thresholds for autocorrelated features (`autoopt.drift_calibration`): a column
+    drifts only when its statistic passes the configured threshold *and* the block-bootstrap
+    one calibrated on the champion's reference for windows of ``min_rows``."""
+    false_alarm_rate: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
+    """Per evaluation, split between PSI and KS and across the columns (Bonferroni)."""
+    bootstrap_samples: Annotated[int, msgspec.Meta(ge=20)] = 200
 
 
 class SymbolPolicy(_Section):

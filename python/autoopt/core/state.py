@@ -54,6 +54,9 @@ class Reference(msgspec.Struct, kw_only=True):
     columns: list[str]
     values: list[bytes]
     rows: int
+    thresholds: dict[str, list[float]] = msgspec.field(default_factory=dict)
+    """Calibrated drift thresholds, ``"<column>|<window rows>|<alpha>"`` -> [PSI, KS statistic,
+    block length] (`autoopt.drift_calibration`), computed on first use."""
 
 
 class ManualRequest(msgspec.Struct, kw_only=True):

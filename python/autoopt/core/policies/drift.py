@@ -9,7 +9,12 @@ Feature drift (PSI, KS)
     with ``autoopt.drift.psi`` (``psi_bins`` bins) and ``autoopt.drift.ks_2samp``, and the
     gathered rows are dropped (tumbling windows). Any PSI > ``psi_threshold`` fires "drift.psi";
     else any KS p-value < ``ks_pvalue`` fires "drift.ks"; else "held.drift". Non-finite values
-    are left out of both samples.
+    are left out of both samples. With ``calibration = "block_bootstrap"`` (the default) a
+    column must also pass thresholds calibrated by block bootstrap of the reference for windows
+    of this many rows (`autoopt.drift_calibration`; PSI above its calibrated quantile, the KS
+    statistic above its own), so stationary autocorrelated features do not fire: the
+    configured thresholds guard the effect size, the calibrated ones the serial dependence.
+    The calibrated thresholds are computed once per reference and window size and reported.
 
 Stream drift (ADWIN, Page-Hinkley)
     ``autoopt.drift.ADWIN(delta=adwin_delta)`` and ``autoopt.drift.PageHinkley(...)`` watch the
@@ -146,7 +151,11 @@ def _evaluate(
 
     psi_by: dict[str, float] = {}
     ks_by: dict[str, dict[str, float]] = {}
+    calibrated: dict[str, list[float]] = {}
     ref_index = {c: i for i, c in enumerate(ref_cols)}
+    tests = ("psi" in cfg.detectors) + ("ks" in cfg.detectors)
+    alpha = cfg.false_alarm_rate / max(1, tests * len(sym.buffer_columns))
+    reference = sym.reference(sym.champion)
     for col, raw in zip(sym.buffer_columns, sym.buffer_values, strict=True):
         cur = np.frombuffer(raw, dtype="<f8")
         ref = np.frombuffer(ref_vals[ref_index[col]], dtype="<f8")
@@ -154,6 +163,16 @@ def _evaluate(
         ref = ref[np.isfinite(ref)]
         if len(cur) < 2 or len(ref) < 2:
             continue
+        if cfg.calibration == "block_bootstrap" and reference is not None and len(ref) >= 4:
+            key = f"{col}|{len(cur)}|{alpha:.6g}"
+            if key not in reference.thresholds:
+                from autoopt.drift_calibration import calibrate
+
+                p_thr, k_thr, block = calibrate(
+                    ref, len(cur), alpha=alpha, samples=cfg.bootstrap_samples,
+                    bins=cfg.psi_bins, seed_key=f"{reference.release_id}|{col}")
+                reference.thresholds[key] = [p_thr, k_thr, float(block)]
+            calibrated[col] = reference.thresholds[key]
         if "psi" in cfg.detectors:
             psi_by[col] = float(drift.psi(ref, cur, bins=cfg.psi_bins))
         if "ks" in cfg.detectors:
@@ -162,8 +181,10 @@ def _evaluate(
     rows = sym.buffer_rows
     sym.buffer_values = [b""] * len(sym.buffer_columns)
     sym.buffer_rows = 0
-    psi_hit = sorted(c for c, v in psi_by.items() if v > cfg.psi_threshold)
-    ks_hit = sorted(c for c, v in ks_by.items() if v["pvalue"] < cfg.ks_pvalue)
+    psi_hit = sorted(c for c, v in psi_by.items() if v > cfg.psi_threshold
+                     and (c not in calibrated or v > calibrated[c][0]))
+    ks_hit = sorted(c for c, v in ks_by.items() if v["pvalue"] < cfg.ks_pvalue
+                    and (c not in calibrated or v["statistic"] > calibrated[c][1]))
     details: dict[str, Any] = {
         "rows": rows,
         "reference_release": sym.champion,
@@ -173,7 +194,12 @@ def _evaluate(
         "ks_pvalue_threshold": cfg.ks_pvalue,
         "drifted_psi": psi_hit,
         "drifted_ks": ks_hit,
+        "calibration": cfg.calibration,
     }
+    if calibrated:
+        details["calibrated"] = {c: {"psi": v[0], "ks_statistic": v[1], "block": v[2]}
+                                 for c, v in calibrated.items()}
+        details["false_alarm_rate"] = cfg.false_alarm_rate
     if psi_by:
         details["psi_max"] = max(psi_by.values())
     if ks_by:
