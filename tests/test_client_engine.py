@@ -91,3 +91,28 @@ async def test_nothing_lost_while_nats_is_down(nats_node: NatsCluster, tmp_path:
     assert second.spool.empty and second.spool.bytes == 0
     await second.close()
     await log.close()
+
+
+def test_sync_engine_for_engines_that_are_not_asyncio(nats_server: str, tmp_path: Path) -> None:
+    """The blocking facade: each call returns once the event is queued; close sends the rest."""
+    import asyncio as aio
+
+    from autoopt.client import SyncEngine
+    from autoopt.config import Config
+
+    config = Config(data_dir=str(tmp_path / "data"), nats=NatsSettings(urls=[nats_server]))
+    with SyncEngine(config, source="sync-test") as engine:
+        sig = engine.signal("GOOG", "long", 0.7, signal_id="g1")
+        engine.outcome("GOOG", "t1", "long", 2.0, 100.0, 102.0, fees=0.2, signal_id="g1")
+        assert engine.flush()
+        assert engine.rolling("GOOG")["n_trades"] == 1.0
+        assert engine.sent == 2
+
+    async def stored() -> list[str]:
+        log = await EventLog.connect(NatsSettings(urls=[nats_server]))
+        try:
+            return [r.event.event_id async for r in log.replay_records("SIGNALS")]
+        finally:
+            await log.close()
+
+    assert aio.run(stored()) == [sig.event_id]
