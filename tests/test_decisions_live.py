@@ -85,3 +85,42 @@ def test_degradation_fires_once_per_episode_and_records_its_statistic() -> None:
         ("suppressed", "degraded"),  # a new episode asks again (the guards hold it: the
     ]  # first retrain is still pending)
     assert kinds[2][2] == pytest.approx(-3.5) and kinds[1][2] is None
+
+
+def test_cbpe_estimate_and_its_uncertainty() -> None:
+    from autoopt.validation.cbpe import cbpe
+
+    est = cbpe([0.8, 0.2, 0.6, 0.5])  # hit probabilities 0.8, 0.8, 0.6, 0.5
+    assert est.estimate == pytest.approx(0.675) and est.n == 4
+    assert est.se == pytest.approx(math.sqrt(0.16 + 0.16 + 0.24 + 0.25) / 4)
+
+
+def test_cbpe_triggers_before_outcomes_when_confidence_collapses() -> None:
+    from autoopt.events import SignalEmitted
+
+    feed = Feed(PolicyConfig(schedule=None, cooldown_s=0.0, degradation=DegradationPolicy(
+        cbpe_window=100, cbpe_z=3.0)))
+    feed.send(ModelReleased, symbol="BTC", release_id="rel-1", model_type="lgbm",
+              sha256="0" * 64, uri="file:///m/BTC/rel-1", metrics={"accuracy": 0.60})
+    feed.send(ModelPromoted, symbol="BTC", release_id="rel-1")
+    rng = np.random.default_rng(3)
+
+    def window(p_hit: float) -> list[Command]:
+        out: list[Command] = []
+        for _ in range(100):
+            c = float(np.clip(rng.normal(p_hit, 0.02), 0.5, 1.0))
+            out += feed.send(SignalEmitted, symbol="BTC", signal_id=f"s{feed.n}", side="long",
+                             confidence=c, release_id="rel-1")
+        return out
+
+    (held,) = window(0.60)  # as confident as it was validated: held, with the estimate
+    assert held.reason == "held.cbpe"
+    assert held.details["estimate"] == pytest.approx(0.60, abs=0.01)
+    assert 0.04 < held.details["se"] < 0.06 and held.details["n"] == 100
+    (fired,) = window(0.51)  # near coin-flip: z about -1.8, above -3: held
+    assert fired.reason == "held.cbpe" and fired.details["statistic"] < -1.5
+    feed.config = PolicyConfig(schedule=None, cooldown_s=0.0, degradation=DegradationPolicy(
+        cbpe_window=100, cbpe_z=1.5))
+    (fired,) = window(0.51)
+    assert (fired.kind, fired.reason) == ("retrain", "performance.cbpe")
+    assert fired.details["z_threshold"] == -1.5 and fired.details["expected"] == 0.60

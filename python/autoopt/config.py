@@ -152,6 +152,12 @@ class DegradationPolicy(_Section):
     """... and the state returns to normal only at z >= -live_z_exit."""
     live_min_trades: PositiveInt = 20
     """Reports over fewer trades than this are not tested."""
+    cbpe: bool = True
+    """Estimate the champion's hit rate from its signals' confidence before outcomes arrive
+    (`autoopt.validation.cbpe`) every ``cbpe_window`` signals; retrain ("performance.cbpe")
+    when it is ``cbpe_z`` standard errors below the release's cross-validated accuracy."""
+    cbpe_window: Annotated[int, msgspec.Meta(ge=2)] = 200
+    cbpe_z: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
 
 
 DriftDetectorName = Literal["psi", "ks", "adwin", "page_hinkley"]

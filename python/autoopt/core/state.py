@@ -98,6 +98,10 @@ class SymbolState(msgspec.Struct, kw_only=True):
     detector_counts: dict[str, int] = msgspec.field(default_factory=dict)
     # degradation's live test: the champion whose live returns are in the degraded state
     live_degraded: str | None = None
+    # confidence-based performance estimation: running sums over the current window
+    cbpe_sum: float = 0.0
+    cbpe_var: float = 0.0
+    cbpe_n: int = 0
 
     def release(self, release_id: str | None) -> ReleaseInfo | None:
         for info in self.releases:

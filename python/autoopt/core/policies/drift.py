@@ -89,6 +89,41 @@ def _on_stream(ctx: Ctx, symbol: str, stream: str, value: float, release_id: str
 
 def on_signal(ctx: Ctx, ev: SignalEmitted) -> None:
     _on_stream(ctx, ev.symbol, "prediction", float(ev.confidence), ev.release_id)
+    _cbpe(ctx, ev)
+
+
+def _cbpe(ctx: Ctx, ev: SignalEmitted) -> None:
+    """Confidence-based performance estimation of the champion (`autoopt.validation.cbpe`):
+    every ``cbpe_window`` of its non-flat signals, the estimated hit rate and its standard
+    error against the release's cross-validated accuracy; tumbling windows."""
+    from autoopt.validation.cbpe import from_sums, hit_probability
+
+    cfg = ctx.eff(ev.symbol).degradation
+    if not (cfg.enabled and cfg.cbpe) or ev.side == "flat" or not math.isfinite(ev.confidence):
+        return
+    sym = ctx.sym(ev.symbol)
+    if sym.champion is None or (ev.release_id is not None and ev.release_id != sym.champion):
+        return
+    c = hit_probability(ev.confidence)
+    sym.cbpe_sum += c
+    sym.cbpe_var += c * (1.0 - c)
+    sym.cbpe_n += 1
+    if sym.cbpe_n < cfg.cbpe_window:
+        return
+    est = from_sums(sym.cbpe_sum, sym.cbpe_var, sym.cbpe_n)
+    sym.cbpe_sum, sym.cbpe_var, sym.cbpe_n = 0.0, 0.0, 0
+    info = sym.release(sym.champion)
+    expected = info.metrics.get("accuracy") if info is not None else None
+    z = (est.estimate - expected) / est.se if expected is not None and est.se > 0 else None
+    details: dict[str, Any] = {
+        "metric": "cbpe_accuracy", "estimate": est.estimate, "se": est.se, "n": est.n,
+        "expected": expected, "statistic": z, "z_threshold": -cfg.cbpe_z,
+        "champion": sym.champion,
+    }
+    if z is not None and z <= -cfg.cbpe_z:
+        request_retrain(ctx, sym, "performance.cbpe", details)
+    else:
+        ctx.emit(Held, ev.symbol, "held.cbpe", "performance", details)
 
 
 def on_outcome(ctx: Ctx, ev: TradeOutcome) -> None:
