@@ -33,6 +33,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ class NatsModelRegistry(ModelRegistry):
         self._current_name = current_bucket
         self._obs: Any = None
         self._kv: Any = None
-        self._timeout = max(settings.request_timeout_s * 3, 30.0)
+        self._timeout = settings.request_timeout_s * 2
 
     def close(self) -> None:
         self._nats.close()
@@ -112,10 +113,23 @@ class NatsModelRegistry(ModelRegistry):
         return self._obs, self._kv
 
     def _call(self, what: str, fn: Any, timeout: float | None = None) -> Any:
-        try:
-            return self._nats.call(fn, timeout=timeout or self._timeout)
-        except AutooptError as exc:
-            raise ArtifactError(f"registry on NATS: {what}: {exc}") from None
+        """Run one store operation; a timeout or a lost connection (a node failing over) is
+        retried, twice, with backoff: every operation is idempotent (puts of the same bytes,
+        reads), so a retry after an unseen success does no harm."""
+        import nats.errors
+
+        transient = (AutooptError, nats.errors.Error, TimeoutError, OSError)
+        for attempt in range(3):
+            try:
+                return self._nats.call(fn, timeout=timeout or self._timeout)
+            except ArtifactError:
+                raise
+            except transient as exc:
+                if attempt == 2:
+                    raise ArtifactError(
+                        f"registry on NATS: {what}: {type(exc).__name__}: {exc}") from None
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _get(self, name: str) -> bytes | None:
         """An object's bytes, None when absent (the store checks its own digest)."""
@@ -130,7 +144,7 @@ class NatsModelRegistry(ModelRegistry):
                 return None
             return buf.getvalue()
 
-        return self._call(f"get {name}", get)
+        return self._call(f"get {name}", get, timeout=max(self._timeout, 120.0))
 
     def _exists(self, name: str) -> bool:
         from nats.js.errors import ObjectNotFoundError

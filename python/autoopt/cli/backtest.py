@@ -238,13 +238,13 @@ async def _run_from_log(config: Config, plugins: Any, symbols: list[str],
     """``--from-log``: the period's bars and what actually happened, from the live log and
     registry (read only); the recorded champions trade as ``actual``."""
     from autoopt.backtest.fromlog import read_period
-    from autoopt.registry import ModelRegistry
+    from autoopt.registry import open_registry
     from autoopt.runtime import open_event_log
 
     source = "log:" + ",".join(symbols)
     log = await open_event_log(config)
     try:
-        frames, actual = await read_period(log, ModelRegistry(config.data_dir), symbols,
+        frames, actual = await read_period(log, open_registry(config), symbols,
                                            plugins.data_source_for(source), start_ns, end_ns)
         result, _ = await backtest_and_record(
             config, frames, specs, log, source=source + " (from the live log)",

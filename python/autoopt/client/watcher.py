@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from autoopt.events import (
 from autoopt.log import EventLog
 from autoopt.plugins import Plugins
 from autoopt.plugins.interfaces import lookback_of
-from autoopt.registry import Manifest, ModelRegistry, Recorded
+from autoopt.registry import Manifest, ModelRegistry, Recorded, open_registry
 from autoopt.subjects import subject_filter
 
 log = logging.getLogger(__name__)
@@ -173,7 +172,7 @@ class ModelWatcher:
         watcher = cls(
             symbol,
             log=event_log,
-            registry=ModelRegistry(Path(config.data_dir)),
+            registry=open_registry(config),
             plugins=open_plugins(config),
             on_swap=on_swap,
             on_error=on_error,
@@ -312,3 +311,4 @@ class ModelWatcher:
             self._sub = None
         if self._owns_log:
             await self._log.close()
+            await asyncio.to_thread(self._registry.close)

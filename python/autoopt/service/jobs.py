@@ -145,6 +145,8 @@ class JobRunner:
         self._metrics.jobs_in_flight.inc()
         self.in_flight += 1
         t0 = time.perf_counter()
+        log.info("retrain of %s started (attempt %d)", event.symbol, delivery.num_delivered,
+                 extra={"event_id": event.event_id, "correlation_id": event.correlation_id})
         try:
             summary = await run_retrain(
                 self._config,
