@@ -114,7 +114,9 @@ def _cbpe(ctx: Ctx, ev: SignalEmitted) -> None:
     sym.cbpe_sum, sym.cbpe_var, sym.cbpe_n = 0.0, 0.0, 0
     info = sym.release(sym.champion)
     expected = info.metrics.get("accuracy") if info is not None else None
-    z = (est.estimate - expected) / est.se if expected is not None and est.se > 0 else None
+    if expected is None:  # a release without its accuracy: nothing to compare, nothing decided
+        return
+    z = (est.estimate - expected) / est.se if est.se > 0 else None
     details: dict[str, Any] = {
         "metric": "cbpe_accuracy", "estimate": est.estimate, "se": est.se, "n": est.n,
         "expected": expected, "statistic": z, "z_threshold": -cfg.cbpe_z,
