@@ -97,6 +97,19 @@ def test_retrain_report_from_the_log(story_log: tuple[dict[str, str], Story],
     assert code == 2 and "no-such-run" in text and "no training of that run" in text
 
 
+def test_retrain_writes_its_report(story_log: tuple[dict[str, str], Story],
+                                   tmp_path: Path) -> None:
+    env, _ = story_log
+    out = tmp_path / "run.html"
+    code, text = _cli({**env, "AUTOOPT_PIPELINE__TRIALS": "2", "AUTOOPT_PIPELINE__PRUNING": "false"},
+                      "retrain", "--source", "bundled:BTCUSD", "--symbols", "BTCUSD", "--quiet",
+                      "--report", str(out))
+    assert code == 0, text  # released or refused: the report is written either way
+    assert "report written to" in text and out.is_file()
+    page = out.read_text()
+    assert "BTCUSD · lgbm" in page and 'class="fig"' in page
+
+
 def test_release_report_tells_the_story(story_log: tuple[dict[str, str], Story],
                                         tmp_path: Path) -> None:
     env, story = story_log
