@@ -110,8 +110,11 @@ def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str) -
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's tried trials (resumed ones included), in trial order."""
-    done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+    """The study's tried trials (resumed ones included), in trial order; not the ones a shared
+    study's workers never ran (``surplus``) or lost with a killed worker (``stale``), see
+    `autoopt.studies.budget`."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED
+            and not t.user_attrs.get("surplus") and not t.user_attrs.get("stale")]
     return sorted(done, key=lambda t: t.number)
 
 
