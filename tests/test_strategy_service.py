@@ -41,7 +41,7 @@ async def test_retune_after_retrain_is_gated_and_recorded_once(event_log, tmp_pa
     assert len(params) == (1 if out.verdict.passed else 0)
     if params:
         assert params[0].causation_id == decision.event_id
-    ledger = await _count(event_log, ev.TrialLedgered) if hasattr(ev, "TrialLedgered") else []
+    ledger = await _count(event_log, ev.TrialLedgered)
     again = await maybe_retune(config, plugins, registry, event_log, decision)  # redelivered
     if out.verdict.passed:
         assert again is None  # released once: the rerun sees its event and stops
@@ -49,8 +49,7 @@ async def test_retune_after_retrain_is_gated_and_recorded_once(event_log, tmp_pa
         assert again is not None and not again.verdict.passed
         assert again.prior_trials == out.prior_trials  # its own ledger rows are not counted
     assert len(await _count(event_log, ev.RiskParamsUpdated)) == len(params)
-    if hasattr(ev, "TrialLedgered"):
-        assert len(ledger) == 30 and len(await _count(event_log, ev.TrialLedgered)) == 30
+    assert len(ledger) == 30 and len(await _count(event_log, ev.TrialLedgered)) == 30
 
 
 async def test_retune_is_off_by_default_and_a_failure_is_recorded(event_log, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -38,11 +38,9 @@ async def _risk_events(url: str) -> tuple[list[ev.Event], int]:
     log = await EventLog.connect(NatsSettings(urls=[url]))
     try:
         params = [e async for e in log.replay(subject_filter_for_type(ev.RiskParamsUpdated, "EDGE"))]
-        ledger = 0
-        if hasattr(ev, "TrialLedgered"):
-            ledger = len([e async for e in log.replay(
-                subject_filter_for_type(ev.TrialLedgered, "EDGE"))])
-        return params, ledger
+        rows = [e async for e in log.replay(subject_filter_for_type(ev.TrialLedgered, "EDGE"))]
+        assert all(r.source == "risk" and r.days and len(r.days) == len(r.returns) for r in rows)
+        return params, len(rows)
     finally:
         await log.close()
 
@@ -79,8 +77,9 @@ def test_tune_risk_prints_front_verdict_writes_outputs_and_releases_only_what_pa
     assert doc["n_trials"] == 12 * 3
     assert "<html" in report.read_text()[:200] and "Pareto front" in report.read_text()
     params, ledger = asyncio.run(_risk_events(nats_server))
-    if hasattr(ev, "TrialLedgered"):
-        assert ledger == 36
+    assert ledger == 36  # every trial in the ledger, each with its daily return signature
+    dsr = next(r for r in doc["gate"]["reasons"] if r["rule"] == "dsr")
+    assert "N = effective" in dsr["message"] and "of 36 ledger entries" in dsr["message"]
     if doc["passed"]:
         assert doc["release_id"] and len(params) == 2
         assert current_params(registry, "EDGE") == StrategyParams.from_dict(doc["chosen"]["params"])

@@ -6,7 +6,8 @@ search is one more look at the same history, so it must clear the same bar a mod
 champion rule (mean Sharpe over the outer folds beats the other's on the same folds, by the
 margin) once against `NEUTRAL` and once against the current parameters, the Deflated Sharpe of
 the tuned out-of-sample path with N = every trial the run started (plus the symbol's earlier
-ledger rows when given), and the minimum trade count. A run whose front is empty (no feasible
+ledger rows), or, with the trial ledger on, the effective N of the symbol's ledger clustered by
+return series (`autoopt.validation.ledger`, the model gate's N), and the minimum trade count. A run whose front is empty (no feasible
 trial) is refused too. Every rule is reported, pass or fail.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from autoopt.strategy.tuning import NestedResult
 from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
+from autoopt.validation.ledger import EffectiveTrials
 
 
 def _folds(result: NestedResult, who: str) -> list[dict[str, float]]:
@@ -22,14 +24,17 @@ def _folds(result: NestedResult, who: str) -> list[dict[str, float]]:
 
 
 def judge(result: NestedResult, config: GateConfig | None = None,
-          prior_trials: int = 0) -> GateVerdict:
+          prior_trials: int = 0, ledger: EffectiveTrials | None = None) -> GateVerdict:
     """The verdict on ``result`` (see the module doc); ``prior_trials``: ledger rows already
-    recorded for the symbol, added to N."""
+    recorded for the symbol, added to N; ``ledger``: the effective trials over the symbol's
+    ledger including this run's (then the DSR's N, as in the model gate)."""
     cfg = config or GateConfig()
     n = result.n_trials + max(prior_trials, 0)
     tuned = _folds(result, "tuned")
-    vs_neutral = evaluate_gate(tuned, _folds(result, "neutral"), result.oos_tuned, n, config=cfg)
-    vs_current = evaluate_gate(tuned, _folds(result, "current"), result.oos_tuned, n, config=cfg)
+    vs_neutral = evaluate_gate(tuned, _folds(result, "neutral"), result.oos_tuned, n, config=cfg,
+                               ledger=ledger)
+    vs_current = evaluate_gate(tuned, _folds(result, "current"), result.oos_tuned, n, config=cfg,
+                               ledger=ledger)
     reasons: list[GateReason] = []
     for label, verdict in (("neutral", vs_neutral), ("current", vs_current)):
         r = next(x for x in verdict.reasons if x.rule == "champion")

@@ -42,22 +42,27 @@ def gate_config_of(config: Any) -> GateConfig:
     return GateConfig(margin=g.margin, dsr_threshold=g.dsr_threshold, min_trades=g.min_trades)
 
 
-def _ledger_events(symbol: str, run_id: str, res: NestedResult) -> list[Any]:
-    from autoopt import events
+def ledger_rows(run_id: str, res: NestedResult) -> list[Any]:
+    """This run's trials as trial-ledger rows (source ``risk``): per-period Sharpe and the
+    returns summed per day of the window each study tuned on."""
+    from autoopt.pipeline.evidence import LedgerRow
 
-    TrialLedgered = getattr(events, "TrialLedgered", None)  # the trial ledger's event
-    if TrialLedgered is None:
-        return []
     per = math.sqrt(res.periods_per_year)
     studies = [(f"outer{k}", f.study) for k, f in enumerate(res.folds)] + [("final", res.final)]
-    out = []
-    for name, study in studies:
-        for t in study.trials:
-            out.append(TrialLedgered.new(
-                symbol=symbol, key=f"risk/{run_id}/{name}/{t.number}", source="risk",
-                run_id=run_id, model="strategy", sharpe=t.score.sharpe / per,
-                event_id=f"ledger-risk-{run_id}-{name}-{t.number}"))
-    return out
+    return [LedgerRow(key=f"risk/{run_id}/{name}/{t.number}", source="risk", model="strategy",
+                      sharpe=t.score.sharpe / per, days=list(t.days[0]) if t.days else [],
+                      returns=list(t.days[1]) if t.days else [])
+            for name, study in studies for t in study.trials]
+
+
+def _ledger_events(symbol: str, run_id: str, rows: list[Any]) -> list[Any]:
+    from autoopt.events import TrialLedgered
+
+    return [TrialLedgered.new(symbol=symbol, key=r.key, source=r.source, run_id=run_id,
+                              model=r.model, state=r.state, sharpe=r.sharpe, days=r.days,
+                              returns=r.returns,
+                              event_id=f"ledger-{r.key.replace('/', '-')}")
+            for r in rows]
 
 
 async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame, *,
@@ -78,19 +83,24 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
     current = current_params(registry, symbol) or NEUTRAL
     res = await asyncio.to_thread(tune_nested, symbol, inputs, signal.prob, current=current,
                                   settings=settings)
-    prior = 0
-    validation = getattr(config.pipeline, "validation", None)  # the ledger switch (docs/gate.md)
-    if event_log is not None and getattr(validation, "ledger", False):
+    prior, ledger, rows = 0, None, []
+    if event_log is not None and config.pipeline.validation.ledger and run_id:
+        # the model gate's N: the symbol's whole ledger (every model trial, feature selection
+        # and risk search so far, plus this run), clustered by return series
         from autoopt.pipeline.ledger_log import read_ledger
+        from autoopt.validation.ledger import effective_trials
 
-        mine = f"risk/{run_id}/"  # a rerun of this run does not count its own rows twice
-        prior = sum(1 for r in await read_ledger(event_log, symbol)
-                    if not (run_id and r.key.startswith(mine)))
-    verdict = judge(res, gate_config_of(config), prior_trials=prior)
+        rows = ledger_rows(run_id, res)
+        mine = {r.key for r in rows}  # a rerun of this run does not count its rows twice
+        past = [r for r in await read_ledger(event_log, symbol) if r.key not in mine]
+        prior = len(past)
+        every = past + rows
+        ledger = await asyncio.to_thread(effective_trials, len(every),
+                                         [r.signature for r in every])
+    verdict = judge(res, gate_config_of(config), prior_trials=prior, ledger=ledger)
     out = SymbolOutcome(symbol, signal.recipe, res, verdict, prior_trials=prior)
-    ledger = _ledger_events(symbol, run_id, res) if event_log is not None and run_id else []
-    if ledger and event_log is not None:
-        await event_log.append_many(ledger)
+    if rows and event_log is not None:
+        await event_log.append_many(_ledger_events(symbol, run_id, rows))
     if release and verdict.passed and res.chosen is not None and event_log is not None:
         ppy = res.periods_per_year
         metrics = {"sharpe": sharpe_ratio(res.oos_tuned, ppy),

@@ -34,6 +34,7 @@ import numpy as np
 from autoopt.errors import DataError
 from autoopt.strategy.params import NEUTRAL, StrategyParams
 from autoopt.strategy.simulate import MarketInputs, SimResult, simulate
+from autoopt.validation.ledger import signature
 from autoopt.validation.metrics import max_drawdown, sharpe_ratio
 
 
@@ -82,6 +83,8 @@ class Trial:
     params: StrategyParams
     score: Score
     feasible: bool
+    days: tuple[list[int], list[float]] | None = None
+    """Its returns summed per UTC day (the trial ledger's signature), when recorded."""
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,11 @@ def run_study(inputs: MarketInputs, prob: np.ndarray, lo: int, hi: int, s: TuneS
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         params = suggest(trial, s)
-        score, _ = evaluate(inputs, prob, params, lo, hi, s.cost_bps)
+        score, sim = evaluate(inputs, prob, params, lo, hi, s.cost_bps)
         trial.set_user_attr("constraints", [score.turnover - s.turnover_cap,
                                             score.max_exposure - s.leverage_cap])
-        t = Trial(trial.number, params, score, score.feasible(s))
+        sig = signature(inputs.ts[lo + 1:hi], sim.returns[1:])
+        t = Trial(trial.number, params, score, score.feasible(s), (sig.days, sig.returns))
         out.append(t)
         if on_trial is not None:
             on_trial(t)
