@@ -1,0 +1,1 @@
+"""An example third-party autoopt plugin (see the package README)."""
