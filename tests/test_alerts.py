@@ -19,6 +19,7 @@ from autoopt.events import (
     ErrorRaised,
     ExperimentConcluded,
     ModelPromoted,
+    ModelReleased,
     ModelRolledBack,
     ValidationVerdict,
 )
@@ -163,3 +164,11 @@ def test_rules_throttle_and_guardrails() -> None:
     assert evaluate(state, ok, t, settings) == [] and state.streak["GOOG"] == 0
     only = RuleSettings(enabled=("drift",))
     assert evaluate(RuleState(), err, t, only) == []
+    # one alert per new champion: on the promotion, or on the release where nothing promotes
+    released = ModelReleased.new(symbol="GOOG", release_id="r5", model_type="lgbm",
+                                 sha256="0" * 64, uri="file:///x")
+    promoted = ModelPromoted.new(symbol="GOOG", release_id="r5")
+    by_promotion = [a.rule for e in (released, promoted) for a in evaluate(state, e, t, settings)]
+    assert by_promotion == ["release"]
+    no_promotions = RuleSettings(champion_event="released")
+    assert [a.rule for a in evaluate(RuleState(), released, t, no_promotions)] == ["release"]

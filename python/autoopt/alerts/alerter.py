@@ -33,13 +33,14 @@ def destinations(cfg: AlertsConfig) -> list[Destination]:
 
 
 class Alerter:
-    def __init__(self, event_log: EventLog, cfg: AlertsConfig) -> None:
+    def __init__(self, event_log: EventLog, cfg: AlertsConfig, *,
+                 champion_event: str = "promoted") -> None:
         from autoopt.logquery import replay_targets
 
         self.log = event_log
         self.cfg = cfg
         self.settings = RuleSettings(enabled=tuple(cfg.rules), refusal_streak=cfg.refusal_streak,
-                                     cooldown_s=cfg.cooldown_s)
+                                     cooldown_s=cfg.cooldown_s, champion_event=champion_event)
         self.state = RuleState()
         self.destinations = destinations(cfg)
         self._targets = replay_targets(WATCHED)

@@ -1,7 +1,8 @@
 """Which events become alerts: pure functions of the events and a small state.
 
 Rules (names as in ``alerts.rules``)
-    ``release``         a model was promoted (or released where nothing promotes)  info
+    ``release``         a model was promoted (released, with ``policy.champion_event =
+                        "released"``, where nothing promotes)                   info
     ``rollback``        the champion was rolled back                            warning
     ``refusal_streak``  ``alerts.refusal_streak`` challengers of a symbol refused in a row
                         (again at every further multiple)                        warning
@@ -48,7 +49,6 @@ class RuleState:
     streak: dict[str, int] = field(default_factory=dict)
     last_sent: dict[tuple[str, str], int] = field(default_factory=dict)
     suppressed: dict[tuple[str, str], int] = field(default_factory=dict)
-    promoted_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class RuleSettings:
     enabled: tuple[str, ...] = RULES
     refusal_streak: int = 3
     cooldown_s: float = 3600.0
+    champion_event: str = "promoted"
+    """Which event makes a champion (``policy.champion_event``): the one ``release`` alerts on."""
 
 
 def _alert(rule: str, severity: str, title: str, text: str, cause: Event, *, symbol: str = "",
@@ -87,8 +89,7 @@ def evaluate(state: RuleState, e: Event, at_ns: int, settings: RuleSettings) -> 
         n = state.suppressed.pop((rule, scope), 0)
         return {"suppressed_since_last": n} if n else {}
 
-    if isinstance(e, ModelPromoted):
-        state.promoted_seen = True
+    if isinstance(e, ModelPromoted) and settings.champion_event == "promoted":
         if "release" in on:
             prev = f" (was {e.previous_release_id})" if e.previous_release_id else ""
             out.append(_alert("release", "info", f"{e.symbol}: new champion {e.release_id}",
@@ -96,7 +97,8 @@ def evaluate(state: RuleState, e: Event, at_ns: int, settings: RuleSettings) -> 
                               symbol=e.symbol, at_ns=at_ns,
                               details={"release_id": e.release_id,
                                        "previous": e.previous_release_id}))
-    elif isinstance(e, ModelReleased) and not state.promoted_seen and "release" in on:
+    elif isinstance(e, ModelReleased) and settings.champion_event == "released" and \
+            "release" in on:
         out.append(_alert("release", "info", f"{e.symbol}: released {e.release_id}",
                           f"{e.symbol} released {e.release_id} ({e.trainer or e.model_type})",
                           e, symbol=e.symbol, at_ns=at_ns, details={"release_id": e.release_id}))

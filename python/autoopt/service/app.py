@@ -112,7 +112,8 @@ class Service:
         if self.config.alerts.enabled:
             from autoopt.alerts.alerter import Alerter
 
-            alerter = self.alerter = Alerter(self.log, self.config.alerts)
+            alerter = self.alerter = Alerter(self.log, self.config.alerts,
+                                             champion_event=self.config.policy.champion_event)
             tasks.append(asyncio.create_task(self._supervise("alerts", lambda: alerter.run(self.stop))))
         if svc.tick_interval_s > 0:
             ticker = self.ticker = Ticker(self.log, svc.tick_interval_s, clock=self.clock)
