@@ -144,13 +144,13 @@ class DegradationPolicy(_Section):
     window: PositiveInt = 20
     source_window: str | None = None
     lower_is_better: list[str] = msgspec.field(default_factory=list)
-    live_z_enter: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
+    live_z_enter: Annotated[float, msgspec.Meta(gt=0.0)] = 3.5
     """Live test (docs/gate.md, `autoopt.validation.live`): a report whose window's mean
     per-trade return is this many standard errors below the champion's expected live
     distribution enters the degraded state (one retrain request)..."""
     live_z_exit: NonNegFloat = 1.0
     """... and the state returns to normal only at z >= -live_z_exit."""
-    live_min_trades: PositiveInt = 20
+    live_min_trades: PositiveInt = 30
     """Reports over fewer trades than this are not tested."""
     cbpe: bool = True
     """Estimate the champion's hit rate from its signals' confidence before outcomes arrive
