@@ -193,16 +193,18 @@ def line_figure(
     yaxis: str,
     height: int = 300,
 ) -> go.Figure:
-    """One line per named series of ``(ts_ns, values)``; NaN values leave gaps."""
+    """One line per named series of ``(ts_ns, values)``; NaN values leave gaps; a short series
+    (under 60 points) also shows its points, so a single reading is visible."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for i, (name, (ts, values)) in enumerate(series.items()):
+        y = np.asarray(values, dtype=np.float64)
         fig.add_trace(
             go.Scatter(
                 x=to_datetimes(ts),
-                y=np.asarray(values, dtype=np.float64),
-                mode="lines",
+                y=y,
+                mode="lines+markers" if y.size < 60 else "lines",
                 name=plot_text(name),
                 line={"color": series_color(i)},
             )

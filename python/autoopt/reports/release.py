@@ -25,11 +25,12 @@ from autoopt.events import (
 )
 from autoopt.reports.html import (
     Column,
+    Html,
     Report,
     drawdown_figure,
     equity_figure,
+    esc,
     line_figure,
-    paragraphs,
     table_html,
 )
 from autoopt.reports.lineage import Explanation, explain, iso, read_story, render_lines
@@ -135,13 +136,24 @@ def _live_figure(rec: ReleaseRecord) -> Any:
     return fig
 
 
+def _story(lines: list[str]) -> Html:
+    """`autoopt why`'s lines: its section names (unindented) bold, the rest as they are."""
+    out = []
+    for line in lines:
+        if line.startswith("  "):
+            out.append(f'<p class="why">{esc(line.strip())}</p>')
+        else:
+            out.append(f"<p><b>{esc(line)}</b></p>")
+    return Html("".join(out))
+
+
 def build_release_report(rec: ReleaseRecord) -> Report:
     x = rec.explanation
     report = Report(f"{rec.symbol} · release {rec.release_id}",
                     f"{x.how or 'released'} {x.since} · report as of {x.at}",
                     footer=[f"autoopt release report · {rec.symbol} {rec.release_id}",
                             "From the event log: the story autoopt why tells, with its figures."])
-    report.section("Why this release", paragraphs(render_lines(x)))
+    report.section("Why this release", _story(render_lines(x)))
     ev = rec.evaluation
     if ev is not None:
         t, r, c = ev.paths()
