@@ -128,6 +128,8 @@ def pbo_of(config: Config, tuned: TuneResult) -> tuple[PBOResult | None, str]:
     one choice, not several; among interchangeable trials the in-sample winner's rank out of
     sample is a coin toss (PBO ≈ 0.5 whether or not there is an edge), which says nothing
     about overfitting. One cluster: nothing was selected, no PBO."""
+    if not config.pipeline.validation.pbo:
+        return None, ""
     series = [tuned.trial_returns[k] for k in sorted(tuned.trial_returns)]
     if len(series) < 2:
         return None, f"pbo_skipped: {len(series)} trial return series (needs >= 2)"
