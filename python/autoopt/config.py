@@ -91,6 +91,8 @@ class ValidationSettings(_Section):
     cpcv_groups: Annotated[int, msgspec.Meta(ge=3)] = 6
     cpcv_test_groups: PositiveInt = 2
     pbo_partitions: Annotated[int, msgspec.Meta(ge=2, multiple_of=2)] = 16
+    pbo: bool = True
+    """Compute PBO over the study's trials (gate rule ``pbo``)."""
     ledger: bool = True
     """Count every configuration tried for the symbol (log ``training.ledger``) in the DSR's N."""
 
