@@ -85,8 +85,9 @@ def simulation_ratio(rounds: int = 7) -> tuple[float, float, float]:
     return native, python, python / native
 
 
-def test_simulation_ratio_at_least_50x() -> None:
-    native, python, ratio = simulation_ratio()
+def test_simulation_ratio_at_least_50x(benchmark) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = "strategy simulation ratio"
+    native, python, ratio = benchmark.pedantic(simulation_ratio, rounds=1, iterations=1)
     print(f"\nstrategy simulation {N_BARS} bars: native {native * 1e3:.3f} ms, "
           f"python {python * 1e3:.1f} ms, ratio {ratio:.0f}x (goal >= 50x)")
     assert ratio >= 50
@@ -139,16 +140,18 @@ def portfolio_wall(years: int = 10, n_assets: int = 20, method: str = "hrp") -> 
     return time.perf_counter() - t0
 
 
-def test_tune_risk_200_trials_5y_daily_5_symbols_within_60s() -> None:
-    probs, tune = tune_risk_wall()
+def test_tune_risk_200_trials_5y_daily_5_symbols_within_60s(benchmark) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = "tune-risk wall"
+    probs, tune = benchmark.pedantic(tune_risk_wall, rounds=1, iterations=1)
     print(f"\ntune-risk 200 trials, 5y daily x 5 symbols: probabilities {probs:.1f} s, "
           f"tuning + gate {tune:.1f} s, total {probs + tune:.1f} s (goal <= 60 s)")
     assert probs + tune <= 60
 
 
 @pytest.mark.parametrize("method", ["hrp", "mean_cvar"])
-def test_portfolio_walk_forward_10y_20_assets_within_30s(method: str) -> None:
-    wall = portfolio_wall(method=method)
+def test_portfolio_walk_forward_10y_20_assets_within_30s(benchmark, method: str) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = "portfolio wall"
+    wall = benchmark.pedantic(lambda: portfolio_wall(method=method), rounds=1, iterations=1)
     print(f"\nportfolio {method} walk-forward 10y daily x 20 assets: {wall:.1f} s (goal <= 30 s)")
     assert wall <= 30
 
