@@ -63,48 +63,58 @@ pub struct Sma<'a> {
     x: &'a [f64],
     p: usize,
     b: usize,
+    /// sum of the window ending at the previous row (during the warm-up: the values so far)
     total: f64,
+    /// the previous call ended after the first bar of a pair; `total` is the pair's start
+    mid_pair: bool,
 }
 
 impl<'a> Sma<'a> {
     pub fn new(x: &'a [f64], p: usize) -> Self {
-        Sma { x, p, b: begin_index(&[x]), total: 0.0 }
+        Sma { x, p, b: begin_index(&[x]), total: 0.0, mid_pair: false }
     }
 }
 
 impl Kernel for Sma<'_> {
+    /// The window sum advances by (x[i] - x[i-p]), two bars per addition on the loop-carried
+    /// chain (the first bar's sum is formed off it), one division instruction for two bars.
+    /// A running sum like TA-Lib's (which adds then subtracts on the chain), rounded
+    /// differently: ~1e-15 relative.
     fn run(&mut self, lo: usize, hi: usize, out: &mut [&mut [f64]]) {
         let out = &mut *out[0];
         let (x, p, b) = (self.x, self.p, self.b);
         let first = b + p - 1;
-        let (lo, mid, hi) = split(lo, hi, first);
+        let pf = p as f64;
+        let (lo, mid, hi) = split(lo, hi, first + 1);
         for i in lo..mid {
             if i >= b {
                 self.total += x[i];
             }
-            out[i] = f64::NAN;
+            out[i] = if i == first { self.total / pf } else { f64::NAN };
         }
-        let pf = p as f64;
         let mut total = self.total;
-        // bars in pairs: one division instruction for two
         let mut i = mid;
+        if self.mid_pair && i < hi {
+            let t1 = total + ((x[i - 1] - x[i - 1 - p]) + (x[i] - x[i - p]));
+            out[i] = t1 / pf;
+            total = t1;
+            self.mid_pair = false;
+            i += 1;
+        }
         while i + 1 < hi {
-            total += x[i];
-            let t0 = total;
-            total -= x[i + 1 - p];
-            total += x[i + 1];
-            let t1 = total;
-            total -= x[i + 2 - p];
+            let d0 = x[i] - x[i - p];
+            let d1 = x[i + 1] - x[i + 1 - p];
+            let t0 = total + d0;
+            let t1 = total + (d0 + d1);
             let [a, b] = div2([t0, t1], [pf, pf]);
             out[i] = a;
             out[i + 1] = b;
+            total = t1;
             i += 2;
         }
         if i < hi {
-            total += x[i];
-            let t = total;
-            total -= x[i + 1 - p];
-            out[i] = t / pf;
+            out[i] = (total + (x[i] - x[i - p])) / pf;
+            self.mid_pair = true;
         }
         self.total = total;
     }
