@@ -230,3 +230,17 @@ async def test_watcher_on_another_host_follows_releases(where: str, tmp_path: Pa
             proc.kill()
         reg.close()
         await log.close()
+
+
+def test_unreachable_server_is_one_artifact_error(tmp_path: Path) -> None:
+    from autoopt.testing.cluster import free_ports
+
+    dead = NatsSettings(urls=[f"nats://127.0.0.1:{free_ports(1)[0]}"], connect_timeout_s=1.0)
+    reg = NatsModelRegistry(tmp_path, dead)
+    try:
+        with pytest.raises(ArtifactError, match=r"^registry on NATS: get current\.GOOG: .*"
+                           r"could not connect to NATS") as info:
+            reg.current("GOOG")
+        assert "\n" not in str(info.value)
+    finally:
+        reg.close()

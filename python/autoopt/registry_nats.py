@@ -125,7 +125,7 @@ class NatsModelRegistry(ModelRegistry):
             except ArtifactError:
                 raise
             except transient as exc:
-                if attempt == 2:
+                if attempt == 2 or not self._nats.connected:  # dial already retried its own
                     raise ArtifactError(
                         f"registry on NATS: {what}: {type(exc).__name__}: {exc}") from None
                 time.sleep(0.5 * 2**attempt)
