@@ -5,6 +5,7 @@ refused, and the CLI's rollback does the same."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -32,7 +33,10 @@ async def _events(event_log) -> list[RiskParamsUpdated]:  # type: ignore[no-unty
 async def test_release_follow_and_rollback_in_a_running_watcher(event_log, tmp_path) -> None:  # type: ignore[no-untyped-def]
     registry = ModelRegistry(tmp_path)
     m1, e1 = await release_params(registry, event_log, "SYN", A, data_range=(1, 2),
-                                  metrics={"sharpe": 1.0}, reason="gate passed")
+                                  metrics={"sharpe": 1.0}, reason="gate passed",
+                                  evidence={"rule": "highest Sharpe", "front": [{"sharpe": 1.0}]})
+    _, files = registry.load(strategy_key("SYN"), m1.release_id)
+    assert json.loads(files["evidence.json"])["rule"] == "highest Sharpe"  # why, kept with it
     watcher = ParamsWatcher("SYN", log=event_log, registry=registry)
     assert await watcher.start() == A  # replayed from the log at start
     m2, e2 = await release_params(registry, event_log, "SYN", B, data_range=(1, 3))

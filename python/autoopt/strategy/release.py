@@ -25,6 +25,7 @@ from autoopt.registry import Manifest
 from autoopt.strategy.params import ARTIFACT, MODEL_TYPE, StrategyParams
 
 SUFFIX = "@strategy"
+EVIDENCE = "evidence.json"
 
 
 def strategy_key(symbol: str) -> str:
@@ -74,16 +75,24 @@ async def release_params(
     tuner: str = "nsga2",
     clock: Clock | None = None,
     cause: Event | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> tuple[Manifest, RiskParamsUpdated]:
     """Release ``params`` for ``symbol`` (params-only; tied to the current model release).
     With a ``cause`` (the service's retrain decision) the event id derives from it, so a
-    redelivered job records the release once."""
+    redelivered job records the release once. ``evidence`` (the Pareto front, the rule applied,
+    the gate's reasons, the out-of-sample figures) is stored beside the params as
+    ``evidence.json``: why these were chosen and what they beat, release by release."""
     key = strategy_key(symbol)
     previous = load_params(registry, symbol)
     model_release = registry.current(symbol) or ""
     now = clock.now_ns() if clock is not None else None
+    files = {ARTIFACT: params.to_json()}
+    if evidence is not None:
+        import msgspec
+
+        files[EVIDENCE] = msgspec.json.encode(evidence, order="sorted")
     manifest = registry.save(
-        key, {ARTIFACT: params.to_json()}, model_type=MODEL_TYPE, trainer="strategy",
+        key, files, model_type=MODEL_TYPE, trainer="strategy",
         created_at=now if now is not None else _now_ns(),
         params={**params.as_dict(), "model_release_id": model_release},
         metrics=metrics or {}, data_range=data_range,
@@ -132,5 +141,5 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
-__all__ = ["SUFFIX", "current_params", "load_params", "release_params", "rollback_params",
+__all__ = ["EVIDENCE", "SUFFIX", "current_params", "load_params", "release_params", "rollback_params",
            "strategy_key"]

@@ -110,7 +110,7 @@ async def tune_symbol(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
                    "dsr": verdict.stats.get("dsr", float("nan"))}
         manifest, _ = await release_params(
             registry, event_log, symbol, res.chosen, data_range=(int(ts[0]), int(ts[-1])),
-            metrics=metrics, cause=cause, reason="tune-risk: gate passed ("
+            metrics=metrics, cause=cause, evidence=summary(out), reason="tune-risk: gate passed ("
             + ", ".join(r.code for r in verdict.reasons) + ")")
         out.release_id = manifest.release_id
     return out
