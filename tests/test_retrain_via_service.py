@@ -40,7 +40,8 @@ async def test_retrain_via_service_follows_the_request_to_its_verdict(
         text = out.decode()
         assert proc.returncode == 0, text
         for needle in ("requested: retrain EDGE", "decided: retrain EDGE", "trial 0",
-                       "verdict lgbm: passed", "champion now"):
+                       "verdict lgbm: passed", "champion now",
+                       "EDGE lgbm: ", "6/6"):  # the bar drawn from the service's JobProgress
             assert needle in text, text
         (decision,) = [e async for e in event_log.replay("DECISIONS")
                        if isinstance(e, DecisionMade) and e.kind == "retrain"]

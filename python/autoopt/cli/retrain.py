@@ -176,8 +176,17 @@ def _via_service(config: Config, symbols: str | None, reason: str, timeout: floa
 
         log = await open_event_log(config)
         try:
-            return [await follow(log, s, reason, list(config.pipeline.models),
-                                 timeout_s=timeout, echo=console.print) for s in wanted]
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console, transient=False,
+            ) as progress:  # one bar per job, from the service's JobProgress events
+                bars = _Bars(progress)
+                followed = [await follow(log, s, reason, list(config.pipeline.models),
+                                         timeout_s=timeout, echo=progress.console.print,
+                                         on_progress=bars) for s in wanted]  # type: ignore[arg-type]
+                for task in progress.tasks:  # the verdict is in: the job's last steps are done
+                    progress.update(task.id, completed=task.total)
+                return followed
         finally:
             await log.close()
 

@@ -28,6 +28,7 @@ from autoopt.events import (
     DecisionMade,
     ErrorRaised,
     Event,
+    JobProgress,
     ModelPromoted,
     RetrainRequested,
     TrainingFinished,
@@ -130,9 +131,11 @@ async def follow(
     requested_by: str = "cli",
     timeout_s: float = 3600.0,
     echo: Callable[[str], None] = print,
+    on_progress: Callable[[JobProgress], None] | None = None,
 ) -> Follower:
     """Append the request, then show its progress until every model has an outcome (or raise
-    `AutooptError` after ``timeout_s``)."""
+    `AutooptError` after ``timeout_s``); ``on_progress`` gets the run's `JobProgress` events
+    (the CLI draws its bars from them)."""
     request = RetrainRequested.new(symbol=symbol, reason=reason, requested_by=requested_by)
     follower = Follower(request, list(models))
     queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -149,7 +152,11 @@ async def follow(
         try:
             async with asyncio.timeout(timeout_s):
                 while not follower.done:
-                    line = follower.see(await queue.get())
+                    ev = await queue.get()
+                    if on_progress is not None and isinstance(ev, JobProgress) and \
+                            follower.run_id is not None and ev.job == follower.run_id:
+                        on_progress(ev)
+                    line = follower.see(ev)
                     if line is not None:
                         echo(line)
         except TimeoutError:
