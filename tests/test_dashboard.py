@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def test_dashboard_shows_the_release_and_updates_live(
             assert "retrain: drift.psi" in text  # the decision, with its reason
             assert f"refused {story.refused.run_id}/GOOG/lgbm" in text  # and the refusal
             assert "DRIFT psi 0.42/0.2" in text  # the drift since
+            assert re.search(r"Last 7 days: \d+ releases?, \d+ refusals?, \d+ retrains?", text)
             page.screenshot(path=str(ARTIFACTS / "dashboard-loaded.png"), full_page=True)
             before = page.evaluate("document.body.dataset.version")
 

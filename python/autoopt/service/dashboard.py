@@ -163,6 +163,10 @@ def render_body(state: DashboardState, now_ns: int, status: tuple[bool, str]) ->
         f"{state.n_releases} releases, {state.n_refusals} refusals, {state.n_decisions} "
         f"decisions in the log · as of {esc(_when(now_ns))} UTC</p>"
     ]
+    week = state.since(now_ns - 7 * 86_400 * 10**9)
+    order = ("release", "refusal", "rollback", "retrain", "alert", "dead letter", "error")
+    told = ", ".join(f"{week[k]} {k}{'s' if week[k] != 1 else ''}" for k in order if week.get(k))
+    parts.append(f'<p class="week"><b>Last 7 days:</b> {esc(told or "nothing happened")}</p>')
     rows = []
     for c in sorted(state.champions.values(), key=lambda c: c.symbol):
         live = c.live.get("sharpe")

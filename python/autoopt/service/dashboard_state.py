@@ -118,6 +118,7 @@ class DashboardState:
         self.recent_letters: deque[tuple[int, DeadLettered]] = deque(maxlen=10)
         self.alerts: deque[tuple[int, AlertRaised]] = deque(maxlen=20)
         self.errors: deque[tuple[int, ErrorRaised]] = deque(maxlen=10)
+        self.timeline: deque[tuple[int, str]] = deque(maxlen=200_000)
         self.durations: dict[tuple[str, str], float] = {}  # (symbol, model) -> last job, s
         self.trainings: dict[str, int] = {"succeeded": 0, "failed": 0}
         self._verdict_runs: dict[str, str] = {}  # expected verdict id -> run id
@@ -129,6 +130,21 @@ class DashboardState:
         handler = _HANDLERS.get(type(e))
         if handler is not None:
             handler(self, e, at_ns)
+        what = _NOTABLE.get(type(e))
+        if what is not None and (what != "retrain" or getattr(e, "kind", "") == "retrain"):
+            if what == "verdict":
+                what = "release" if getattr(e, "passed", False) else "refusal"
+            self.timeline.append((at_ns, what))
+
+    def since(self, start_ns: int) -> dict[str, int]:
+        """How many releases, refusals, rollbacks, retrains decided, alerts, dead letters and
+        errors the log stored since ``start_ns`` (what happened while you were away)."""
+        out: dict[str, int] = {}
+        for at, what in reversed(self.timeline):
+            if at < start_ns:
+                break
+            out[what] = out.get(what, 0) + 1
+        return out
 
     # ---------------------------------------------------------------- handlers
 
@@ -258,6 +274,11 @@ class DashboardState:
                 "refusals": self.n_refusals, "jobs": len(self.jobs),
                 "dead_letters": sum(self.dead_letters.values()), "alerts": len(self.alerts)}
 
+
+_NOTABLE: dict[type[Event], str] = {
+    ValidationVerdict: "verdict", ModelRolledBack: "rollback", DecisionMade: "retrain",
+    AlertRaised: "alert", DeadLettered: "dead letter", ErrorRaised: "error",
+}
 
 _HANDLERS: dict[type[Event], Any] = {
     ModelReleased: DashboardState._released,
