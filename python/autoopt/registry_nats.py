@@ -29,6 +29,7 @@ loop thread (`SyncNats`), each bounded by a timeout.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import io
 import os
 import shutil
@@ -137,14 +138,38 @@ class NatsModelRegistry(ModelRegistry):
 
         async def get() -> bytes | None:
             obs, _ = await self._stores()
-            buf = io.BytesIO()  # writeinto: nats-py's default appends bytes (quadratic)
             try:
-                await obs.get(name, writeinto=buf)
+                info = await obs.get_info(name)
             except ObjectNotFoundError:
                 return None
-            return buf.getvalue()
+            return await self._chunks(info)
 
         return self._call(f"get {name}", get, timeout=max(self._timeout, 120.0))
+
+    async def _chunks(self, info: Any) -> bytes:
+        """An object's chunks joined once, checked against the store's SHA-256 (nats-py's own
+        `get` appends bytes chunk by chunk, quadratic in the size, or hops to a thread for
+        each chunk when given a buffer)."""
+        import base64
+
+        if not info.size:
+            return b""
+        js = self._nats.js
+        sub = await js.subscribe(f"$O.{self._bucket_name}.C.{info.nuid}", ordered_consumer=True)
+        parts: builtins.list[bytes] = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=self._nats.settings.request_timeout_s)
+                parts.append(msg.data)
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        data = b"".join(parts)
+        want = base64.urlsafe_b64decode(info.digest.split("=", 1)[1])
+        if hashlib.sha256(data).digest() != want:
+            raise ArtifactError(f"object {info.name!r}: SHA-256 differs from the store's digest")
+        return data
 
     def _exists(self, name: str) -> bool:
         from nats.js.errors import ObjectNotFoundError

@@ -13,9 +13,11 @@ last slot, since each sees the other's lower-numbered trial.
 
 What spends budget: running, completed and pruned trials, and trials that failed with an error
 (user attribute ``error``). A worker killed mid-trial stops its heartbeat (user attribute
-``heartbeat``, wall-clock seconds, every ``heartbeat_s``); a worker that finds a running trial
-silent for ``grace_s`` marks it FAIL with attribute ``stale``, which frees its slot, so the
-study still reaches its budget of finished trials: the killed trial is retried as a new trial.
+``heartbeat``, wall-clock seconds, every ``heartbeat_s``); a worker whose trial number reaches
+the budget first marks running trials silent for ``grace_s`` FAIL with attribute ``stale``,
+which frees their slots, so the study still reaches its budget of finished trials: a killed
+trial is retried as a new trial. Below the budget by number a trial is admitted without
+reading the others (fewer than the budget precede it), so the common path costs one ask.
 A worker at the budget with trials still running waits for them to finish or go stale before
 leaving, so a kill never leaves the study short.
 """
@@ -108,10 +110,9 @@ def run_budgeted(
     any other worker doing the same; returns how many trials this worker ran."""
     ran = 0
     while True:
-        fail_stale(study, grace_s)
         trial = study.ask()
-        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        if sum(spends_budget(t) for t in before) >= n_trials:
+        # below the budget by number, fewer trials precede it: admitted without reading them
+        if trial.number >= n_trials and _spent_before(study, trial.number, grace_s) >= n_trials:
             study._storage.set_trial_user_attr(trial._trial_id, SURPLUS, True)
             study.tell(trial, state=TrialState.FAIL)
             if _wait_for_running(study, trial.number, grace_s, heartbeat_s):
@@ -134,6 +135,12 @@ def run_budgeted(
         ran += 1
         for cb in callbacks or ():
             cb(study, frozen)
+
+
+def _spent_before(study: optuna.Study, number: int, grace_s: float) -> int:
+    """Trials numbered below ``number`` that spend budget, after failing stale ones."""
+    fail_stale(study, grace_s)
+    return sum(spends_budget(t) for t in study.get_trials(deepcopy=False) if t.number < number)
 
 
 def _wait_for_running(study: optuna.Study, below: int, grace_s: float, poll_s: float) -> bool:
