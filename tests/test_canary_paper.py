@@ -145,6 +145,8 @@ async def test_shadow_canary_concludes_from_paper_outcomes_alone(
         assert end.winner == "challenger", end.reason
         stats = end.statistics["variants"]
         assert stats["challenger"]["mean"] > stats["champion"]["mean"]
+        challenger = await watcher.model(chal.release_id)  # what a split route trades with
+        assert challenger.features is not None and challenger.release_id == chal.release_id
         await watcher.wait_for(chal.release_id, timeout=30)  # every watcher swaps
         assert registry.current(SYMBOL) == chal.release_id
         models = [e async for e in event_log.replay("MODELS")]

@@ -155,6 +155,7 @@ class ModelWatcher:
         self._released: dict[str, Recorded] = {}
         """What each release's ModelReleased recorded: the authority its files must match."""
         self.errors: list[tuple[str, Exception]] = []
+        self._others: dict[str, LoadedModel] = {}
 
     @classmethod
     async def open(
@@ -293,6 +294,19 @@ class ModelWatcher:
                 await result
         async with self._changed:
             self._changed.notify_all()
+
+    async def model(self, release_id: str) -> LoadedModel:
+        """Any release of the symbol the log recorded, loaded and verified like the champion
+        (cached): what an engine trades a routed signal of a split experiment with (the route's
+        ``release_id``), e.g. a canary's challenger."""
+        current = self._current
+        if current is not None and current.release_id == release_id:
+            return current
+        cached = self._others.get(release_id)
+        if cached is None:
+            cached = await asyncio.to_thread(self._load, release_id, "")
+            self._others[release_id] = cached
+        return cached
 
     async def wait_for(self, release_id: str, timeout: float = 30.0) -> LoadedModel:
         """Wait until ``release_id`` is the loaded champion (or raise TimeoutError)."""
