@@ -36,7 +36,7 @@ from autoopt.promotion import promote
 from autoopt.registry import ModelRegistry
 from autoopt.service.app import Service
 from autoopt.synthetic import planted_bars
-from autoopt.testing.releases import release_model
+from autoopt.testing.releases import release_model, tiny_release
 
 SYMBOL = "EDGE"
 
@@ -71,6 +71,31 @@ def test_paper_book_fills_next_open_to_close_with_costs() -> None:
         20, 30, entry, exit_)
     assert trade.net_return == pytest.approx(-(exit_ / entry - 1) - 2e-3)
     assert trade.pnl == pytest.approx(trade.net_return * entry * 2.0)
+
+
+async def test_split_canary_and_a_first_release(event_log: EventLog, tmp_path: Path) -> None:
+    """Split canaries get the configured weights and are not shadow; with no champion yet a
+    canary-mode release is promoted directly (nothing to compare it with)."""
+    registry = ModelRegistry(tmp_path)
+    canary = msgspec.convert({"shadow": False, "challenger_weight": 0.2, "min_samples": 50},
+                             type=Config().release.canary.__class__)
+    steps = ReleaseSteps(event_log, registry, SystemClock(), "run-split", canary)
+    first = await tiny_release(registry, event_log, "SPLIT", 1, record=False)
+    v1 = ValidationVerdict.new(symbol="SPLIT", challenger=first, passed=True, reasons=["ok"])
+    await event_log.append(v1)
+    await steps.complete(v1, ReleaseHistory(), None)
+    assert registry.current("SPLIT") == first
+    second = await tiny_release(registry, event_log, "SPLIT", 2, record=False)
+    v2 = ValidationVerdict.new(symbol="SPLIT", challenger=second, passed=True, champion=first)
+    await event_log.append(v2)
+    await steps.complete(v2, ReleaseHistory(), None)
+    await steps.complete(v2, ReleaseHistory(), None)  # a rerun (redelivered job) changes nothing
+    exp = (await ExperimentBook.rebuild(event_log)).get(canary_name("SPLIT", second))
+    assert (exp.status, exp.shadow, exp.weights) == (
+        "running", False, {"champion": 0.8, "challenger": 0.2})
+    assert registry.current("SPLIT") == first
+    models = [e async for e in event_log.replay("MODELS")]
+    assert [type(e).__name__ for e in models].count("CanaryStarted") == 1
 
 
 async def _wait(predicate, timeout: float = 90.0, what: str = "") -> None:

@@ -32,6 +32,8 @@ from autoopt.paper.book import PaperBook, PaperTrade
 from autoopt.subjects import subject_filter_for_type
 
 log = logging.getLogger("autoopt.paper")
+MAX_WAITING = 100_000
+"""Routes of one symbol that may wait for their bars; past it the oldest is dropped (counted)."""
 
 
 class PaperTrader:
@@ -50,6 +52,8 @@ class PaperTrader:
         self._lock = asyncio.Lock()
         self.outcomes = 0
         self.routes = 0
+        self.dropped = 0
+        """Routes dropped because their symbol's bars never came (`MAX_WAITING`)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         durable = self.config.durable
@@ -86,7 +90,13 @@ class PaperTrader:
         if not (route.paper or self.config.live_routes):
             return False
         self.routes += 1
-        self._undecided.setdefault(route.symbol, []).append(route)
+        waiting = self._undecided.setdefault(route.symbol, [])
+        if len(waiting) >= MAX_WAITING:  # no bars arrive for this symbol: keep memory bounded
+            self.dropped += 1
+            log.warning("paper: %s has %d routes waiting for bars; dropping the oldest",
+                        route.symbol, len(waiting))
+            del waiting[0]
+        waiting.append(route)
         return True
 
     async def _decide(self, symbol: str) -> None:

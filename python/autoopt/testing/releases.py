@@ -15,8 +15,9 @@ FEATURES = ("f0", "f1", "f2")
 
 
 async def tiny_release(registry: Any, event_log: Any, symbol: str, seed: int,
-                       parent: str | None = None) -> str:
-    """Fit, save and record a 20-tree LightGBM release of ``symbol``; returns its release id."""
+                       parent: str | None = None, *, record: bool = True) -> str:
+    """Fit, save and record a 20-tree LightGBM release of ``symbol``; returns its release id.
+    ``record=False``: only staged, for a verdict to name (the release steps record it)."""
     from autoopt.plugins import load_plugins
 
     trainer = load_plugins().trainer("lgbm")
@@ -24,11 +25,13 @@ async def tiny_release(registry: Any, event_log: Any, symbol: str, seed: int,
     X = rng.normal(size=(400, 3))
     y = (X[:, 0] + 0.5 * X[:, 1] * seed + rng.normal(scale=0.5, size=400) > 0).astype(np.int8)
     predictor = trainer.fit(X, y, {"num_leaves": 7, "num_boost_round": 20}, FEATURES, seed=seed)
-    manifest = registry.save(
-        symbol, predictor.to_files(), model_type="lightgbm", trainer="lgbm",
-        created_at=1_700_000_000_000_000_000 + seed, features=FEATURES, data_range=(0, 400),
-        parent_release=parent,
-    )
+    kw = dict(model_type="lightgbm", trainer="lgbm", created_at=1_700_000_000_000_000_000 + seed,
+              features=FEATURES, data_range=(0, 400), parent_release=parent)
+    if not record:
+        staged, blobs = registry.prepare(symbol, predictor.to_files(), **kw)
+        registry.stage(staged, blobs)
+        return staged.release_id
+    manifest = registry.save(symbol, predictor.to_files(), **kw)
     await event_log.append(ModelReleased.new(
         symbol=symbol, release_id=manifest.release_id, model_type=manifest.model_type,
         sha256=manifest.sha256, uri="", trainer="lgbm",
