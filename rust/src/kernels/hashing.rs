@@ -119,9 +119,9 @@ impl V2Tables {
     }
 
     /// The whole groups of eight: the same integer digits and FNV steps as `bucket`, lane by
-    /// lane, and the same IEEE divisions (the quotients by 10^5 and 10^4 are exact after
-    /// `floor`: below 2^32 they never round onto the next integer). Returns how many states
-    /// were done; a lane below 100000 (no five-digit tail) is redone by `bucket`.
+    /// lane (the quotients by 10^5 and 10^4 estimated by a multiplication and corrected
+    /// exactly), and the same final IEEE division. Returns how many states were done; a lane
+    /// below 100000 (no five-digit tail) is redone by `bucket`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn buckets_avx2(&self, states: &[u32], out: &mut [f64]) -> usize {
@@ -136,13 +136,24 @@ impl V2Tables {
             let hi = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1)), two31);
             (lo, hi)
         };
-        // floor(v / d) for u32 lanes, as i32 lanes (quotients below 2^31)
-        let quotient = |v: __m256i, d: f64| {
+        // (floor(v / d), v mod d) for u32 lanes, as i32 lanes (quotients below 2^31): an
+        // estimate from a multiplication by 1/d (off by at most one), then corrected exactly
+        // with integer arithmetic; no division instruction (the divider is the slowest unit)
+        let divmod = |v: __m256i, d: i32| {
             let (lo, hi) = to_f64(v);
-            let dd = _mm256_set1_pd(d);
-            let ql = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_div_pd(lo, dd)));
-            let qh = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_div_pd(hi, dd)));
-            _mm256_set_m128i(qh, ql)
+            let inv = _mm256_set1_pd(1.0 / d as f64);
+            let ql = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_mul_pd(lo, inv)));
+            let qh = _mm256_cvttpd_epi32(_mm256_floor_pd(_mm256_mul_pd(hi, inv)));
+            let dv = _mm256_set1_epi32(d);
+            let mut q = _mm256_set_m128i(qh, ql);
+            let mut r = _mm256_sub_epi32(v, _mm256_mullo_epi32(q, dv));
+            let over = _mm256_cmpgt_epi32(r, _mm256_set1_epi32(d - 1));
+            q = _mm256_sub_epi32(q, over);
+            r = _mm256_sub_epi32(r, _mm256_and_si256(over, dv));
+            let under = _mm256_cmpgt_epi32(_mm256_setzero_si256(), r);
+            q = _mm256_add_epi32(q, under);
+            r = _mm256_add_epi32(r, _mm256_and_si256(under, dv));
+            (q, r)
         };
         let prime = _mm256_set1_epi32(FNV_PRIME as i32);
         let zero_char = _mm256_set1_epi32(b'0' as i32);
@@ -157,8 +168,7 @@ impl V2Tables {
         let high = self.high.as_ptr() as *const i32;
         for g in 0..groups {
             let s = _mm256_loadu_si256(states.as_ptr().add(8 * g) as *const __m256i);
-            let q = quotient(s, 100_000.0);
-            let r = _mm256_sub_epi32(s, _mm256_mullo_epi32(q, _mm256_set1_epi32(100_000)));
+            let (q, r) = divmod(s, 100_000);
             let mut h = _mm256_i32gather_epi32::<4>(high, q);
             // the five digits of r, zero-padded
             let d0 = div(_mm256_srli_epi32(r, 4), 429_497); // r / 10^4 = (r / 16) / 625
@@ -173,8 +183,7 @@ impl V2Tables {
                 h = step(h, d);
             }
             // (h % 10000) as f64 / 10000.0
-            let hq = quotient(h, 10_000.0);
-            let m = _mm256_sub_epi32(h, _mm256_mullo_epi32(hq, _mm256_set1_epi32(10_000)));
+            let (_, m) = divmod(h, 10_000);
             let lo = _mm256_div_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(m)), ten_k);
             let hi = _mm256_div_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(m, 1)), ten_k);
             let o = out.as_mut_ptr().add(8 * g);
@@ -357,6 +366,8 @@ mod tests {
         // the top of the range, and a spread over all of u32; lengths not a multiple of 8
         let mut states: Vec<u32> = (0..100_000u32).flat_map(|r| [r, 100_000 + r, 4_294_800_000 + r.min(67_295)]).collect();
         states.extend((0..u32::MAX).step_by(7_919));
+        // both sides of every multiple of 10^5 (where an estimated quotient is off by one)
+        states.extend((1..=42_949u32).flat_map(|k| [k * 100_000 - 1, k * 100_000, k * 100_000 + 1]));
         states.extend([u32::MAX, u32::MAX - 1, 99_999, 100_000, 0, 5]);
         let mut out = vec![0.0; states.len()];
         t.buckets(&states, &mut out);
