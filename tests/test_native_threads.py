@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from autoopt import _native
+from autoopt.config import load_config
 from autoopt.drift import ks_2samp
 from autoopt.errors import ConfigError
 from autoopt.features import ohlcv_features
@@ -44,6 +45,11 @@ def test_env_variable_sets_the_limit() -> None:
     cores = str(len(os.sched_getaffinity(0)))
     assert _threads_in_child("auto").stdout.strip() == cores
     assert _threads_in_child(None).stdout.strip() == cores
+
+
+def test_the_config_loader_leaves_the_variable_to_the_kernels(tmp_path) -> None:
+    config = load_config(environ={"HOME": str(tmp_path), "AUTOOPT_THREADS": "1"})
+    assert config.pipeline.threads >= 1
 
 
 def test_bad_env_value_is_one_line_config_error() -> None:

@@ -37,6 +37,7 @@ _RESERVED_ENV = {
     "AUTOOPT_DEBUG",  # the CLI's traceback switch
     "AUTOOPT_NATS_SERVER",  # the embedded nats-server binary (autoopt.log.server)
     "AUTOOPT_FAULT_AT",  # crash tests' kill switch (autoopt.faults)
+    "AUTOOPT_THREADS",  # the native kernels' thread limit (autoopt.runtime.native_threads)
 }
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
