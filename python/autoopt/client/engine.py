@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -57,7 +58,6 @@ from autoopt.events import (
     decode,
     encode,
 )
-from autoopt.ids import new_event_id
 from autoopt.subjects import stream_name_for_subject, subject_filter_for_type, subject_for
 
 log = logging.getLogger("autoopt.client.engine")
@@ -78,6 +78,30 @@ class _Acks:
         self.done = asyncio.Event()
         if n == 0:
             self.done.set()
+
+
+class _Ids:
+    """UUIDv7 event ids (the layout of `autoopt.ids.new_event_id`: time-sortable, strictly
+    increasing per engine) whose 62 random bits are a per-engine random start plus a counter:
+    one `os.urandom` per engine instead of one per event, on the engine's hot path."""
+
+    _MASK = (1 << 62) - 1
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._rand = int.from_bytes(os.urandom(8), "big") & self._MASK
+
+    def new(self, ns: int) -> str:
+        ms, rem = divmod(ns, 1_000_000)
+        stamp = (ms << 12) | (rem * 4096 // 1_000_000)
+        if stamp <= self._last:
+            stamp = self._last + 1
+        self._last = stamp
+        self._rand = (self._rand + 1) & self._MASK
+        value = (((stamp >> 12) & ((1 << 48) - 1)) << 80) | (0x7 << 76) \
+            | ((stamp & 0xFFF) << 64) | (0b10 << 62) | self._rand
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def rolling_metrics(returns: np.ndarray, periods_per_year: float) -> dict[str, float]:
@@ -155,6 +179,7 @@ class Engine:
         self.metrics_window = metrics_window
         self.clock = clock or SystemClock()
         self._queue: deque[Event] = deque()
+        self._id_gen = _Ids()
         self._room = asyncio.Event()
         self._room.set()
         self._wake = asyncio.Event()
@@ -239,7 +264,7 @@ class Engine:
 
     def _ids(self, event_id: str | None, ts_event: int | None = None) -> dict[str, Any]:
         now = self._now()
-        return {"event_id": event_id or new_event_id(now),
+        return {"event_id": event_id or self._id_gen.new(now),
                 "ts_event": now if ts_event is None else int(ts_event), "ts_init": now}
 
     async def signal(self, symbol: str, side: str, confidence: float, *,
