@@ -180,6 +180,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self._queue: deque[Event] = deque()
         self._id_gen = _Ids()
+        self._in_flight = 0
         self._room = asyncio.Event()
         self._room.set()
         self._wake = asyncio.Event()
@@ -376,9 +377,10 @@ class Engine:
         return self.spool.empty and not self._queue
 
     async def drained(self, timeout: float = 60.0, poll_s: float = 0.05) -> None:
-        """Wait until the queue and the spool are empty (every event stored)."""
+        """Wait until the queue and the spool are empty and no batch is in flight (every event
+        stored)."""
         async with asyncio.timeout(timeout):
-            while self._queue or not self.spool.empty:
+            while self._queue or not self.spool.empty or self._in_flight:
                 self._wake.set()
                 await asyncio.sleep(poll_s)
 
@@ -409,7 +411,11 @@ class Engine:
                     batch = [self._queue.popleft()
                              for _ in range(min(self.batch_size, len(self._queue)))]
                     self._room.set()
-                    await self._deliver([encode(e) for e in batch], batch)
+                    self._in_flight += len(batch)
+                    try:
+                        await self._deliver([encode(e) for e in batch], batch)
+                    finally:
+                        self._in_flight -= len(batch)
             except asyncio.CancelledError:
                 raise
             except SpoolFull as exc:
