@@ -117,3 +117,22 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(
     spent = spent_trials(study)
     assert len(spent) == 6 and all(t.state != TrialState.RUNNING for t in spent)
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_pruning_sees_the_other_workers_trials(tmp_path: Path) -> None:
+    """Each trial reports its number: once five trials completed (the median pruner's start-up,
+    from both workers), later ones are pruned against the other worker's trials too."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    (tmp_path / "barrier").mkdir()
+    env = {**_env(tmp_path, storage, None), "OBJECTIVE_TRIAL_S": "0.15",
+           "OBJECTIVE_BARRIER": str(tmp_path / "barrier"), "OBJECTIVE_WORKERS": "2"}
+    procs = [_worker(env, "autoopt.testing.objectives:rising", 12) for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    spent = spent_trials(_load(storage))
+    completed = [t for t in spent if t.state == TrialState.COMPLETE]
+    pruned = [t for t in spent if t.state == TrialState.PRUNED]
+    assert len(spent) == 12 and len(completed) >= 5 and pruned  # pruned trials count
+    across = [t for t in pruned if any(c.number < t.number and c.user_attrs["pid"]
+                                       != t.user_attrs["pid"] for c in completed)]
+    assert across  # pruned in one worker against trials another worker completed

@@ -35,3 +35,23 @@ def hang_once(trial: optuna.Trial) -> float:
         flag.write_text(str(trial.number))
         time.sleep(3600)
     return quadratic(trial)
+
+
+def rising(trial: optuna.Trial) -> float:
+    """Reports its own trial number at step 0 (then sleeps ``OBJECTIVE_TRIAL_S``), so a median
+    pruner prunes every trial once enough earlier ones completed, whichever worker ran them;
+    records the worker's pid in user attribute ``pid``. With ``OBJECTIVE_BARRIER`` (a folder)
+    every trial first waits for ``OBJECTIVE_WORKERS`` workers to have started."""
+    barrier = os.environ.get("OBJECTIVE_BARRIER")
+    if barrier:  # wait (60 s at most) until OBJECTIVE_WORKERS workers have started
+        Path(barrier, str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while (len(os.listdir(barrier)) < int(os.environ["OBJECTIVE_WORKERS"])
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+    trial.set_user_attr("pid", os.getpid())
+    trial.report(float(trial.number), 0)
+    if trial.should_prune():
+        raise optuna.TrialPruned()
+    time.sleep(float(os.environ.get("OBJECTIVE_TRIAL_S", "0.05")))
+    return float(trial.number)
