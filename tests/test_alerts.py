@@ -4,7 +4,16 @@ failed, throttling, no paging for history at start, and every alert stored as `A
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -172,3 +181,56 @@ def test_rules_throttle_and_guardrails() -> None:
     assert by_promotion == ["release"]
     no_promotions = RuleSettings(champion_event="released")
     assert [a.rule for a in evaluate(RuleState(), released, t, no_promotions)] == ["release"]
+
+
+def test_serve_delivers_alerts(nats_server: str, tmp_path: Path) -> None:
+    """`autoopt serve` with [alerts]: an error recorded in the log reaches a webhook, and the
+    alert is stored as an event (a stdlib HTTP server in a thread as the receiver)."""
+    got: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    cfg = tmp_path / "autoopt.toml"
+    cfg.write_text(
+        '[policy]\nschedule = "off"\n[service]\nhttp_port = 0\ntick_interval_s = 0\n'
+        "[alerts]\nenabled = true\npoll_s = 0.3\ncooldown_s = 0\n[[alerts.destinations]]\nname = \"ops\"\n"
+        f'url_secret = "http://127.0.0.1:{hook.server_port}/hook"\n')
+    env = {**os.environ, "AUTOOPT_CONFIG": str(cfg), "AUTOOPT_NATS_URL": nats_server,
+           "AUTOOPT_DATA_DIR": str(tmp_path / "data")}
+    out = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "autoopt.cli", "serve"], env=env,
+                            stdout=out.open("w"), stderr=subprocess.STDOUT)
+    config = load_config(cfg, environ=env)
+
+    async def scenario() -> list[AlertRaised]:
+        log = await EventLog.connect(config.nats)
+        try:
+            await log.ensure_streams()
+            deadline = time.monotonic() + 60
+            while not got and time.monotonic() < deadline:  # until the alerter follows
+                await log.append(ErrorRaised.new(component="engine", error_type="Boom",
+                                                 message="feed lost"))
+                await asyncio.sleep(3.0)
+            await asyncio.sleep(1.0)
+            return [e async for e in log.replay(subject_filter_for_type(AlertRaised))]
+        finally:
+            await log.close()
+
+    try:
+        stored = asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        hook.shutdown()
+    assert got, out.read_text()[-3000:]
+    assert got[0]["rule"] == "service_error" and got[0]["text"] == "engine failed: Boom: feed lost"
+    assert stored and stored[0].delivered == ["ops"] and stored[0].rule == "service_error"

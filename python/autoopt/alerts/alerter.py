@@ -99,6 +99,8 @@ class Alerter:
         import aiohttp
 
         await self.catch_up()
+        log.info("alerts: following the log for %s, to %s", ", ".join(self.settings.enabled),
+                 ", ".join(d.name for d in self.destinations) or "no destination (events only)")
         async with aiohttp.ClientSession() as session:
             while not stop.is_set():
                 await self.step(session)
