@@ -24,7 +24,7 @@ import pytest
 from autoopt.config import load_config
 from autoopt.events import JobProgress, ModelReleased
 from autoopt.log import EventLog
-from autoopt.service.dashboard import DashboardFeed, check_access
+from autoopt.service.dashboard import DashboardFeed, check_access, report_url
 from autoopt.service.http import HttpServer
 from autoopt.service.metrics import ServiceMetrics
 from autoopt.testing.story import Story
@@ -202,6 +202,11 @@ async def test_dashboard_beyond_loopback_needs_the_token(
             async with s.get(url + "/reports/retrain/nope",
                              headers={"Authorization": "Bearer s3cret"}) as r:
                 assert r.status == 404 and "nope" in await r.text()
+            # the page's links carry ids as query values: a symbol with a slash survives
+            link = report_url("release", "BTC/USDT")
+            assert link == "/reports/release?id=BTC%2FUSDT"
+            async with s.get(url + link, headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 404 and "BTC/USDT: the log holds no champion" in await r.text()
     finally:
         await http.stop()
         await log.close()

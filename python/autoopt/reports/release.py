@@ -58,7 +58,7 @@ def collect_release(records: list[Record], symbol: str, release: str | None,
     story events plus its `MetricsReported` and `RetrainEvaluated`."""
     x = explain(records, symbol, at_ns, release=release)
     if x.champion is None:
-        what = f"release {release!r}" if release else "a champion"
+        what = f"release {release!r}" if release else "champion"
         raise ConfigError(f"{symbol}: the log holds no {what} (see autoopt releases list)")
     out = ReleaseRecord(symbol, x.champion, x)
     for r in records:

@@ -143,6 +143,14 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def report_url(kind: str, *parts: str) -> str:
+    """The dashboard's link to a report: ``/reports/<kind>?id=<part>&id=<part>`` (query values,
+    so a symbol such as ``BTC/USDT`` survives)."""
+    from urllib.parse import urlencode
+
+    return f"/reports/{kind}?" + urlencode([("id", p) for p in parts])
+
+
 def _link(href: str, text: str) -> str:
     return f'<a href="{esc(href)}">{esc(text)}</a>' if href else str(esc(text))
 
@@ -179,7 +187,7 @@ def render_body(state: DashboardState, now_ns: int, status: tuple[bool, str]) ->
                         f"({d.feature or d.stream}, {_ago(now_ns, c.drift_at_ns)} ago)")
         rows.append([
             str(esc(c.symbol)),
-            _link(f"/reports/release/{c.symbol}/{c.release_id}", c.release_id),
+            _link(report_url("release", c.symbol, c.release_id), c.release_id),
             str(esc(f"{_ago(now_ns, c.since_ns)} ({c.how})")), str(esc(c.trainer or "–")),
             str(esc(_num(live))) + (f' <span class="dim">({_ago(now_ns, c.live_at_ns)} ago)</span>'
                                      if c.live_at_ns else ""),
@@ -192,7 +200,7 @@ def render_body(state: DashboardState, now_ns: int, status: tuple[bool, str]) ->
     for j in sorted(state.jobs.values(), key=lambda j: j.started_ns):
         total = max(j.total, 1)
         jobs.append([
-            str(esc(j.symbol)), str(esc(j.model)), _link(f"/reports/retrain/{j.job}", j.job),
+            str(esc(j.symbol)), str(esc(j.model)), _link(report_url("retrain", j.job), j.job),
             f'<progress max="{total}" value="{min(j.done, total)}"></progress> '
             f"{esc(f'{j.done}/{j.total} {j.stage}')}",
             str(esc(_ago(now_ns, j.started_ns))),
@@ -204,7 +212,7 @@ def render_body(state: DashboardState, now_ns: int, status: tuple[bool, str]) ->
                _link(f.link, f.text)] for f in reversed(state.recent)]
     parts.append("<section><h2>Recent decisions and verdicts</h2>" + _table(
         ["stored", "symbol", "kind", "what and why"], recent, "No decision yet.") + "</section>")
-    exps = [[_link(f"/reports/ab/{x.name}", x.name), str(esc(x.symbol)), str(esc(x.status)),
+    exps = [[_link(report_url("ab", x.name), x.name), str(esc(x.symbol)), str(esc(x.status)),
              str(esc(", ".join(x.variants))), str(esc(x.champion)),
              str(esc(f"{x.winner or '–'} {x.reason}"))]
             for x in sorted(state.experiments.values(), key=lambda x: -x.updated_ns)]
@@ -307,5 +315,6 @@ __all__ = [
     "render_body",
     "render_page",
     "report_page",
+    "report_url",
     "token_required",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from autoopt.events import (
     AlertRaised,
@@ -194,7 +195,7 @@ class DashboardState:
         if champ is not None:
             champ.refusal_streak = self._streak[e.symbol]
         self.recent.append(Fact(at, e.symbol, "verdict", text,
-                                f"/reports/retrain/{run}" if run else ""))
+                                f"/reports/retrain?id={quote(run)}" if run else ""))
 
     def _decision(self, e: DecisionMade, at: int) -> None:
         self.n_decisions += 1
@@ -217,7 +218,7 @@ class DashboardState:
         self.trainings["succeeded" if e.succeeded else "failed"] += 1
         if not e.succeeded:
             self.recent.append(Fact(at, e.symbol, "failed", f"retrain failed: {e.error}",
-                                    f"/reports/retrain/{e.run_id}"))
+                                    f"/reports/retrain?id={quote(e.run_id)}"))
 
     def _progress(self, e: JobProgress, at: int) -> None:
         key = (e.job, e.symbol, e.model)

@@ -53,6 +53,7 @@ class HttpServer:
             app.router.add_get("/", self._get_page)
             app.router.add_get("/dashboard/version", self._get_version)
             app.router.add_get("/dashboard/body", self._get_body)
+            app.router.add_get("/reports/{kind}", self._get_report)
             app.router.add_get("/reports/{kind}/{rest:.+}", self._get_report)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -146,7 +147,9 @@ class HttpServer:
         if denied is not None:
             return denied
         assert self.dashboard is not None
-        parts = [p for p in request.match_info["rest"].split("/") if p]
+        # ?id=...&id=... (what the page links to), or path parts for hand-typed URLs
+        parts = request.query.getall("id", []) or [
+            p for p in request.match_info.get("rest", "").split("/") if p]
         try:
             page = await report_page(self.dashboard.log, request.match_info["kind"], parts)
         except AutooptError as exc:
