@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -42,6 +42,10 @@ from autoopt.plugins.interfaces import lookback_of
 from autoopt.registry import Manifest, ModelRegistry, Recorded, open_registry
 from autoopt.subjects import subject_filter
 
+if TYPE_CHECKING:
+    from autoopt.strategy.follow import ParamsWatcher
+    from autoopt.strategy.params import StrategyParams
+
 log = logging.getLogger(__name__)
 
 SwapCallback = Callable[["LoadedModel", "LoadedModel | None"], Awaitable[None] | None]
@@ -59,6 +63,13 @@ class LoadedModel:
     event_id: str
     features: ReleaseFeatures | None = None
     """The release's own feature set (None: its manifest recorded none)."""
+    params: StrategyParams | None = None
+    """The symbol's current strategy params (a watcher opened with ``follow_params``; None
+    otherwise or before any release). A params release or rollback swaps in a new champion
+    holding the same model and the new params, so one read of ``watcher.current`` gives a model
+    and params that were current together."""
+    params_release_id: str = ""
+    """The params release ``params`` came from ("" when none)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -141,6 +152,7 @@ class ModelWatcher:
         plugins: Plugins,
         on_swap: SwapCallback | None = None,
         on_error: ErrorCallback | None = None,
+        follow_params: bool = False,
     ) -> None:
         self.symbol = symbol
         self._log = log
@@ -156,6 +168,10 @@ class ModelWatcher:
         """What each release's ModelReleased recorded: the authority its files must match."""
         self.errors: list[tuple[str, Exception]] = []
         self._others: dict[str, LoadedModel] = {}
+        self._follow_params = follow_params
+        self.params_watcher: ParamsWatcher | None = None
+        """Follows ``<symbol>@strategy`` params releases (``follow_params``); feeds
+        `LoadedModel.params`."""
 
     @classmethod
     async def open(
@@ -165,8 +181,10 @@ class ModelWatcher:
         *,
         on_swap: SwapCallback | None = None,
         on_error: ErrorCallback | None = None,
+        follow_params: bool = False,
     ) -> ModelWatcher:
-        """A started watcher wired from config (event log, registry in the data dir, plugins)."""
+        """A started watcher wired from config (event log, registry in the data dir, plugins);
+        ``follow_params``: the champion also carries the symbol's current strategy params."""
         from autoopt.runtime import open_event_log, open_plugins
 
         event_log = await open_event_log(config)
@@ -177,6 +195,7 @@ class ModelWatcher:
             plugins=open_plugins(config),
             on_swap=on_swap,
             on_error=on_error,
+            follow_params=follow_params,
         )
         watcher._owns_log = True
         await watcher.start()
@@ -204,8 +223,44 @@ class ModelWatcher:
         """The champion's P(up) for the window's last bar (see `LoadedModel.predict_latest`)."""
         return self._model().predict_latest(window)
 
+    @property
+    def params(self) -> StrategyParams | None:
+        """The symbol's current strategy params (``follow_params``; None otherwise)."""
+        return self.params_watcher.current if self.params_watcher is not None else None
+
+    def _with_params(self, model: LoadedModel) -> LoadedModel:
+        if self.params_watcher is None:
+            return model
+        params, release_id = self.params_watcher.state  # one read: never a torn pair
+        if model.params is params and model.params_release_id == release_id:
+            return model
+        return replace(model, params=params, params_release_id=release_id)
+
+    def _params_changed(self, params: StrategyParams, release_id: str) -> None:
+        """A params release or rollback: swap in the champion with the new params (one
+        reference assignment, on the event loop, like a model swap)."""
+        current = self._current
+        if current is not None:
+            self._current = self._with_params(current)
+
+    async def wait_for_params(self, release_id: str, timeout: float = 30.0) -> StrategyParams:
+        """Wait until the params of ``release_id`` are current (the champion carries them from
+        then on); TimeoutError otherwise."""
+        if self.params_watcher is None:
+            raise ArtifactError(f"{self.symbol}: the watcher does not follow params "
+                                "(open it with follow_params=True)")
+        return await self.params_watcher.wait_for(release_id, timeout)
+
     async def start(self) -> LoadedModel | None:
-        """Load the champion recorded in the log, then follow changes live."""
+        """Load the champion recorded in the log, then follow changes live (and, with
+        ``follow_params``, the symbol's strategy params first, so the first champion has them)."""
+        if self._follow_params and self.params_watcher is None:
+            from autoopt.strategy.follow import ParamsWatcher
+
+            self.params_watcher = ParamsWatcher(self.symbol, log=self._log,
+                                                registry=self._registry,
+                                                on_change=self._params_changed)
+            await self.params_watcher.start()
         filt = subject_filter("model", scope=self.symbol)
         last_seq = 0
         latest: Event | None = None
@@ -249,6 +304,7 @@ class ModelWatcher:
         except (AutooptError, OSError) as exc:
             await self._refuse(exc, event)
             return
+        loaded = self._with_params(loaded)
         previous, self._current = self._current, loaded
         log.info(
             "swapped %s champion %s -> %s",
@@ -306,7 +362,7 @@ class ModelWatcher:
         if cached is None:
             cached = await asyncio.to_thread(self._load, release_id, "")
             self._others[release_id] = cached
-        return cached
+        return self._with_params(cached)
 
     async def wait_for(self, release_id: str, timeout: float = 30.0) -> LoadedModel:
         """Wait until ``release_id`` is the loaded champion (or raise TimeoutError)."""
@@ -320,6 +376,8 @@ class ModelWatcher:
         return self._current
 
     async def close(self) -> None:
+        if self.params_watcher is not None:
+            await self.params_watcher.stop()
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None

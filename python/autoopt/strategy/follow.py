@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -27,19 +28,30 @@ log = logging.getLogger(__name__)
 
 
 class ParamsWatcher:
-    def __init__(self, symbol: str, *, log: Any, registry: Any) -> None:
+    def __init__(self, symbol: str, *, log: Any, registry: Any,
+                 on_change: Callable[[StrategyParams, str], None] | None = None) -> None:
         self.symbol = symbol
         self._log = log
         self._registry = registry
-        self._current: StrategyParams | None = None
-        self.release_id: str = ""
+        self._state: tuple[StrategyParams | None, str] = (None, "")
+        """(params, release id) in one reference: a reader never sees one without the other."""
+        self._on_change = on_change
         self._sub: Any = None
         self._changed = asyncio.Condition()
         self.errors: list[tuple[str, Exception]] = []
 
     @property
     def current(self) -> StrategyParams | None:
-        return self._current
+        return self._state[0]
+
+    @property
+    def release_id(self) -> str:
+        return self._state[1]
+
+    @property
+    def state(self) -> tuple[StrategyParams | None, str]:
+        """(params, release id) read together (one reference read, never torn by a swap)."""
+        return self._state
 
     async def start(self) -> StrategyParams | None:
         filt = subject_filter_for_type(RiskParamsUpdated, self.symbol)
@@ -54,7 +66,7 @@ class ParamsWatcher:
                              opt_start_seq=last_seq + 1)
         self._sub = await self._log.js.subscribe(filt, cb=self._on_msg, ordered_consumer=True,
                                                  config=cfg)
-        return self._current
+        return self.current
 
     async def _on_msg(self, msg: Any) -> None:
         try:
@@ -89,7 +101,9 @@ class ParamsWatcher:
             await self._record_refusal(exc, event)
             self.errors.append((event.release_id, exc))
         else:
-            self._current, self.release_id = params, event.release_id
+            self._state = (params, event.release_id)
+            if self._on_change is not None:
+                self._on_change(params, event.release_id)
         async with self._changed:
             self._changed.notify_all()
 
@@ -111,8 +125,9 @@ class ParamsWatcher:
         async with asyncio.timeout(timeout):
             async with self._changed:
                 await self._changed.wait_for(lambda: self.release_id == release_id)
-        assert self._current is not None
-        return self._current
+        params = self.current
+        assert params is not None
+        return params
 
     async def stop(self) -> None:
         if self._sub is not None:
