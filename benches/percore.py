@@ -3,7 +3,7 @@
 Why: a service shares its cores with the trading engine and the trainer, so a kernel must win
 per core, not only with every core to itself. Each `Workload` names our call, the peer a user
 would otherwise call, and how the peer itself is threaded. `measure` runs the rounds
-interleaved (peer, ours pinned to one thread, ours on all threads, then again), so load from
+interleaved (ours pinned to one thread, ours on all threads, the peer, then again), so load from
 other jobs on a shared machine hits every side alike, and keeps the minimum of each side: the
 run least disturbed (a call of a few milliseconds is repeated within its round, fastest kept). Ratios are peer time / our time, so > 1 means we are faster.
 
@@ -95,7 +95,7 @@ def _timed(fn: Callable[[Any], Any], data: Any, repeat: int = 1) -> float:
 
 
 def measure(w: Workload, rounds: int = MIN_ROUNDS) -> Measurement:
-    """Interleaved rounds of peer / ours on 1 thread / ours on all threads; minima."""
+    """Interleaved rounds of ours on 1 thread / ours on all threads / peer; minima."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     data = w.setup()
@@ -111,9 +111,11 @@ def measure(w: Workload, rounds: int = MIN_ROUNDS) -> Measurement:
     tall: list[float] = []
     tp: list[float] = []
     for _ in range(rounds):
-        tp.append(_timed(w.peer, data))
+        # ours first: a peer with its own thread pool (polars) leaves its workers spinning for
+        # a while after each call, which would land on our one-thread run
         with pinned(1):
             t1.append(_timed(w.ours, data, repeat))
         with pinned(n_all):
             tall.append(_timed(w.ours, data, repeat))
+        tp.append(_timed(w.peer, data))
     return Measurement(w, rounds, min(t1), min(tall), n_all, min(tp))
