@@ -189,7 +189,7 @@ def main() -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_gate, jobs))
     t_gate = time.perf_counter() - t0
-    fa, det, n_windows = drift_rates(range(o, o + 50))
+    fa, det, n_windows = drift_rates(range(o, o + 100))
     dfa, ddet, delay, n_runs = degradation_rates(range(o, o + 100))
     rows = []
     for freq in ("daily", "hourly"):

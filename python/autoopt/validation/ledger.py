@@ -17,6 +17,7 @@ average-linkage hierarchy, cut at every k in 2..K; the k whose silhouette scores
 highest mean/std (ONC's quality) wins. When every pair is correlated at ρ ≥ `ONE_CLUSTER_RHO`
 the trials are one cluster. Entries without a series (pruned or failed trials) looked at the
 data too: N_eff = K · (all entries / entries with a series), never below 1 nor above raw N.
+At most `MAX_SERIES` (the most recent) series are clustered; older ones count the same way.
 
 Reported with N: the variance of the clusters' Sharpe ratios (each cluster's equal-weight
 return series), the quantity López de Prado's multiple-testing rule uses. The DSR keeps the null
@@ -39,6 +40,9 @@ MAX_BUCKETS = 512
 MIN_OVERLAP = 8
 ONE_CLUSTER_RHO = 0.5
 MAX_CLUSTERS = 24
+MAX_SERIES = 2048
+"""At most this many (the most recent) series are clustered; the rest count in proportion, as
+entries without a series do (memory and time grow with the square of the series clustered)."""
 
 
 class Signature(msgspec.Struct, frozen=True):
@@ -152,7 +156,7 @@ def effective_trials(n_raw: int, sigs: Sequence[Signature]) -> EffectiveTrials:
     the signatures of those that have an out-of-sample series."""
     if n_raw < 1:
         raise DataError(f"effective_trials: n_raw must be >= 1, got {n_raw}")
-    usable = [s for s in sigs if len(s.days) >= 2]
+    usable = [s for s in sigs if len(s.days) >= 2][-MAX_SERIES:]
     if not usable:
         return EffectiveTrials(n_raw, 0, n_raw, float(n_raw), float("nan"), [])
     rho = _correlations(usable)
