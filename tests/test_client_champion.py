@@ -67,3 +67,31 @@ async def test_champion_predicts_from_raw_bars_as_validated(event_log: EventLog,
             watcher.predict_latest(bars.tail(20))
     finally:
         await watcher.close()
+
+
+def test_latest_row_without_a_frame_equals_the_frame_path() -> None:
+    """The live path (the feature set's ``compute_numpy`` over the trailing window, no polars
+    frame) gives exactly the frame path's row, and the full-history row to 1e-12, for every
+    kind of bars an engine passes."""
+    from autoopt.client.champion import ReleaseFeatures
+    from autoopt.events import BarBatch
+
+    fs = load_plugins().component("feature_set", "default")
+    used = ["rsi14", "sma50_ratio", "macd_hist", "volume_z20"]  # a subset, in another order
+    feats = ReleaseFeatures(fs, used, lookback=500)  # what the recipe records for this set
+    assert feats._numpy is not None  # the default set has the frame-free path
+    bars = planted_bars(5, "hourly", 0.7, n=800)
+    full = feats.matrix(bars)
+    cols = {c: bars[c].to_numpy() for c in bars.columns}
+    for t in (60, 499, 799):
+        frame = bars.slice(0, t + 1)
+        window = {c: v[: t + 1] for c, v in cols.items()}
+        batch = BarBatch.from_arrays(symbol="SYN", timeframe="1h", **window)
+        framed = feats.matrix(frame.tail(feats.lookback))[-1:]
+        for bars_in in (frame, window, batch):
+            row = feats.latest(bars_in)
+            assert row.shape == (1, len(used))
+            np.testing.assert_array_equal(row, framed)
+            np.testing.assert_allclose(row, full[t: t + 1], rtol=0, atol=1e-12)
+    with pytest.raises(DataError, match="warm-up of 50"):
+        feats.latest({c: v[:30] for c, v in cols.items()})

@@ -28,6 +28,8 @@ The first `WARMUP` rows are incomplete (NaN) and the pipeline drops them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import polars as pl
 
@@ -43,10 +45,12 @@ WARMUP = 50
 """Longest lookback: SMA 50 needs rows 0..49; MACD(12, 26, 9) needs 34, vol20 21."""
 
 
-def _col(bars: pl.DataFrame, name: str) -> np.ndarray:
-    if name not in bars.columns:
+def _col(bars: pl.DataFrame | Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in bars:
         raise DataError(f"default feature set: bars have no {name!r} column")
-    return np.ascontiguousarray(bars[name].to_numpy(), dtype=np.float64)
+    col = bars[name]
+    return np.ascontiguousarray(col.to_numpy() if isinstance(col, pl.Series) else col,
+                                dtype=np.float64)
 
 
 class DefaultFeatureSet:
@@ -62,30 +66,40 @@ class DefaultFeatureSet:
         return WARMUP
 
     def compute(self, bars: pl.DataFrame) -> pl.DataFrame:
+        return pl.DataFrame(dict(zip(COLUMNS, self.compute_numpy(bars).T, strict=True)))
+
+    def compute_numpy(self, bars: pl.DataFrame | Mapping[str, np.ndarray],
+                      tail: int | None = None) -> np.ndarray:
+        """The columns as one float64 array (rows x `COLUMNS`), from a frame or a mapping of
+        arrays; ``tail``: only the last rows (the indicators still run over every bar, so the
+        values are those of the full computation). Why: an engine scoring one bar should not pay
+        for building a polars frame (`autoopt.client.champion`); `compute` is this, framed."""
         c, h, lo, v = (_col(bars, n) for n in ("close", "high", "low", "volume"))
         ret1 = ta.returns(c, 1)
         macd, signal, hist = ta.macd(c, 12, 26, 9)
+        sl = slice(-tail, None) if tail else slice(None)
+        ct = c[sl]
         with np.errstate(divide="ignore", invalid="ignore"):
-            cols = {
-                "sma20_ratio": c / ta.sma(c, 20) - 1.0,
-                "sma50_ratio": c / ta.sma(c, 50) - 1.0,
-                "ema12_ratio": c / ta.ema(c, 12) - 1.0,
-                "ema26_ratio": c / ta.ema(c, 26) - 1.0,
-                "ret1": ret1,
-                "ret5": ta.returns(c, 5),
-                "vol20": ta.stddev(ret1, 20),
-                "volume_z20": ta.zscore(v, 20),
-                "rsi14": ta.rsi(c, 14) / 100.0,
-                "atr14_ratio": ta.atr(h, lo, c, 14) / c,
-                "macd_ratio": macd / c,
-                "macd_signal": signal / c,
-                "macd_hist": hist / c,
-            }
-        out = {}
-        for name in COLUMNS:
-            arr = np.asarray(cols[name], dtype=np.float64)
-            out[name] = np.where(np.isfinite(arr), arr, np.nan)
-        return pl.DataFrame(out)
+            cols = (
+                ct / ta.sma(c, 20)[sl] - 1.0,
+                ct / ta.sma(c, 50)[sl] - 1.0,
+                ct / ta.ema(c, 12)[sl] - 1.0,
+                ct / ta.ema(c, 26)[sl] - 1.0,
+                ret1[sl],
+                ta.returns(c, 5)[sl],
+                ta.stddev(ret1, 20)[sl],
+                ta.zscore(v, 20)[sl],
+                ta.rsi(c, 14)[sl] / 100.0,
+                ta.atr(h, lo, c, 14)[sl] / ct,
+                macd[sl] / ct,
+                signal[sl] / ct,
+                hist[sl] / ct,
+            )
+        out = np.empty((ct.shape[0], len(COLUMNS)), dtype=np.float64)
+        for j, arr in enumerate(cols):
+            out[:, j] = arr
+        out[~np.isfinite(out)] = np.nan
+        return out
 
 
 @hookimpl

@@ -66,6 +66,9 @@ class ReleaseFeatures:
         self._index = [all_columns.index(c) for c in self.columns]
         self.warmup = int(feature_set.warmup())
         self.lookback = max(int(lookback), self.warmup + 1)
+        self._numpy = getattr(feature_set, "compute_numpy", None)
+        """The feature set's frame-free path (optional): ``compute_numpy(arrays, tail)`` →
+        rows x columns; the live path uses it so one bar costs no polars frame."""
 
     @classmethod
     def of(cls, manifest: Manifest, plugins: Plugins) -> ReleaseFeatures | None:
@@ -100,6 +103,15 @@ class ReleaseFeatures:
 
     def latest(self, window: Bars) -> np.ndarray:
         """The last bar's input row (1 x n_columns) from a trailing window of bars."""
+        if self._numpy is not None:
+            arrays = _trailing_arrays(window, self.lookback)
+            if arrays is not None:
+                n = len(arrays["close"])
+                if n <= self.warmup:
+                    raise DataError(
+                        f"predict_latest needs more than the feature set's warm-up of "
+                        f"{self.warmup} bars (lookback {self.lookback}), got {n}")
+                return self._numpy(arrays, 1)[:, self._index]
         frame = bars_frame(window)
         if frame.height <= self.warmup:
             raise DataError(
@@ -109,6 +121,32 @@ class ReleaseFeatures:
         if frame.height > self.lookback:
             frame = frame.tail(self.lookback)
         return self.matrix(frame)[-1:]
+
+
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _trailing_arrays(bars: Bars, n: int) -> dict[str, np.ndarray] | None:
+    """The last ``n`` bars' price columns as numpy arrays (views where the input allows), or
+    None for input the frame path should handle (it names what is wrong)."""
+    import polars as pl
+
+    if isinstance(bars, pl.DataFrame):
+        cols = bars.columns
+        if not all(c in cols for c in _PRICE_COLUMNS):
+            return None
+        start = max(bars.height - n, 0)
+        return {c: bars[c].slice(start).to_numpy() for c in _PRICE_COLUMNS}
+    if isinstance(bars, BarBatch):
+        return {c: np.frombuffer(getattr(bars, c), dtype="<f8")[-n:] for c in _PRICE_COLUMNS}
+    if isinstance(bars, Mapping):
+        if not all(c in bars for c in _PRICE_COLUMNS):
+            return None
+        arrays = {c: np.asarray(bars[c])[-n:] for c in _PRICE_COLUMNS}
+        if len({len(a) for a in arrays.values()}) != 1:
+            return None
+        return arrays
+    return None
 
 
 __all__ = ["Bars", "ReleaseFeatures", "bars_frame"]
