@@ -68,7 +68,7 @@ def bench_studies(root: Path, trials: int, workers: list[int], trial_s: float) -
                 startup, _ = _workers(env, study, 1, trials)  # joins a full study: no trial
                 s = optuna.load_study(study_name=study, storage=open_storage(storage))
                 spent = spent_trials(s)
-                surplus = sum(1 for t in s.trials if t.user_attrs.get("surplus"))
+                surplus = sum(1 for t in s.trials if t.system_attrs.get("surplus"))
                 overhead = max(wall - startup, 0.0) * n / trials - trial_s
                 rows.append({"storage": kind, "workers": n, "wall_s": round(wall, 2),
                              "startup_s": round(startup, 2), "trials": len(spent),

@@ -90,7 +90,7 @@ def test_three_workers_hold_the_budget_exactly(kind: str, tmp_path: Path,
     assert len(spent) == 8 and sum(ran) == 8
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in spent)
     others = [t for t in study.trials if t not in spent]
-    assert all(t.user_attrs.get(SURPLUS) for t in others)  # never run: at most one per worker
+    assert all(t.system_attrs.get(SURPLUS) for t in others)  # never run: at most one per worker
     assert len(others) <= 3
 
 
@@ -113,7 +113,7 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(
     assert survivor.returncode == 0, err
     study = _load(storage)
     killed = next(t for t in study.trials if t.number == int(flag.read_text()))
-    assert killed.state == TrialState.FAIL and killed.user_attrs.get(STALE)
+    assert killed.state == TrialState.FAIL and killed.system_attrs.get(STALE)
     spent = spent_trials(study)
     assert len(spent) == 6 and all(t.state != TrialState.RUNNING for t in spent)
     assert not study.get_trials(states=(TrialState.RUNNING,))

@@ -114,7 +114,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     study's workers never ran (``surplus``) or lost with a killed worker (``stale``), see
     `autoopt.studies.budget`."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED
-            and not t.user_attrs.get("surplus") and not t.user_attrs.get("stale")]
+            and not t.system_attrs.get("surplus") and not t.system_attrs.get("stale")]
     return sorted(done, key=lambda t: t.number)
 
 

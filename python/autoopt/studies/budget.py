@@ -7,19 +7,20 @@ so concurrent workers still overshoot by up to k-1.
 The budget is decided by the storage's own order: every storage numbers trials 0, 1, 2... in
 one total order (a row lock in PostgreSQL, the file lock in SQLite, the journal's order on
 NATS). A worker asks for a trial (number k), then counts the trials numbered below k that
-spend budget; at the budget or above, trial k is *surplus*: marked FAIL with the user attribute
+spend budget; at the budget or above, trial k is *surplus*: marked FAIL with the system attribute
 ``surplus`` and never run, and the worker stops. Two workers can never both be admitted to the
 last slot, since each sees the other's lower-numbered trial.
 
 What spends budget: running, completed and pruned trials, and trials that failed with an error
-(user attribute ``error``). A worker killed mid-trial stops its heartbeat (user attribute
+(user attribute ``error``). A worker killed mid-trial stops its heartbeat (system attribute
 ``heartbeat``, wall-clock seconds, every ``heartbeat_s``); a worker whose trial number reaches
 the budget first marks running trials silent for ``grace_s`` FAIL with attribute ``stale``,
 which frees their slots, so the study still reaches its budget of finished trials: a killed
 trial is retried as a new trial. Below the budget by number a trial is admitted without
 reading the others (fewer than the budget precede it), so the common path costs one ask.
 A worker at the budget with trials still running waits for them to finish or go stale before
-leaving, so a kill never leaves the study short.
+leaving, so a kill never leaves the study short. The bookkeeping lives in system attributes:
+user attributes go into `TrialCompleted` events, which must not carry wall-clock heartbeats.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ HEARTBEAT = "heartbeat"
 
 def spends_budget(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial counts against the study's budget (see the module docstring)."""
-    if t.user_attrs.get(SURPLUS) or t.user_attrs.get(STALE):
+    if t.system_attrs.get(SURPLUS) or t.system_attrs.get(STALE):
         return False
     if t.state == TrialState.FAIL:
         return bool(t.user_attrs.get(ERROR))
@@ -57,12 +58,12 @@ def fail_stale(study: optuna.Study, grace_s: float, now: Callable[[], float] = t
     n = 0
     storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = t.user_attrs.get(HEARTBEAT)
+        beat = t.system_attrs.get(HEARTBEAT)
         start = t.datetime_start.timestamp() if t.datetime_start else now()
         last = float(beat) if beat is not None else start
         if now() - last > grace_s:
             try:
-                storage.set_trial_user_attr(t._trial_id, STALE, True)
+                storage.set_trial_system_attr(t._trial_id, STALE, True)
                 if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                     n += 1
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
@@ -81,13 +82,13 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                self._storage.set_trial_user_attr(self._trial_id, HEARTBEAT, time.time())
+                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT, time.time())
             except Exception:  # finished under us, or a storage hiccup: the next beat retries
                 if self._stop.is_set():
                     return
 
     def __enter__(self) -> _Heartbeat:
-        self._storage.set_trial_user_attr(self._trial_id, HEARTBEAT, time.time())
+        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT, time.time())
         self._thread.start()
         return self
 
@@ -113,7 +114,7 @@ def run_budgeted(
         trial = study.ask()
         # below the budget by number, fewer trials precede it: admitted without reading them
         if trial.number >= n_trials and _spent_before(study, trial.number, grace_s) >= n_trials:
-            study._storage.set_trial_user_attr(trial._trial_id, SURPLUS, True)
+            study._storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
             study.tell(trial, state=TrialState.FAIL)
             if _wait_for_running(study, trial.number, grace_s, heartbeat_s):
                 continue  # a stale trial was failed: its slot is free again
