@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -106,13 +107,21 @@ async def _nightly(config: Config, source: str) -> RetrainSummary:
         await log.close()
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process (every thread) and its waited-for children: the work done,
+    which unlike the wall time does not grow with the machine's load."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def nightly(work: Path, source: str, *, trials: int, pruning: bool, pruner: str) -> dict[str, Any]:
-    """One nightly run in a fresh data dir; wall time, scores and trial states."""
+    """One nightly run in a fresh data dir; wall and CPU time, scores and trial states."""
     data_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     config = bench_config(data_dir, trials=trials, pruning=pruning, pruner=pruner)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     summary = asyncio.run(_nightly(config, source))
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     storage = f"sqlite:///{data_dir / 'optuna.db'}"
     per_symbol = {}
     for r in summary.results:
@@ -129,7 +138,8 @@ def nightly(work: Path, source: str, *, trials: int, pruning: bool, pruner: str)
             "tuning_s": sum(t.duration.total_seconds() for t in study.trials if t.duration),
             "features": len(r.features),
         }
-    return {"wall_s": wall, "symbols": per_symbol}
+    return {"wall_s": wall, "cpu_s": cpu, "load_avg_1m": os.getloadavg()[0],
+            "symbols": per_symbol}
 
 
 def compare(with_p: dict[str, Any], without: dict[str, Any]) -> dict[str, Any]:
