@@ -134,9 +134,11 @@ WORKLOADS = [
 ]
 
 
-def test_adwin_native(benchmark, stream: np.ndarray) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_adwin_native(benchmark, stream: np.ndarray, threads: int | None) -> None:
     benchmark.group = "ADWIN, 100k values"
-    hits = benchmark(lambda: ADWIN().update_many(stream))
+    with pinned(threads):
+        hits = benchmark(lambda: ADWIN().update_many(stream))
     assert len(hits) > 0
 
 
@@ -147,9 +149,11 @@ def test_adwin_river(benchmark, stream: np.ndarray) -> None:
     assert hits == ADWIN().update_many(stream).tolist()
 
 
-def test_page_hinkley_native(benchmark, stream: np.ndarray) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_page_hinkley_native(benchmark, stream: np.ndarray, threads: int | None) -> None:
     benchmark.group = "PageHinkley, 100k values"
-    benchmark(lambda: PageHinkley().update_many(stream))
+    with pinned(threads):
+        benchmark(lambda: PageHinkley().update_many(stream))
 
 
 def test_page_hinkley_river(benchmark, stream: np.ndarray) -> None:
@@ -196,10 +200,12 @@ def _numpy_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> fl
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def test_psi_native(benchmark, samples) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_psi_native(benchmark, samples, threads: int | None) -> None:
     ref, _, shifted = samples
     benchmark.group = "PSI 1M vs 1M"
-    v = benchmark(lambda: psi(ref, shifted))
+    with pinned(threads):
+        v = benchmark(lambda: psi(ref, shifted))
     assert v == pytest.approx(_numpy_psi(ref, shifted), rel=1e-12)
 
 

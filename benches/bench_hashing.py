@@ -59,10 +59,12 @@ def test_buckets_native_list(benchmark, keys: list[str], threads: int | None) ->
     assert out.shape == (N_KEYS,)
 
 
-def test_buckets_native_numpy_unicode(benchmark, keys: list[str]) -> None:
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_buckets_native_numpy_unicode(benchmark, keys: list[str], threads: int | None) -> None:
     benchmark.group = "buckets, 1M keys"
     arr = np.array(keys)
-    out = benchmark(lambda: buckets(SEED, arr))
+    with pinned(threads):
+        out = benchmark(lambda: buckets(SEED, arr))
     assert np.array_equal(out, buckets(SEED, keys))
 
 
