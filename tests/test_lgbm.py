@@ -185,3 +185,15 @@ def test_fold_threads_boost_exactly_the_lockstep_loop(patience: int) -> None:
             folds.close()
         assert curve == want and best == want_best
         assert [b.current_iteration() for b in boosters] == [len(want)] * len(task.folds)
+
+
+def test_folds_are_spread_over_workers_by_their_rows() -> None:
+    from autoopt.builtins.lgbm_trainer import balance
+
+    sizes = [50, 60, 70, 80, 90]  # a walk-forward split's training sets
+    groups = balance(sizes, 2)
+    assert sorted(f for g in groups for f in g) == list(range(5))
+    assert max(sum(sizes[f] for f in g) for g in groups) == 180  # the best split; greedy: 200
+    many = balance(list(range(1, 21)), 3)
+    assert sorted(f for g in many for f in g) == list(range(20)) and len(many) == 3
+    assert balance(sizes, 1) == [[0, 1, 2, 3, 4]]
