@@ -116,3 +116,38 @@ def test_sync_engine_for_engines_that_are_not_asyncio(nats_server: str, tmp_path
             await log.close()
 
     assert aio.run(stored()) == [sig.event_id]
+
+
+async def test_engines_share_a_connection_with_other_subscribers(event_log: EventLog,
+                                                                 tmp_path: Path) -> None:
+    """Two engines take their acks from the connection's parser (each its own subscription);
+    every other message on the connection still reaches its subscriber, and closing the engines
+    in any order leaves the connection as it was."""
+    got: list[bytes] = []
+
+    async def side(msg) -> None:  # type: ignore[no-untyped-def]
+        got.append(msg.data)
+
+    sub = await event_log.nc.subscribe("side.channel", cb=side)
+    first = Engine(event_log, spool_dir=tmp_path / "a", batch_size=64)
+    second = Engine(event_log, spool_dir=tmp_path / "b", batch_size=64)
+    await first.start()
+    await second.start()
+    for i in range(200):
+        await first.signal("BTCUSDT", "long", 0.6, signal_id=f"a{i}")
+        await second.signal("ETHUSDT", "short", 0.4, signal_id=f"b{i}")
+        if i % 50 == 0:
+            await event_log.nc.publish("side.channel", str(i).encode())
+    await first.drained(timeout=30)
+    await second.drained(timeout=30)
+    await event_log.nc.flush(timeout=10)
+    async with asyncio.timeout(10):
+        while len(got) < 4:
+            await asyncio.sleep(0.01)
+    assert got == [b"0", b"50", b"100", b"150"]
+    assert (first.sent, second.sent, first.spooled, second.spooled) == (200, 200, 0, 0)
+    assert len(await _ids(event_log, "SIGNALS")) == 400
+    await first.close()
+    await second.close()
+    assert "_process_msg" not in vars(event_log.nc)  # unwound: the class's own method again
+    await sub.unsubscribe()
