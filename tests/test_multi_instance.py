@@ -179,7 +179,7 @@ async def test_three_instances_one_killed_with_a_nats_node_do_everything_once(
         verdicts = await _events(config, ValidationVerdict)
         released = await _events(config, ModelReleased)
         assert len(verdicts) == 1 and verdicts[0].passed
-        assert len(released) == 1
+        assert len(released) == 1 and released[0].uri.startswith("nats-obj://autoopt-models/GOOG/")
         # the release is current on every host: read from the store by a fresh data dir
         reader = open_registry(survivors[0].config())
         try:

@@ -67,6 +67,7 @@ def test_two_hosts_share_releases_current_and_rollback(hosts) -> None:
     assert manifest_bytes(mb) == (b.release_dir(SYM, second) / "manifest.json").read_bytes()
     assert [e.release_id for e in b.entries(SYM)] == [first, second]
     assert b.symbols() == [SYM]
+    assert a.uri(SYM, second) == b.uri(SYM, second) == f"nats-obj://autoopt-models/BTC%2FUSDT/{second}"
     assert b.rollback(SYM) == (second, first)  # a rollback on b is what a sees
     assert a.current(SYM) == first
     # saving the same content again (from either host) is the same release, not a conflict

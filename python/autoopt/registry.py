@@ -456,6 +456,10 @@ class ModelRegistry:
     def close(self) -> None:
         """Release what the backend holds (nothing on local disk; the NATS connection)."""
 
+    def uri(self, symbol: str, release_id: str) -> str:
+        """Where the release lives, for `ModelReleased.uri` (here: its directory)."""
+        return str(self.release_dir(symbol, release_id))
+
 
 def open_registry(config: Config) -> ModelRegistry:
     """The registry ``registry.backend`` names: ``local`` (the data dir) or ``nats`` (JetStream

@@ -363,6 +363,10 @@ class NatsModelRegistry(ModelRegistry):
                 out.setdefault(unquote(parts[0]), []).append(parts[1])
         return out
 
+    def uri(self, symbol: str, release_id: str) -> str:
+        """``nats-obj://<bucket>/<symbol%>/<release_id>``: the same on every host."""
+        return f"nats-obj://{self._bucket_name}/{self._obj(symbol, release_id, '')}".rstrip("/")
+
     def symbols(self) -> builtins.list[str]:
         return sorted(self._published())
 

@@ -135,7 +135,7 @@ class ReleaseSteps:
         released = self._event(
             ModelReleased, verdict, "model.released", symbol=symbol, release_id=rid,
             model_type=manifest.model_type, sha256=manifest.sha256,
-            uri=str(self.registry.release_dir(symbol, rid)),
+            uri=self.registry.uri(symbol, rid),
             metrics={k: v for k, v in manifest.metrics.items()
                      if v is not None and math.isfinite(v)},
             features=list(manifest.features), params=dict(manifest.params),
