@@ -121,8 +121,9 @@ def test_sync_engine_for_engines_that_are_not_asyncio(nats_server: str, tmp_path
 async def test_engines_share_a_connection_with_other_subscribers(event_log: EventLog,
                                                                  tmp_path: Path) -> None:
     """Two engines take their acks from the connection's parser (each its own subscription);
-    every other message on the connection still reaches its subscriber, and closing the engines
-    in any order leaves the connection as it was."""
+    every other message on the connection still reaches its subscriber, each engine's batches
+    (several in flight at once) are stored in the order they were produced, and closing the
+    engines in any order leaves the connection as it was."""
     got: list[bytes] = []
 
     async def side(msg) -> None:  # type: ignore[no-untyped-def]
@@ -133,9 +134,12 @@ async def test_engines_share_a_connection_with_other_subscribers(event_log: Even
     second = Engine(event_log, spool_dir=tmp_path / "b", batch_size=64)
     await first.start()
     await second.start()
+    produced: dict[str, list[str]] = {"BTCUSDT": [], "ETHUSDT": []}
     for i in range(200):
-        await first.signal("BTCUSDT", "long", 0.6, signal_id=f"a{i}")
-        await second.signal("ETHUSDT", "short", 0.4, signal_id=f"b{i}")
+        produced["BTCUSDT"].append(
+            (await first.signal("BTCUSDT", "long", 0.6, signal_id=f"a{i}")).event_id)
+        produced["ETHUSDT"].append(
+            (await second.signal("ETHUSDT", "short", 0.4, signal_id=f"b{i}")).event_id)
         if i % 50 == 0:
             await event_log.nc.publish("side.channel", str(i).encode())
     await first.drained(timeout=30)
@@ -146,7 +150,10 @@ async def test_engines_share_a_connection_with_other_subscribers(event_log: Even
             await asyncio.sleep(0.01)
     assert got == [b"0", b"50", b"100", b"150"]
     assert (first.sent, second.sent, first.spooled, second.spooled) == (200, 200, 0, 0)
-    assert len(await _ids(event_log, "SIGNALS")) == 400
+    stored = [r.event async for r in event_log.replay_records("SIGNALS")]
+    assert len(stored) == 400
+    for symbol, ids in produced.items():
+        assert [e.event_id for e in stored if e.symbol == symbol] == ids
     await first.close()
     await second.close()
     assert "_process_msg" not in vars(event_log.nc)  # unwound: the class's own method again

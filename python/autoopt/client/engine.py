@@ -5,8 +5,9 @@ Why: an engine should not hand-build events, compute metrics on an undocumented 
 what it produced when NATS is briefly down. Every call builds the event (validated: a bad field is
 a `DataError` naming it, raised in the caller), drops it if its event id was already sent
 (dedup), and queues it; one background task sends the queue in batches, pipelined (publishes go
-out without waiting for each ack; acks are matched by reply subject), so the engine's hot path
-never waits on the network.
+out without waiting for each ack; acks are matched by reply subject; up to ``batches_in_flight``
+batches wait for their acks at once, so the server stores one while the engine sends the next),
+so the engine's hot path never waits on the network.
 
 Delivery
     A batch JetStream did not acknowledge (NATS down, a timeout, a leader election) goes to the
@@ -198,6 +199,7 @@ class Engine:
         spool_dir: str | Path,
         source: str = "engine",
         batch_size: int = 1024,
+        batches_in_flight: int = 4,
         flush_interval_s: float = 0.005,
         max_pending: int = 100_000,
         put_timeout_s: float = 30.0,
@@ -212,6 +214,7 @@ class Engine:
         self.source = source
         self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
         self.batch_size = batch_size
+        self.batches_in_flight = max(1, int(batches_in_flight))
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
         self.put_timeout_s = put_timeout_s
@@ -237,6 +240,11 @@ class Engine:
         self._ack_tap: _AckTap | None = None
         self._batch_no = 0
         self._task: asyncio.Task[None] | None = None
+        self._sending: dict[asyncio.Task[None], list[Event]] = {}
+        """Batches sent and waiting for their acks (at most ``batches_in_flight``)."""
+        self._stalled: SpoolFull | None = None
+        self._requeue: list[Event] = []
+        """Events of batches the full spool refused, in queue order, for the queue's head."""
         self._closing = False
         self._owns_log = False
         self.sent = 0
@@ -433,9 +441,10 @@ class Engine:
     async def _run(self) -> None:
         while True:
             if not self._queue:
-                self._idle.set()
-                if self._closing and (self.spool.empty or not self.connected):
-                    return
+                if not self._sending:
+                    self._idle.set()
+                    if self._closing and (self.spool.empty or not self.connected):
+                        return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.flush_interval_s if self.spool.empty
@@ -447,17 +456,26 @@ class Engine:
                     async with asyncio.timeout(self.flush_interval_s):
                         await self._wake.wait()
             try:
+                if self._stalled is not None or (not self.spool.empty and self.connected):
+                    await self._settle()  # in order: what is in flight ends first
+                if self._stalled is not None:
+                    exc, self._stalled = self._stalled, None
+                    self._queue.extendleft(reversed(self._requeue))  # producers wait
+                    self._requeue = []
+                    raise exc
                 if not self.spool.empty and self.connected:
                     await self._drain_spool()
                 if self._queue:
+                    while len(self._sending) >= self.batches_in_flight:
+                        await asyncio.wait(list(self._sending),
+                                           return_when=asyncio.FIRST_COMPLETED)
                     batch = [self._queue.popleft()
                              for _ in range(min(self.batch_size, len(self._queue)))]
                     self._room.set()
                     self._in_flight += len(batch)
-                    try:
-                        await self._deliver([encode(e) for e in batch], batch)
-                    finally:
-                        self._in_flight -= len(batch)
+                    before = next(reversed(self._sending), None)
+                    task = asyncio.create_task(self._deliver_batch(batch, before))
+                    self._sending[task] = batch
             except asyncio.CancelledError:
                 raise
             except SpoolFull as exc:
@@ -467,22 +485,45 @@ class Engine:
                 log.exception("engine sender")
                 await asyncio.sleep(0.2)
 
-    async def _deliver(self, payloads: list[bytes], events: list[Event] | None) -> None:
-        """Send a batch, or spool it (whole while the spool holds older events, to keep
-        order; else what was not acknowledged)."""
-        if not self.spool.empty or not self.connected:
-            self._to_spool(payloads, events)
-            return
-        acked = await self._send(payloads, events)
-        left = [p for p, ok in zip(payloads, acked, strict=True) if not ok]
-        if left:
-            self._to_spool(left, None)
+    async def _deliver_batch(self, batch: list[Event], before: asyncio.Task[None] | None) -> None:
+        """One batch of the queue, sent while up to ``batches_in_flight`` - 1 others wait for
+        their acks: the server stores one while the engine builds and sends the next. They go
+        out in queue order on one connection, so the log stores them in that order; what was
+        not acknowledged is spooled after the batch before it has spooled its own."""
+        payloads = [encode(e) for e in batch]
+        try:
+            if not self.spool.empty or not self.connected:
+                acked = [False] * len(batch)  # whole, behind the older events already spooled
+            else:
+                acked = await self._send(payloads, batch)
+            if before is not None:
+                await asyncio.wait([before])
+            left = [i for i, ok in enumerate(acked) if not ok]
+            if left:
+                self._to_spool([payloads[i] for i in left], [batch[i] for i in left],
+                               requeue=False)
+        except SpoolFull as exc:
+            self._stalled = exc  # the sender pauses and puts _requeue back (see _run)
+        except Exception:
+            log.exception("engine sender")
+        finally:
+            self._in_flight -= len(batch)
+            self._sending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._wake.set()
 
-    def _to_spool(self, payloads: list[bytes], events: list[Event] | None) -> None:
+    async def _settle(self) -> None:
+        """Wait until no batch is in flight."""
+        while self._sending:
+            await asyncio.wait(list(self._sending))
+
+    def _to_spool(self, payloads: list[bytes], events: list[Event] | None, *,
+                  requeue: bool = True) -> None:
         try:
             self.spool.write(payloads)
         except SpoolFull:
-            if events is not None:  # back to the head of the queue: producers wait
+            if not requeue:  # a batch in flight: back in order via _requeue
+                self._requeue += events if events is not None else [decode(p) for p in payloads]
+            elif events is not None:  # back to the head of the queue: producers wait
                 self._queue.extendleft(reversed(events))
             else:
                 self._queue.extendleft(reversed([decode(p) for p in payloads]))
@@ -571,6 +612,13 @@ class Engine:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+            unacked = [e for batch in self._sending.values() for e in batch]
+            for task in list(self._sending):  # unacknowledged: keep on disk (dedup by id)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._queue.extendleft(reversed(self._requeue + unacked))
+            self._requeue = []
             if self._queue:  # what the sender could not take: keep it on disk
                 with contextlib.suppress(SpoolFull):
                     self._to_spool([encode(e) for e in self._queue], list(self._queue))
