@@ -136,3 +136,21 @@ def test_pruning_sees_the_other_workers_trials(tmp_path: Path) -> None:
     across = [t for t in pruned if any(c.number < t.number and c.user_attrs["pid"]
                                        != t.user_attrs["pid"] for c in completed)]
     assert across  # pruned in one worker against trials another worker completed
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--objective", "no_such_module:f", "--study", "s", "--create"], "no_such_module"),
+    (["--objective", "autoopt.testing.objectives", "--study", "s", "--create"],
+     "expected module:function"),
+    (["--objective", "autoopt.testing.objectives:quadratic", "--study", "missing"],
+     "no study 'missing'"),
+])
+def test_worker_bad_input_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOOPT_")}
+    env.update(AUTOOPT_DATA_DIR=str(tmp_path),
+               AUTOOPT_PIPELINE__OPTUNA_STORAGE=f"sqlite:///{tmp_path / 'o.db'}")
+    out = subprocess.run([sys.executable, "-m", "autoopt", "worker", "--trials", "2", *args],
+                         env=env, capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
