@@ -158,3 +158,30 @@ async def test_engines_share_a_connection_with_other_subscribers(event_log: Even
     await second.close()
     assert "_process_msg" not in vars(event_log.nc)  # unwound: the class's own method again
     await sub.unsubscribe()
+
+
+async def test_batches_in_flight_when_nats_dies_are_delivered_once_in_order(
+        nats_node: NatsCluster, tmp_path: Path) -> None:
+    """The server is killed while several batches wait for their acks: what was not
+    acknowledged is spooled in order (stored or not: JetStream drops the copies by Nats-Msg-Id)
+    and delivered once the server is back, each event once, in the order produced."""
+    node = nats_node.nodes["n1"]
+    log = await EventLog.connect(_settings(node.url))
+    engine = Engine(log, spool_dir=tmp_path / "spool", batch_size=50, batches_in_flight=4,
+                    ack_timeout_s=1.0)
+    await engine.start()
+    produced = [await engine.signal("ETHUSDT", "long", 0.6) for _ in range(3000)]
+    async with asyncio.timeout(30):
+        while engine.sent == 0:  # the first batch is in; others are in flight
+            await asyncio.sleep(0.001)
+    node.kill()
+    assert engine.sent < len(produced)
+    async with asyncio.timeout(30):
+        while engine._in_flight or engine._queue:  # noqa: SLF001  (all of it spooled)
+            await asyncio.sleep(0.05)
+    assert engine.spooled > 0
+    node.start()
+    await engine.drained(timeout=60)
+    assert await _ids(log, "SIGNALS") == [e.event_id for e in produced]
+    await engine.close()
+    await log.close()
