@@ -28,13 +28,13 @@ loop thread (`SyncNats`), each bounded by a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import io
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,23 +114,31 @@ class NatsModelRegistry(ModelRegistry):
         return self._obs, self._kv
 
     def _call(self, what: str, fn: Any, timeout: float | None = None) -> Any:
-        """Run one store operation; a timeout or a lost connection (a node failing over) is
-        retried, twice, with backoff: every operation is idempotent (puts of the same bytes,
-        reads), so a retry after an unseen success does no harm."""
+        """Run one store operation, each try bounded by ``timeout``; what passes by itself (a
+        timeout, no responders while a stream leader is elected, a connection failing over to
+        another node) is retried on `autoopt.log.retry`'s schedule for the event log's retry
+        window. Every operation is idempotent (puts of the same bytes, reads), so a retry after
+        an unseen success does no harm. A server that never answered is one error at once:
+        the first connection already retried within ``nats.connect_timeout_s``."""
         import nats.errors
 
-        transient = (AutooptError, nats.errors.Error, TimeoutError, OSError)
-        for attempt in range(3):
-            try:
-                return self._nats.call(fn, timeout=timeout or self._timeout)
-            except ArtifactError:
-                raise
-            except transient as exc:
-                if attempt == 2 or not self._nats.connected:  # dial already retried its own
-                    raise ArtifactError(
-                        f"registry on NATS: {what}: {type(exc).__name__}: {exc}") from None
-                time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+        from autoopt.log.retry import retrying
+
+        per_try = timeout or self._timeout
+        window = max(30.0, 3 * self._nats.settings.request_timeout_s)
+
+        async def once() -> Any:
+            return await asyncio.wait_for(fn(), per_try)
+
+        async def run() -> Any:
+            return await retrying(once, what="NATS", deadline_s=window)
+
+        try:
+            return self._nats.call(run, timeout=window + per_try + 5.0)
+        except ArtifactError:
+            raise
+        except (AutooptError, nats.errors.Error, TimeoutError, OSError) as exc:
+            raise ArtifactError(f"registry on NATS: {what}: {type(exc).__name__}: {exc}") from None
 
     def _get(self, name: str) -> bytes | None:
         """An object's bytes, None when absent (the store checks its own digest)."""

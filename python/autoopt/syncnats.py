@@ -78,11 +78,6 @@ class SyncNats:
             return self._loop
 
     @property
-    def connected(self) -> bool:
-        """Whether a connection was ever made (nats-py reconnects it after a failover)."""
-        return self._nc is not None
-
-    @property
     def js(self) -> Any:
         """The JetStream context (connects first); only for coroutines run through `call`."""
         self._connected()
