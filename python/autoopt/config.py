@@ -155,10 +155,11 @@ class DegradationPolicy(_Section):
     """... and the state returns to normal only at z >= -live_z_exit."""
     live_min_trades: PositiveInt = 30
     """Reports over fewer trades than this are not tested."""
-    cbpe: bool = True
+    cbpe: bool = False
     """Estimate the champion's hit rate from its signals' confidence before outcomes arrive
-    (`autoopt.validation.cbpe`) every ``cbpe_window`` signals; retrain ("performance.cbpe")
-    when it is ``cbpe_z`` standard errors below the release's cross-validated accuracy."""
+    (`autoopt.validation.cbpe`) every ``cbpe_window`` signals, recorded as a ``held.cbpe``
+    decision; retrain ("performance.cbpe") when it is ``cbpe_z`` standard errors below the
+    release's cross-validated accuracy. Opt-in: it adds a decision every window of signals."""
     cbpe_window: Annotated[int, msgspec.Meta(ge=2)] = 200
     cbpe_z: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
 
