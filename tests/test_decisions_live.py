@@ -99,7 +99,7 @@ def test_cbpe_triggers_before_outcomes_when_confidence_collapses() -> None:
     from autoopt.events import SignalEmitted
 
     feed = Feed(PolicyConfig(schedule=None, cooldown_s=0.0, degradation=DegradationPolicy(
-        cbpe_window=100, cbpe_z=3.0)))
+        cbpe=True, cbpe_window=100, cbpe_z=3.0)))
     feed.send(ModelReleased, symbol="BTC", release_id="rel-1", model_type="lgbm",
               sha256="0" * 64, uri="file:///m/BTC/rel-1", metrics={"accuracy": 0.60})
     feed.send(ModelPromoted, symbol="BTC", release_id="rel-1")
@@ -120,7 +120,7 @@ def test_cbpe_triggers_before_outcomes_when_confidence_collapses() -> None:
     (fired,) = window(0.51)  # near coin-flip: z about -1.8, above -3: held
     assert fired.reason == "held.cbpe" and fired.details["statistic"] < -1.5
     feed.config = PolicyConfig(schedule=None, cooldown_s=0.0, degradation=DegradationPolicy(
-        cbpe_window=100, cbpe_z=1.5))
+        cbpe=True, cbpe_window=100, cbpe_z=1.5))
     (fired,) = window(0.51)
     assert (fired.kind, fired.reason) == ("retrain", "performance.cbpe")
     assert fired.details["z_threshold"] == -1.5 and fired.details["expected"] == 0.60
