@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,26 +72,45 @@ class NatsJournalBackend(BaseJournalBackend):
             self.subject, cb=on_msg, ordered_consumer=True,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
 
+    def _window(self) -> float:
+        return max(30.0, 3 * self._nats.settings.request_timeout_s)
+
+    async def _retrying(self, op: Any) -> Any:
+        """`op` retried while it fails for a passing reason (a stream leader election, a
+        failover), each try bounded by the request timeout."""
+        from autoopt.log.retry import retrying
+
+        limit = self._nats.settings.request_timeout_s
+
+        async def once() -> Any:
+            return await asyncio.wait_for(op(), limit)
+
+        return await retrying(once, what="Optuna journal on NATS", deadline_s=self._window())
+
     async def _caught_up(self) -> None:
-        await self._start()
-        info = await self._nats.js.stream_info(self.stream)
+        await self._retrying(self._start)
+        info = await self._retrying(lambda: self._nats.js.stream_info(self.stream))
         last = info.state.last_seq
         assert self._arrived is not None
         async with self._arrived:
             await self._arrived.wait_for(lambda: self._seq >= last)
 
     def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
-        self._nats.call(self._caught_up)
+        self._nats.call(self._caught_up, timeout=2 * self._window())
         return self._logs[log_number_from:]
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = json.dumps(logs).encode()
+        # a retried publish whose first try was stored unseen is dropped by JetStream's
+        # duplicate window: one append is one message, never two
+        headers = {"Nats-Msg-Id": uuid.uuid4().hex}
 
         async def publish() -> None:
-            await self._start()
-            await self._nats.js.publish(self.subject, data, stream=self.stream)
+            await self._retrying(self._start)
+            await self._retrying(lambda: self._nats.js.publish(
+                self.subject, data, stream=self.stream, headers=headers))
 
-        self._nats.call(publish)
+        self._nats.call(publish, timeout=2 * self._window())
 
 
 __all__ = ["DEFAULT_STREAM", "NatsJournalBackend"]
