@@ -319,8 +319,9 @@ class LGBMPredictor:
 
 def _fold_sharpe(
     task: TrainTask, boosters: list[lightgbm.Booster], best_iteration: int
-) -> tuple[float, float, int]:
-    """(per-period Sharpe, annualised Sharpe, trades) of the trial's out-of-sample strategy."""
+) -> tuple[float, float, int, np.ndarray]:
+    """(per-period Sharpe, annualised Sharpe, trades, returns) of the trial's out-of-sample
+    strategy (the returns feed PBO and the trial ledger)."""
     parts = []
     n_trades = 0
     for booster, (_, test) in zip(boosters, task.folds, strict=True):
@@ -331,7 +332,7 @@ def _fold_sharpe(
         parts.append(strategy_returns(pos, task.forward_returns[np.sort(test)],
                                       task.costs.fee_bps, task.costs.slippage_bps))
     r = np.concatenate(parts)
-    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades
+    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades, r
 
 
 class LightGBMTrainer:
@@ -385,13 +386,15 @@ class LightGBMTrainer:
         remaining = task.n_trials - len(done)
         folds = FoldSets(task, threads, workers=task.threads)
         prune = task.pruning and task.pruner != "none"
+        trial_returns: dict[int, np.ndarray] = {}
 
         def objective(trial: optuna.Trial) -> float:
             params = base_params(task.seed, threads) | suggest(trial, n_train_min)
             curve, boosters, best_iteration = folds.run(
                 params, max_rounds=self.max_rounds, patience=self.early_stopping_rounds,
                 trial=trial if prune else None, report_every=self.report_every)
-            sr, sr_annual, n_trades = _fold_sharpe(task, boosters, best_iteration)
+            sr, sr_annual, n_trades, oos = _fold_sharpe(task, boosters, best_iteration)
+            trial_returns[trial.number] = oos.astype(np.float32)
             trial.set_user_attr("best_iteration", best_iteration)
             trial.set_user_attr("sharpe_per_period", sr)
             trial.set_user_attr("sharpe", sr_annual)
@@ -435,6 +438,8 @@ class LightGBMTrainer:
             best_trial=best.number,
             trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
             objective=OBJECTIVE,
+            trial_returns={k: v for k, v in trial_returns.items()
+                           if k in {t.number for t in complete}},
         )
 
     # ------------------------------------------------------------------ fit / load
