@@ -41,6 +41,17 @@ Measured on the shared 2-core dev machine (other engineers' tests running, load 
   ~150 min, ratio ~1.4x here and at most ~2.3x (1.13 less work x 2 cores) on 2 idle cores.
   Neither goal (15 min, 3x) is met on 2 cores by sharing alone: the bound is the fit count x
   the fit cost, and only 12 % of the fits are shared.
+* Issue 20 work on the fit itself (fold boosters on one thread each, row-wise histograms, each
+  selection fold's shuffled copies in one predict): the same fits (best value, features,
+  trials, bit for bit) for 8-9 % less CPU at 5,256 and 11,388 rows, none measurable at 17,520
+  (`--time-retrain`-style fits at 1 thread, old and new interleaved, min of 3, load ~9:
+  3.95 -> 3.58 s, 7.02 -> 6.48 s, 5.86 -> 5.90 s). It helps ours and the peer alike, so the
+  ratio's bound stays ~2.3x on 2 idle cores, and the 15 minutes would need ~1 CPU-s per fit.
+  What would move both: sharing fold fits between consecutive nightly retrains, which needs
+  walk-forward test blocks on a fixed calendar grid (today they are fractions of the rows, so
+  every fold moves when a day is added) and a fold-level cache that replays a fold's loss curve
+  exactly under lockstep early stopping and pruning; not done (it changes the CV the gate sees,
+  `autoopt.validation.cv`).
 """
 
 from __future__ import annotations
