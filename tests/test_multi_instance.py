@@ -80,7 +80,7 @@ class Host:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AUTOOPT_")},
                     "AUTOOPT_CONFIG": str(root / "autoopt.toml"),
                     "AUTOOPT_DATA_DIR": str(self.data), "AUTOOPT_NATS_URL": ",".join(urls),
-                    "AUTOOPT_SERVICE__HTTP_PORT": str(self.port)}
+                    "AUTOOPT_SERVICE__HTTP_PORT": str(self.port), "AUTOOPT_DEBUG": "1"}
         self.proc: subprocess.Popen[str] | None = None
 
     def config(self) -> Config:

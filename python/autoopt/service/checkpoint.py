@@ -42,27 +42,44 @@ def policy_digest(config: Config) -> str:
 
 
 class Checkpoints:
-    def __init__(self, kv: KeyValue, digest: str) -> None:
+    def __init__(self, kv: KeyValue, digest: str, window_s: float = 30.0) -> None:
         self._kv = kv
         self._digest = digest
+        self._window_s = window_s
 
     @classmethod
     async def open(cls, event_log: EventLog, config: Config) -> Checkpoints:
-        js = event_log.js
-        try:
-            kv = await js.key_value(BUCKET)
-        except BucketNotFoundError:
-            from nats.js.api import KeyValueConfig
+        """Open (or create) the bucket, retrying what passes by itself: several instances
+        starting at once on a fresh cluster create it together, and a replicated bucket's
+        creation can outlast one request timeout while its leader is elected."""
+        from autoopt.log.retry import retrying
 
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, replicas=event_log.settings.replicas)
-            )
-        return cls(kv, policy_digest(config))
+        js = event_log.js
+
+        async def bucket() -> KeyValue:
+            try:
+                return await js.key_value(BUCKET)
+            except BucketNotFoundError:
+                from nats.js.api import KeyValueConfig
+
+                return await js.create_key_value(
+                    KeyValueConfig(bucket=BUCKET, history=1, replicas=event_log.settings.replicas)
+                )
+
+        window = max(30.0, 3 * event_log.settings.request_timeout_s)
+        kv = await retrying(bucket, what=f"checkpoint bucket {BUCKET}", deadline_s=window)
+        return cls(kv, policy_digest(config), window)
 
     async def load(self) -> tuple[State, int] | None:
         """(state, sequence it covers) or None when there is no usable checkpoint."""
-        try:
-            entry = await self._kv.get(KEY)
+        from autoopt.log.retry import is_transient, retrying
+
+        def transient(exc: BaseException) -> bool:  # an absent key is an answer, not a failure
+            return not isinstance(exc, KeyNotFoundError) and is_transient(exc)
+
+        try:  # a just created replicated bucket answers once its leader is elected
+            entry = await retrying(lambda: self._kv.get(KEY), what=f"checkpoint {KEY}",
+                                   deadline_s=self._window_s, transient=transient)
         except KeyNotFoundError:
             return None
         if entry.value is None:
