@@ -40,7 +40,7 @@ MAX_BUCKETS = 512
 MIN_OVERLAP = 8
 ONE_CLUSTER_RHO = 0.5
 MAX_CLUSTERS = 24
-MAX_SERIES = 2048
+MAX_SERIES = 1024
 """At most this many (the most recent) series are clustered; the rest count in proportion, as
 entries without a series do (memory and time grow with the square of the series clustered)."""
 
