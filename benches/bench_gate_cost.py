@@ -11,14 +11,20 @@ symbol with a year of nightly runs would have). Both keep the holdout. The varia
 
     python benches/bench_gate_cost.py --days 30 --symbols 1 --trials 32 --rounds 2
 
-Measured (shared 2-core machine, load average 6-9 from other jobs; the full nightly workload,
-3 symbols x 1 year, takes about 10 minutes per variant here, so it was scaled down to 1 symbol
-x 30 days, 32 trials, with a past ledger of 2,920 entries): round 0 walk-forward 78.2 s, full
-83.9 s (+7 %); round 1 full 52.1 s, walk-forward 55.7 s (-6 %); min of 2 rounds: walk-forward
-55.7 s, CPCV + PBO + ledger 52.1 s. The extra cost is inside the load noise and well under the
-20 % budget: CPCV refits the chosen recipe 15 times (one model each, against 32 trials x 5
-folds of tuning), PBO is one vectorised pass over 12,870 halvings (0.5 s for 260k rows x 8
-trials), and clustering the ledger (2,048 most recent of 2,950 series) about 10 s at this load.
+Measured (shared 2-core machine, load average 4-9 from other jobs; the full nightly workload,
+3 symbols x 1 year, takes about 10 minutes per variant here, so it was scaled down to 30 days
+of bars, 32 trials, with a past ledger of 2,920 entries, the variants alternating in one run):
+
+* 1 symbol, 2 rounds: walk-forward 78.2 / 55.7 s, full 83.9 / 52.1 s: within the load noise.
+* 3 symbols, 2 rounds, clustering up to 2,048 ledger series: walk-forward 117.7 / 121.6 s,
+  full 158.3 / 141.0 s: +19.8 % (min of each), most of it the ledger clustering (about 10 s a
+  symbol at that load: a 2,048 x 2,048 correlation and silhouette per cut).
+* 3 symbols, 1 round, clustering up to 1,024 series (the default since): walk-forward 109.9 s,
+  full 106.0 s (-3.6 %).
+
+So under the 20 % budget: CPCV refits the chosen recipe 15 times (one model each, against 32
+trials x 5 folds of tuning), PBO is one vectorised pass over 12,870 halvings (0.5 s for 260k
+rows x 8 trials), the ledger clustering about 1-3 s a symbol.
 """
 
 from __future__ import annotations
