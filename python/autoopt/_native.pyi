@@ -39,6 +39,8 @@ __all__ = [
     "RouteChunk",
     "RouteTable",
     "simulate_strategy",
+    "threads",
+    "set_threads",
 ]
 
 __version__: str
