@@ -9,6 +9,7 @@
 //! double-double bases (scipy uses double-double powers), agreeing to about 1e-12.
 
 use super::dd::DD;
+use super::select::min_max;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KsResult {
@@ -238,24 +239,6 @@ pub fn ks_2samp(a: &[f64], b: &[f64], threads: usize) -> KsResult {
         j += cb[k] as usize;
     }
     w.finish()
-}
-
-fn min_max(xs: &[f64], init: (f64, f64)) -> (f64, f64) {
-    let mut lo = [init.0; 4];
-    let mut hi = [init.1; 4];
-    let chunks = xs.chunks_exact(4);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..4 {
-            lo[k] = lo[k].min(c[k]);
-            hi[k] = hi[k].max(c[k]);
-        }
-    }
-    for &v in rest {
-        lo[0] = lo[0].min(v);
-        hi[0] = hi[0].max(v);
-    }
-    (lo[0].min(lo[1]).min(lo[2].min(lo[3])), hi[0].max(hi[1]).max(hi[2].max(hi[3])))
 }
 
 /// scipy's two-sided asymptotic p-value for statistic `d` and sample sizes n1, n2.
