@@ -249,6 +249,10 @@ class ServiceConfig(_Section):
     """Port of /metrics, /healthz, /readyz (0: pick a free one)."""
     ack_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
     max_deliver: PositiveInt = 5
+    job_lease_s: NonNegFloat = 0.0
+    """A retrain job's lease (JetStream KV bucket ``autoopt_jobs``) counts as stale, and another
+    instance takes the job over, after this many seconds without a heartbeat (the owner refreshes
+    every quarter of it; a killed owner is noticed at once). 0: max(60, 3 x ack_wait_s)."""
     checkpoint_every: PositiveInt = 1000
     """Checkpoint the decision core's state after this many events (and on shutdown)."""
     source: str = "log:"

@@ -68,10 +68,12 @@ def describe(exc: BaseException) -> str:
 
 def consumer_gone(exc: BaseException) -> bool:
     """The consumer no longer exists on the server (deleted, or lost with its only node)."""
-    if isinstance(exc, NotFoundError) and exc.err_code in (None, _CONSUMER_NOT_FOUND):
-        return exc.err_code == _CONSUMER_NOT_FOUND or "consumer" in (exc.description or "").lower()
-    if isinstance(exc, APIError) and exc.code == 409:
-        return "consumer deleted" in (exc.description or "").lower()
+    err_code = getattr(exc, "err_code", None)
+    text = str(getattr(exc, "description", None) or "").lower()
+    if isinstance(exc, NotFoundError) and err_code in (None, _CONSUMER_NOT_FOUND):
+        return err_code == _CONSUMER_NOT_FOUND or "consumer" in text
+    if isinstance(exc, APIError) and getattr(exc, "code", None) == 409:
+        return "consumer deleted" in text
     return False
 
 
@@ -95,9 +97,12 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     if isinstance(exc, APIError):
-        if exc.code in (503, 408) or exc.err_code in _TRANSIENT_ERR_CODES:
+        # total: some subclasses (nats-py's KeyNotFoundError, KeyDeletedError) never set
+        # code, err_code or description, so read each one without assuming it is there
+        code, err_code = getattr(exc, "code", None), getattr(exc, "err_code", None)
+        if code in (503, 408) or err_code in _TRANSIENT_ERR_CODES:
             return True
-        text = (exc.description or "").lower()
+        text = str(getattr(exc, "description", None) or "").lower()
         return any(word in text for word in _TRANSIENT_WORDS)
     return False
 

@@ -10,6 +10,12 @@ already appended dedups, and a decision whose verdict is already in the log is n
 A job that fails never ends the service: each failed attempt leaves an `ErrorRaised` with its
 reason in the log, and the last allowed attempt a failed `TrainingFinished` per model (unless
 the pipeline recorded its own), before the consumer dead-letters the decision.
+
+A redelivery never runs while the first attempt is alive: each job holds a lease in the KV
+bucket ``autoopt_jobs`` (`autoopt.service.lease`); an instance handed a job whose lease is
+held waits (the message stays in progress) until the owner finishes, releases it, or is gone.
+If the bucket cannot be reached, jobs run as without leases (warned): the event ids still
+dedup the results, only the compute may be done twice.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from autoopt.pipeline.release import read_history, step_id
 from autoopt.pipeline.retrain import run_retrain
 from autoopt.plugins import Plugins
 from autoopt.registry import open_registry
+from autoopt.service.lease import Claim, JobLeases
 from autoopt.service.metrics import ServiceMetrics
 from autoopt.subjects import subject_filter_for_type
 
@@ -55,8 +62,42 @@ class JobRunner:
         self.gave_up: list[str] = []
         """Decisions whose last allowed attempt failed (they are dead-lettered with the error)."""
         self.in_flight = 0
+        self._leases: JobLeases | None = None
+
+    @property
+    def lease_ttl_s(self) -> float:
+        svc = self._config.service
+        return svc.job_lease_s or max(60.0, 3 * svc.ack_wait_s)
+
+    async def _open_leases(self) -> JobLeases | None:
+        if self._leases is None:
+            try:
+                self._leases = await JobLeases.open(self._log, ttl_s=self.lease_ttl_s, now_ns=self._now_ns)
+            except Exception as exc:
+                log.warning("job leases unavailable (%s): a redelivered job may run twice at once",
+                            exc)
+        return self._leases
+
+    async def _claim(self, event: DecisionMade, delivery: Delivery) -> tuple[Claim, int]:
+        leases = await self._open_leases()
+        if leases is None:
+            return "unguarded", 0
+        try:
+            return await leases.claim(event.event_id, delivery.num_delivered,
+                                      lambda: self._already_done(event))
+        except Exception as exc:
+            log.warning("job lease of %s unavailable (%s): running it unguarded", event.event_id, exc)
+            return "unguarded", 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._consume(stop)
+        finally:
+            if self._leases is not None:
+                await self._leases.close()
+                self._leases = None
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         svc = self._config.service
         await self._log.consume(
             svc.durable,
@@ -142,6 +183,25 @@ class JobRunner:
             log.info("retrain %s already completed by an earlier attempt", event.event_id)
             self._metrics.retrain_jobs.labels("already_done").inc()
             return
+        claim, revision = await self._claim(event, delivery)
+        if claim == "done":
+            log.info("retrain %s already completed by another attempt", event.event_id)
+            self._metrics.retrain_jobs.labels("already_done").inc()
+            return
+        leases = self._leases if claim == "owned" else None
+        beat = (asyncio.create_task(leases.heartbeat(event.event_id, delivery.num_delivered, revision))
+                if leases is not None else None)
+        finished = False
+        try:
+            await self._run(event, delivery)
+            finished = True
+        finally:
+            if beat is not None:
+                beat.cancel()
+            if leases is not None:
+                await leases.finish(event.event_id, delivery.num_delivered, done=finished)
+
+    async def _run(self, event: DecisionMade, delivery: Delivery) -> None:
         self._metrics.jobs_in_flight.inc()
         self.in_flight += 1
         t0 = time.perf_counter()
