@@ -154,3 +154,24 @@ def test_worker_bad_input_is_one_line(tmp_path: Path, args: list[str], expected:
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_worker_finds_an_objective_module_in_the_working_directory(tmp_path: Path) -> None:
+    """The installed `autoopt` script (not `python -m`, whose sys.path has the working directory)
+    imports `--objective mypkg.objectives:score` from the directory it runs in, as docs/deploy.md
+    shows it."""
+    script = Path(sys.executable).with_name("autoopt")
+    assert script.is_file(), f"no console script beside {sys.executable}"
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "objectives.py").write_text(
+        "def score(trial):\n    return (trial.suggest_float('x', -1, 1) - 0.5) ** 2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOOPT_")}
+    env.pop("PYTHONPATH", None)
+    env.update(AUTOOPT_DATA_DIR=str(tmp_path / "data"),
+               AUTOOPT_PIPELINE__OPTUNA_STORAGE=f"sqlite:///{tmp_path / 'o.db'}")
+    out = subprocess.run([str(script), "worker", "--study", "s", "--create", "--trials", "3",
+                          "--objective", "mypkg.objectives:score"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "worker ran 3 trial(s) of s" in out.stdout

@@ -10,6 +10,8 @@ trial and returning the value to minimise.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import typer
 
@@ -21,6 +23,10 @@ def _objective(spec: str):  # type: ignore[no-untyped-def]
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ConfigError(f"--objective {spec!r}: expected module:function")
+    # as `python -m autoopt` does: a module in the working directory is found (the console
+    # script's own sys.path[0] is its bin directory, so `mypkg.objectives` beside you was not)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
