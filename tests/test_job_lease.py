@@ -5,7 +5,9 @@ and `retry.is_transient` is total on nats-py's key-value errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.js.errors import (
@@ -16,9 +18,16 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-from autoopt.log import EventLog, NatsSettings
+from autoopt.config import load_config
+from autoopt.events import DecisionMade, TrainingStarted
+from autoopt.log import Delivery, EventLog, NatsSettings
 from autoopt.log.retry import consumer_gone, is_transient
+from autoopt.pipeline.retrain import load_bars
+from autoopt.runtime import open_event_log, open_plugins
+from autoopt.service.jobs import JobRunner
 from autoopt.service.lease import JobLeases
+from autoopt.service.metrics import ServiceMetrics
+from autoopt.subjects import subject_filter_for_type
 
 KEY = "decision-1"
 
@@ -132,3 +141,64 @@ async def test_heartbeats_keep_a_slow_job_owned(logs: list[EventLog]) -> None:
     beat.cancel()
     await owner.finish(KEY, 1, done=True)
     assert (await asyncio.wait_for(waiting, 10))[0] == "done"
+
+
+# ---------------------------------------------------------------- two runners, one decision
+
+_RACE_CONFIG = """
+symbols = ["GOOG"]
+[pipeline]
+models = ["lgbm"]
+trials = 3
+threads = 1
+pruning = false
+[policy]
+schedule = "off"
+cooldown_s = 0
+[service]
+ack_wait_s = 1
+http_port = 0
+max_job_age_s = 0
+"""
+
+
+async def test_a_redelivery_while_the_first_attempt_runs_waits_and_the_retrain_runs_once(
+    tmp_path: Path, nats_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race, forced: instance B is handed delivery 2 of the decision while A is running
+    delivery 1 (what JetStream does when A's in-progress signals come late). B waits on the
+    lease and acks once A is done; the retrain ran once."""
+    path = tmp_path / "autoopt.toml"
+    path.write_text(_RACE_CONFIG)
+    config = load_config(path, environ={"AUTOOPT_DATA_DIR": str(tmp_path / "data"),
+                                        "AUTOOPT_NATS_URL": nats_server})
+    log_a, log_b = await open_event_log(config), await open_event_log(config)
+    try:
+        plugins = open_plugins(config)
+        await load_bars(plugins.data_source_for("bundled:GOOG"), "bundled:GOOG", ["GOOG"], log_a,
+                        batch_rows=1000)
+        a = JobRunner(log_a, config, plugins, ServiceMetrics())
+        b = JobRunner(log_b, config, open_plugins(config), ServiceMetrics())
+        decision = DecisionMade.new(symbol="GOOG", kind="retrain", reason="manual")
+        await log_a.append(decision)
+
+        def delivery(n: int) -> Delivery:
+            return Delivery(stream="CORE", consumer="autoopt-service", subject="s", seq=1,
+                            consumer_seq=n, num_delivered=n, num_pending=0, time_ns=0)
+
+        caplog.set_level(logging.INFO, logger="autoopt.service.jobs")
+        first = asyncio.create_task(a.handle(decision, delivery(1)))
+        while "retrain of GOOG started" not in caplog.text:  # A holds the lease and runs
+            assert not first.done(), first
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(b.handle(decision, delivery(2)))
+        await asyncio.wait_for(first, 240)
+        await asyncio.wait_for(second, 30)
+        assert caplog.text.count("retrain of GOOG started") == 1
+        assert a.completed == [decision.event_id] and b.completed == []
+        assert b._metrics.retrain_jobs.labels("already_done")._value.get() == 1
+        started = [e async for e in log_a.replay(subject_filter_for_type(TrainingStarted))]
+        assert len(started) == 1
+    finally:
+        await log_a.close()
+        await log_b.close()
