@@ -252,6 +252,29 @@ async def test_sigkill_mid_retrain_then_restart_gives_exactly_one_release(slow_e
     assert len(await slow_env.events(TrainingStarted)) == 1
 
 
+async def test_two_instances_with_a_tiny_ack_wait_run_the_job_once_and_take_over_a_killed_owner(
+    slow_env: Env,
+) -> None:
+    """ack_wait 1 s under a retrain of many seconds: redeliveries wait on the job lease instead
+    of running; SIGKILL of the owner lets the other instance take the job over and run it once."""
+    slow_env.env["AUTOOPT_SERVICE__ACK_WAIT_S"] = "1"
+    a, b = slow_env.serve("a"), slow_env.serve("b")
+    await slow_env.append(_manual())
+    await slow_env.wait_for(TrialCompleted, timeout=120)
+    owner, other = (a, b) if "retrain of GOOG started" in slow_env.log_text(a) else (b, a)
+    assert slow_env.log_text(other).count("retrain of GOOG started") == 0
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(timeout=30)
+    await slow_env.wait_for(ValidationVerdict, timeout=180)
+    await asyncio.sleep(3)
+    assert slow_env.log_text(owner).count("retrain of GOOG started") == 1
+    assert slow_env.log_text(other).count("retrain of GOOG started") == 1
+    assert "took over the job lease" in slow_env.log_text(other)  # at once: no TTL to wait out
+    assert len(await slow_env.events(TrainingStarted)) == 1
+    assert len(await slow_env.events(ValidationVerdict)) == 1
+    assert len(await slow_env.events(ModelReleased)) == 1
+
+
 async def test_sigterm_drains_the_job_in_hand(slow_env: Env) -> None:
     proc = slow_env.serve("a")
     await slow_env.append(_manual())
