@@ -25,7 +25,7 @@ from autoopt.log.retry import consumer_gone, is_transient
 from autoopt.pipeline.retrain import load_bars
 from autoopt.runtime import open_event_log, open_plugins
 from autoopt.service.jobs import JobRunner
-from autoopt.service.lease import JobLeases
+from autoopt.service.lease import BUCKET, JobLeases
 from autoopt.service.metrics import ServiceMetrics
 from autoopt.subjects import subject_filter_for_type
 
@@ -202,3 +202,28 @@ async def test_a_redelivery_while_the_first_attempt_runs_waits_and_the_retrain_r
     finally:
         await log_a.close()
         await log_b.close()
+
+
+async def test_a_lease_bucket_outage_falls_back_to_running_the_job(
+    tmp_path: Path, nats_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bucket vanishes under a running service: the job is run unguarded, with a warning,
+    instead of stopping the runner (the results still dedup by id)."""
+    config = load_config(environ={"AUTOOPT_DATA_DIR": str(tmp_path), "AUTOOPT_NATS_URL": nats_server,
+                                  "AUTOOPT_NATS__REQUEST_TIMEOUT_S": "1"})
+    log = await open_event_log(config)
+    try:
+        runner = JobRunner(log, config, open_plugins(config), ServiceMetrics())
+        decision = DecisionMade.new(symbol="GOOG", kind="retrain", reason="manual")
+        delivery = Delivery(stream="CORE", consumer="c", subject="s", seq=1, consumer_seq=1,
+                            num_delivered=1, num_pending=0, time_ns=0)
+        assert (await runner._claim(decision, delivery))[0] == "owned"
+        await log.js.delete_key_value(BUCKET)
+        caplog.set_level(logging.WARNING, logger="autoopt.service.jobs")
+        other = DecisionMade.new(symbol="GOOG", kind="retrain", reason="manual")
+        assert await asyncio.wait_for(runner._claim(other, delivery), 60) == ("unguarded", 0)
+        assert "running it unguarded" in caplog.text
+        third = DecisionMade.new(symbol="GOOG", kind="retrain", reason="manual")
+        assert (await runner._claim(third, delivery))[0] == "owned"  # the bucket is back
+    finally:
+        await log.close()

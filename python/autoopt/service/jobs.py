@@ -87,6 +87,8 @@ class JobRunner:
                                       lambda: self._already_done(event))
         except Exception as exc:
             log.warning("job lease of %s unavailable (%s): running it unguarded", event.event_id, exc)
+            await leases.close()  # the next job opens (or recreates) the bucket afresh
+            self._leases = None
             return "unguarded", 0
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -89,7 +89,7 @@ class JobLeases:
         self.instance_id = instance_id or uuid.uuid4().hex
         self._now_ns = now_ns
         self._poll_s = poll_s
-        self._window_s = max(10.0, 3 * event_log.settings.request_timeout_s)
+        self._window_s = max(5.0, 3 * event_log.settings.request_timeout_s)
         self._alive_sub: object | None = None
 
     @classmethod
@@ -110,7 +110,7 @@ class JobLeases:
                 return await js.create_key_value(KeyValueConfig(
                     bucket=BUCKET, history=1, ttl=KEEP_DONE_S, replicas=event_log.settings.replicas))
 
-        window = max(10.0, 3 * event_log.settings.request_timeout_s)
+        window = max(30.0, 3 * event_log.settings.request_timeout_s)
         kv = await retrying(bucket, what=f"job lease bucket {BUCKET}", deadline_s=window)
         self = cls(event_log, kv, ttl_s=ttl_s, instance_id=instance_id, now_ns=now_ns, poll_s=poll_s)
 
