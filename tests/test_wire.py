@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+import pytest
 
 from autoopt import wire
 from autoopt.config import load_config
@@ -44,6 +45,19 @@ def test_schema_json_covers_every_event() -> None:
     assert {"event_id", "ts_event", "ts_init", "symbol", "signal_id", "side",
             "confidence"} <= set(sig["required"])
     assert "return" in schema["$defs"]["TradeOutcome"]["properties"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--json", "--markdown"], "give one"),
+    (["--json", "--engine"], "add --markdown"),
+])
+def test_schema_conflicting_forms_are_one_line(args: list[str], expected: str) -> None:
+    """Asked for two forms at once, `autoopt schema` says so instead of printing one of them."""
+    out = subprocess.run([sys.executable, "-m", "autoopt.cli", "schema", *args],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and out.stdout == "" and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: schema: ") and expected in lines[0]
 
 
 def _now() -> dict[str, object]:

@@ -16,7 +16,12 @@ def schema(
     """Print the events' wire schema: --json (JSON Schema) or --markdown (reference tables);
     without either, one line per event type: tag, subject, stream."""
     from autoopt import wire
+    from autoopt.cli.context import fail
 
+    if as_json and markdown:
+        fail("schema: --json and --markdown are two forms; give one")
+    if engine and not markdown:
+        fail("schema: --engine selects the engine's types of --markdown; add --markdown")
     if as_json:
         print(json.dumps(wire.json_schema(), indent=2, sort_keys=True))
         return
