@@ -175,3 +175,20 @@ def test_worker_finds_an_objective_module_in_the_working_directory(tmp_path: Pat
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "worker ran 3 trial(s) of s" in out.stdout
+
+
+def test_sqlite_study_storage_uses_the_write_ahead_log(tmp_path) -> None:
+    import sqlite3
+
+    from autoopt.studies.storage import open_storage
+
+    path = tmp_path / "wal.db"
+    storage = open_storage(f"sqlite:///{path}")
+    with storage.engine.connect() as conn:
+        sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    assert sync == 1  # NORMAL (FULL is 2)
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()

@@ -61,7 +61,38 @@ def _sqlite(url: str) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return optuna.storages.RDBStorage(url)
+        _write_ahead_log(path)
+        storage = optuna.storages.RDBStorage(url)
+    _sync_normal(storage.engine)
+    return storage
+
+
+def _write_ahead_log(path: Path) -> None:
+    """Put the study database in SQLite's write-ahead-log mode (a property of the file, kept
+    across connections): a study commits once per trial step, and in the default rollback
+    journal each commit waits for two disk syncs (measured: 12 s of a 98 s one-symbol retrain
+    on a loaded 2-core machine). Readers and one writer in other processes on this host still
+    work; WAL needs a local file system, which a SQLite study needs anyway."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def _sync_normal(engine: Any) -> None:
+    """``synchronous=NORMAL`` on every connection of the storage's pool: in WAL mode a commit
+    then survives a crash of the process (what a retrain's resume relies on) and only a power
+    loss can take back the last trials, which a resumed study reruns."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened while the tables were created reconnect with it
 
 
 def _postgres(url: str) -> Any:
