@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 BUCKET = "autoopt_jobs"
 ALIVE_PREFIX = "_autoopt.jobs.alive"
 """Liveness subjects (outside every stream's ``autoopt.>`` subjects, so no stream answers)."""
+DONE_CHECK_S = 2.0
+"""How often a waiting instance reads the event log for the job's results (the lease it polls
+every ``poll_s``)."""
 KEEP_DONE_S = 7 * 86400.0
 """How long finished leases stay in the bucket (the bucket's max age; a heartbeat renews)."""
 
@@ -153,8 +156,10 @@ class JobLeases:
 
     async def claim(self, key: str, attempt: int, is_done: Callable[[], Awaitable[bool]]) -> tuple[Claim, int]:
         """Wait until this instance owns ``key`` (returns its revision) or the job is done.
-        ``is_done`` is asked between polls (the event log is the authority on completion)."""
+        ``is_done`` (the event log, the authority on completion, but costlier to read than the
+        lease) is asked at most every ``DONE_CHECK_S`` while waiting."""
         seen: tuple[int, float] | None = None  # (revision, when first seen on our monotonic clock)
+        asked = float("-inf")
         value = self._value(attempt)
         while True:
             try:
@@ -184,8 +189,10 @@ class JobLeases:
                 log.warning("took over the job lease %s from %s (attempt %d; owner %s)", key,
                             record.owner, record.attempt, "stale" if stale else "gone")
                 return "owned", int(rev)  # type: ignore[call-overload]
-            if await is_done():
-                return "done", revision
+            if time.monotonic() - asked >= DONE_CHECK_S:
+                asked = time.monotonic()
+                if await is_done():
+                    return "done", revision
             await asyncio.sleep(self._poll_s)
 
     async def heartbeat(self, key: str, attempt: int, revision: int) -> None:
