@@ -177,6 +177,9 @@ class JobLeases:
             revision = int(entry.revision)  # type: ignore[attr-defined]
             if record.done:
                 return "done", revision
+            if seen is None:
+                log.info("job %s is held by %s (attempt %d): waiting for it", key, record.owner,
+                         record.attempt)
             if seen is None or seen[0] != revision:
                 seen = (revision, time.monotonic())
             stale = time.monotonic() - seen[1] > self.ttl_s
