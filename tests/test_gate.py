@@ -40,6 +40,8 @@ def test_champion_margin_on_same_folds(edge_returns: np.ndarray) -> None:
     assert ok.stats["improvement"] == pytest.approx(0.2)
     close = evaluate_gate([_fold(1.2), _fold(1.1)], champ, edge_returns, 1, config=cfg)
     assert not close.passed and close.codes[0] == "below_champion_margin"
+    # the figure is the mean of the per-fold values, not the pooled out-of-sample one, and says so
+    assert close.reasons[0].message.startswith("mean per-fold sharpe improves by 0.1,")
     mismatch = evaluate_gate([_fold(3.0)] * 3, champ, edge_returns, 1, config=cfg)
     assert not mismatch.passed and mismatch.codes[0] == "fold_mismatch"
     # lower is better for drawdown: 0.05 vs 0.10 beats a 0.02 margin

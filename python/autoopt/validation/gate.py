@@ -124,9 +124,11 @@ def _champion_rule(
     # a hair of tolerance so an improvement of exactly `margin` is not lost to float rounding
     if diff > 0 and diff >= cfg.margin - 1e-9 * max(1.0, abs(cfg.margin)):
         return GateReason("champion", "beats_champion", True,
-                          f"{cfg.metric} improves by {diff:.4g} >= margin {cfg.margin}")
+                          f"mean per-fold {cfg.metric} improves by {diff:.4g} >= margin "
+                          f"{cfg.margin}")
     return GateReason("champion", "below_champion_margin", False,
-                      f"{cfg.metric} improves by {diff:.4g}, needs > 0 and >= margin {cfg.margin}")
+                      f"mean per-fold {cfg.metric} improves by {diff:.4g}, needs > 0 and >= "
+                      f"margin {cfg.margin}")
 
 
 def _dsr_rule(
