@@ -165,3 +165,54 @@ def test_gate_passes_a_real_edge() -> None:
         verdict, _ = _gate_search(log_ret, fee_bps=1.0)
         passed += verdict.passed
     assert passed == 5
+
+
+def test_champion_is_compared_on_the_concatenated_path_not_on_fold_means() -> None:
+    """A challenger that wins on the mean of per-fold Sharpes but loses on the path it would
+    have traded (one calm winning fold, one volatile losing fold) is refused when the paths are
+    given: the gate judges what could have been traded."""
+    from autoopt.validation.metrics import sharpe_ratio
+
+    rng = np.random.default_rng(7)
+    calm_win = 0.001 + 0.0001 * rng.standard_normal(250)
+    wild_loss = -0.004 + 0.05 * rng.standard_normal(250)
+    steady = 0.0005 + 0.01 * rng.standard_normal(500)
+    challenger = np.concatenate([calm_win, wild_loss])
+    folds = [(0, 250), (250, 500)]
+
+    def per_fold(r: np.ndarray) -> list[dict[str, float]]:
+        return [{"sharpe": sharpe_ratio(r[a:b], 252.0), "n_trades": 50.0} for a, b in folds]
+
+    ch_folds, cp_folds = per_fold(challenger), per_fold(steady)
+    mean = lambda fs: np.mean([f["sharpe"] for f in fs])  # noqa: E731
+    assert mean(ch_folds) > mean(cp_folds)  # fold means favour the challenger...
+    assert sharpe_ratio(challenger, 252.0) < sharpe_ratio(steady, 252.0)  # ...its path does not
+    cfg = GateConfig(margin=0.0)
+
+    by_means = evaluate_gate(ch_folds, cp_folds, challenger, 1, config=cfg)
+    assert by_means.reasons[0].code == "beats_champion"
+    assert "mean per-fold sharpe" in by_means.reasons[0].message
+
+    by_path = evaluate_gate(ch_folds, cp_folds, challenger, 1, config=cfg,
+                            champion_returns=steady, periods_per_year=252.0)
+    rule = by_path.reasons[0]
+    assert rule.code == "below_champion_margin" and not by_path.passed
+    assert "sharpe on the out-of-sample path" in rule.message
+    assert by_path.stats["challenger_path"] == pytest.approx(sharpe_ratio(challenger, 252.0))
+    assert by_path.stats["champion_path"] == pytest.approx(sharpe_ratio(steady, 252.0))
+
+
+def test_a_recipes_return_figures_come_from_its_path_and_scores_from_fold_means() -> None:
+    from autoopt.pipeline.scoring import summarise
+    from autoopt.validation.metrics import max_drawdown, sharpe_ratio
+
+    rng = np.random.default_rng(3)
+    r = 0.0005 + 0.01 * rng.standard_normal(400)
+    pos = np.sign(rng.standard_normal(400))
+    folds = [{"accuracy": 0.5, "sharpe": 9.0, "max_drawdown": 0.0, "n_trades": 10.0},
+             {"accuracy": 0.7, "sharpe": -9.0, "max_drawdown": 0.0, "n_trades": 30.0}]
+    out = summarise(folds, path=(pos, r), periods_per_year=252.0)
+    assert out["accuracy"] == pytest.approx(0.6)  # a classification score: fold mean
+    assert out["n_trades"] == 40.0  # counts: summed
+    assert out["sharpe"] == pytest.approx(sharpe_ratio(r, 252.0))  # the path's, not 0.0
+    assert out["max_drawdown"] == pytest.approx(max_drawdown(r))

@@ -182,7 +182,9 @@ def judge(
         candidate.validation.fold_metrics, champion.fold_metrics if champion else None,
         candidate.validation.returns, tuned.n_trials, config=gate_cfg,
         trial_counts=tuned.trial_counts(), ledger=ledger, pbo=ev.pbo, holdout=ev.holdout,
-        path_sharpes=ev.path_sharpes or None)
+        path_sharpes=ev.path_sharpes or None,
+        champion_returns=champion.returns if champion else None,
+        periods_per_year=candidate.task.periods_per_year)
     if ev.pbo is None and ev.pbo_note:
         verdict = GateVerdict(verdict.passed, [*verdict.reasons, GateReason(
             "pbo", "pbo_skipped", True, ev.pbo_note.removeprefix("pbo_skipped: "))], verdict.stats)

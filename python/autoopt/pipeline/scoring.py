@@ -23,6 +23,7 @@ from autoopt.plugins.interfaces import (
 )
 from autoopt.validation.metrics import (
     classification_metrics,
+    path_metrics,
     positions_from_proba,
     strategy_metrics,
 )
@@ -48,8 +49,19 @@ def fold_metrics(
     return out, sm.returns
 
 
-def summarise(folds: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Fold means (NaN-aware; counts summed)."""
+def summarise(
+    folds: Sequence[dict[str, float]],
+    *,
+    path: tuple[np.ndarray, np.ndarray] | None = None,
+    periods_per_year: float | None = None,
+) -> dict[str, float]:
+    """One figure per metric for a verdict and a release.
+
+    Return and risk figures (Sharpe, drawdown, returns...) come from the concatenated
+    out-of-sample ``path`` (positions, net returns after costs): a mean of per-fold Sharpes
+    or drawdowns is not the Sharpe or drawdown of anything that could have been traded.
+    Classification scores are fold means (NaN-aware), counts are summed over folds. Without a
+    path (a caller that has none) every figure is a fold mean."""
     keys = list(folds[0])
     out: dict[str, float] = {}
     for k in keys:
@@ -59,6 +71,9 @@ def summarise(folds: Sequence[dict[str, float]]) -> dict[str, float]:
         else:
             finite = vals[~np.isnan(vals)]
             out[k] = float(finite.mean()) if finite.size else math.nan
+    if path is not None and periods_per_year is not None and path[1].size:
+        pooled = msgspec.structs.asdict(path_metrics(path[0], path[1], periods_per_year))
+        out |= {k: float(v) for k, v in pooled.items() if k in out and k not in _SUMMED}
     return out
 
 
@@ -73,6 +88,7 @@ class PurgedCVValidator:
         X = task.X if columns is None else task.X[:, list(columns)]
         folds: list[dict[str, float]] = []
         returns: list[np.ndarray] = []
+        positions: list[np.ndarray] = []
         for train, test in task.folds:
             model = fit(X[train], np.asarray(task.y)[train])
             # a sequence model's first test rows get the rows before the block as context
@@ -80,8 +96,12 @@ class PurgedCVValidator:
             metrics, r = fold_metrics(task, proba, test)
             folds.append(metrics)
             returns.append(r)
+            positions.append(positions_from_proba(proba))
+        path = np.concatenate(returns)
         return ValidationResult(
-            fold_metrics=tuple(folds), returns=np.concatenate(returns), metrics=summarise(folds)
+            fold_metrics=tuple(folds), returns=path,
+            metrics=summarise(folds, path=(np.concatenate(positions), path),
+                              periods_per_year=task.periods_per_year),
         )
 
 

@@ -41,7 +41,8 @@ def judge(path: PortfolioPath, equal: PortfolioPath, *, periods_per_year: float,
                      min_trades=min(cfg.min_trades, 12), metric="sharpe")
     v = evaluate_gate(fold_metrics(path, n_folds, periods_per_year),
                       fold_metrics(equal, n_folds, periods_per_year), path.returns,
-                      max(n_trials, 1), config=cfg)
+                      max(n_trials, 1), config=cfg, champion_returns=equal.returns,
+                      periods_per_year=periods_per_year)
     reasons = [r if r.rule != "champion" else type(r)(
         "vs_equal_weight", {"beats_champion": "beats_equal_weight",
                             "below_champion_margin": "below_equal_weight"}.get(r.code, r.code),

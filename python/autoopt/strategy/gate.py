@@ -31,10 +31,13 @@ def judge(result: NestedResult, config: GateConfig | None = None,
     cfg = config or GateConfig()
     n = result.n_trials + max(prior_trials, 0)
     tuned = _folds(result, "tuned")
+    ppy = result.periods_per_year
     vs_neutral = evaluate_gate(tuned, _folds(result, "neutral"), result.oos_tuned, n, config=cfg,
-                               ledger=ledger)
+                               ledger=ledger, champion_returns=result.oos_neutral,
+                               periods_per_year=ppy)
     vs_current = evaluate_gate(tuned, _folds(result, "current"), result.oos_tuned, n, config=cfg,
-                               ledger=ledger)
+                               ledger=ledger, champion_returns=result.oos_current,
+                               periods_per_year=ppy)
     reasons: list[GateReason] = []
     for label, verdict in (("neutral", vs_neutral), ("current", vs_current)):
         r = next(x for x in verdict.reasons if x.rule == "champion")

@@ -39,6 +39,7 @@ from autoopt.validation.dsr import (
 )
 from autoopt.validation.holdout import HoldoutFigures
 from autoopt.validation.ledger import EffectiveTrials
+from autoopt.validation.metrics import max_drawdown, sharpe_ratio, sortino_ratio
 from autoopt.validation.pbo import PBOResult
 
 LOWER_IS_BETTER = frozenset({"max_drawdown", "log_loss", "turnover"})
@@ -104,9 +105,27 @@ def _values(folds: FoldMetrics, metric: str, who: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def _path_figure(metric: str, returns: np.ndarray, periods_per_year: float) -> float | None:
+    """``metric`` of a concatenated out-of-sample path, for the metrics a path defines."""
+    if metric == "sharpe":
+        return sharpe_ratio(returns, periods_per_year)
+    if metric == "sortino":
+        return sortino_ratio(returns, periods_per_year)
+    if metric == "max_drawdown":
+        return max_drawdown(returns)
+    if metric == "total_return":
+        return float(np.prod(1.0 + returns) - 1.0)
+    return None
+
+
 def _champion_rule(
-    challenger: FoldMetrics, champion: FoldMetrics | None, cfg: GateConfig, st: dict[str, float]
+    challenger: FoldMetrics, champion: FoldMetrics | None, cfg: GateConfig, st: dict[str, float],
+    paths: tuple[np.ndarray, np.ndarray | None, float | None] | None = None,
 ) -> GateReason:
+    """Challenger against champion on the same folds. A return or risk metric is compared on
+    the two concatenated out-of-sample paths (after costs) when both are given: the mean of
+    per-fold Sharpes is not the Sharpe of anything traded, and can even disagree in sign with
+    it. Classification metrics (and callers without paths) compare fold means."""
     ch = _values(challenger, cfg.metric, "challenger")
     if ch.size == 0:
         raise ConfigError("evaluate_gate: challenger_fold_metrics is empty")
@@ -118,17 +137,25 @@ def _champion_rule(
         return GateReason("champion", "fold_mismatch", False,
                           f"champion has {cp.size} folds, challenger {ch.size}: not the same folds")
     st["champion_mean"] = float(cp.mean())
+    ch_fig, cp_fig, what = float(ch.mean()), float(cp.mean()), f"mean per-fold {cfg.metric}"
+    if paths is not None:
+        ch_r, cp_r, ppy = paths
+        if cp_r is not None and ppy is not None and cp_r.size == ch_r.size and ch_r.size > 1:
+            a = _path_figure(cfg.metric, ch_r, ppy)
+            b = _path_figure(cfg.metric, cp_r, ppy)
+            if a is not None and b is not None:
+                ch_fig, cp_fig = a, b
+                what = f"{cfg.metric} on the out-of-sample path"
+                st["challenger_path"], st["champion_path"] = a, b
     lower = cfg.metric in LOWER_IS_BETTER
-    diff = float(cp.mean() - ch.mean()) if lower else float(ch.mean() - cp.mean())
+    diff = cp_fig - ch_fig if lower else ch_fig - cp_fig
     st["improvement"] = diff
     # a hair of tolerance so an improvement of exactly `margin` is not lost to float rounding
     if diff > 0 and diff >= cfg.margin - 1e-9 * max(1.0, abs(cfg.margin)):
         return GateReason("champion", "beats_champion", True,
-                          f"mean per-fold {cfg.metric} improves by {diff:.4g} >= margin "
-                          f"{cfg.margin}")
+                          f"{what} improves by {diff:.4g} >= margin {cfg.margin}")
     return GateReason("champion", "below_champion_margin", False,
-                      f"mean per-fold {cfg.metric} improves by {diff:.4g}, needs > 0 and >= "
-                      f"margin {cfg.margin}")
+                      f"{what} improves by {diff:.4g}, needs > 0 and >= margin {cfg.margin}")
 
 
 def _dsr_rule(
@@ -204,6 +231,8 @@ def evaluate_gate(
     pbo: PBOResult | None = None,
     holdout: HoldoutFigures | None = None,
     path_sharpes: Sequence[float] | None = None,
+    champion_returns: Sequence[float] | np.ndarray | None = None,
+    periods_per_year: float | None = None,
 ) -> GateVerdict:
     """Run rules (a)–(c) and return the verdict.
 
@@ -218,10 +247,15 @@ def evaluate_gate(
     instead of ``n_trials``. ``pbo`` and ``holdout`` add rules (d) and (e). ``path_sharpes``
     (CPCV: one per-period Sharpe per out-of-sample path; ``challenger_returns`` is then the
     median path) is reported, and its path count divides the trades summed over the splits.
+    ``champion_returns`` (the champion's net returns on the same bars) and ``periods_per_year``:
+    a return or risk ``config.metric`` is then compared on the two concatenated paths.
     """
     cfg = config or GateConfig()
     st: dict[str, float] = {}
-    reasons = [_champion_rule(challenger_fold_metrics, champion_fold_metrics, cfg, st)]
+    paths = (np.asarray(challenger_returns, dtype=np.float64),
+             None if champion_returns is None else np.asarray(champion_returns, dtype=np.float64),
+             periods_per_year)
+    reasons = [_champion_rule(challenger_fold_metrics, champion_fold_metrics, cfg, st, paths)]
     n_dsr: float = n_trials
     if ledger is not None:
         n_dsr = ledger.n_effective
