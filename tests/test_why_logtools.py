@@ -80,8 +80,12 @@ def test_replay_json_prints_whole_events(story_log: tuple[dict[str, str], Story]
     assert code == 0 and types.count("model.verdict") == 2 and "model.released" in types
     assert set(types) <= {"model.verdict", "model.released", "model.promoted"}
 
+    # the symbol filter: none of GOOG's events under another symbol (the session's log is
+    # shared: a service test may have released AAPL models)
     code, out = _cli(env, "log", "replay", "--json", "--type", "ModelReleased", "--symbol", "AAPL")
-    assert code == 0 and not [line for line in out.splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0 and all(r["subject"] == "autoopt.model.released.AAPL" for r in rows)
+    assert story.release_id not in {r["event"].get("release_id") for r in rows}
 
     # --since: nothing was stored in the future; everything within a day
     code, out = _cli(env, "log", "replay", "--json", "--type", "decision", "--since",
