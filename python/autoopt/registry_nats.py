@@ -32,6 +32,7 @@ import asyncio
 import builtins
 import hashlib
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -55,6 +56,8 @@ from autoopt.registry import (
     manifest_bytes,
 )
 from autoopt.syncnats import SyncNats
+
+log = logging.getLogger(__name__)
 
 OBJECT_BUCKET = "autoopt-models"
 CURRENT_BUCKET = "autoopt-current"
@@ -204,8 +207,8 @@ class NatsModelRegistry(ModelRegistry):
             obs, _ = await self._stores()
             try:
                 await obs.delete(name)
-            except Exception:  # already gone: deleting a staged manifest is housekeeping
-                pass
+            except Exception as exc:  # already gone: deleting a staged manifest is housekeeping
+                log.debug("registry: delete %s left alone: %s", name, exc)
 
         self._call(f"delete {name}", delete)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from autoopt.errors import EventLogError
 from autoopt.log.connect import NatsSettings, dial
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -118,8 +121,8 @@ class SyncNats:
 
                 try:
                     asyncio.run_coroutine_threadsafe(shut(), loop).result(10.0)
-                except Exception:  # closing is best effort: the process may be going down
-                    pass
+                except Exception as exc:  # closing is best effort: the process may be going down
+                    log.debug("nats client on its own thread: close did not finish: %s", exc)
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
                 self._thread.join(5.0)
