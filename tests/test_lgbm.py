@@ -1,4 +1,5 @@
-"""The LightGBM + Optuna trainer plugin: real LightGBM, real Optuna, real SQLite studies."""
+"""The LightGBM trainer plugin through the core's search (`autoopt.search`): real LightGBM,
+real Optuna, real SQLite studies."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 
+from autoopt import search
 from autoopt.builtins.lgbm import MODEL_FILE, LightGBMTrainer, make_pruner
 from autoopt.errors import ArtifactError, ConfigError
 from autoopt.plugins.interfaces import TrainTask, TrialRecord
@@ -55,17 +57,17 @@ def test_loading_garbage_text_is_refused() -> None:
 
 
 def test_tuning_is_deterministic_given_the_seed() -> None:
-    a = LightGBMTrainer().tune(_task())
-    b = LightGBMTrainer().tune(_task())
+    a = search.tune(LightGBMTrainer(), _task())
+    b = search.tune(LightGBMTrainer(), _task())
     assert a.params == b.params
     assert [t.value for t in a.trials] == [t.value for t in b.trials]
-    c = LightGBMTrainer().tune(_task(seed=4))
+    c = search.tune(LightGBMTrainer(), _task(seed=4))
     assert [t.params for t in c.trials[1:]] != [t.params for t in a.trials[1:]]
 
 
 def test_each_trial_is_reported_and_records_its_sharpe() -> None:
     seen: list[TrialRecord] = []
-    result = LightGBMTrainer().tune(_task(on_trial=seen.append))
+    result = search.tune(LightGBMTrainer(), _task(on_trial=seen.append))
     assert [r.number for r in seen] == [0, 1, 2]
     assert all(r.state == "COMPLETE" and r.value is not None for r in seen)
     assert len(result.trial_sharpes()) == 3
@@ -77,9 +79,10 @@ def test_each_trial_is_reported_and_records_its_sharpe() -> None:
 def test_study_resumes_from_sqlite(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first: list[TrialRecord] = []
-    LightGBMTrainer().tune(_task(storage=storage, study_name="SYN.lgbm.x", on_trial=first.append))
+    search.tune(LightGBMTrainer(),
+                _task(storage=storage, study_name="SYN.lgbm.x", on_trial=first.append))
     again: list[TrialRecord] = []
-    result = LightGBMTrainer().tune(
+    result = search.tune(LightGBMTrainer(),
         _task(storage=storage, study_name="SYN.lgbm.x", n_trials=5, on_trial=again.append))
     assert [r.number for r in first] == [0, 1, 2]
     assert [r.number for r in again] == [3, 4]  # only the trials missing from the budget ran
@@ -92,7 +95,7 @@ def test_pruning_stops_a_bad_trial_during_boosting(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     task = _task(storage=storage, study_name="prune", n_trials=5, pruning=True, pruner="median")
     trainer = LightGBMTrainer(report_every=5)
-    study = trainer.study(task)
+    study = search.open_search_study(trainer, task)
     good = {"num_leaves": 15, "learning_rate": 0.2, "max_depth": 4, "min_data_in_leaf": 20,
             "feature_fraction": 1.0, "bagging_fraction": 1.0, "bagging_freq": 0,
             "lambda_l1": 1e-8, "lambda_l2": 1e-8}
@@ -101,7 +104,7 @@ def test_pruning_stops_a_bad_trial_during_boosting(tmp_path: Path) -> None:
     # a learning rate 20x smaller barely moves the loss in the first iterations
     study.enqueue_trial(good | {"learning_rate": 0.01})
     seen: list[TrialRecord] = []
-    trainer.tune(TrainTask(**{**task.__dict__, "on_trial": seen.append}))
+    search.tune(trainer, TrainTask(**{**task.__dict__, "on_trial": seen.append}))
     assert [r.state for r in seen] == ["COMPLETE"] * 4 + ["PRUNED"]
     bad = optuna.load_study(study_name="prune", storage=storage).trials[4]
     assert max(bad.intermediate_values) < 1000  # it stopped long before the round limit

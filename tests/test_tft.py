@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoopt import search
 from autoopt.builtins.lgbm import LightGBMTrainer
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins.interfaces import (
@@ -239,7 +240,7 @@ def _fold_scores(
 def test_gate_compares_tft_with_lightgbm_on_the_same_folds(trainer: TFTTrainer) -> None:
     task = _task(600, n_trials=3)
     lgbm = LightGBMTrainer(max_rounds=60, early_stopping_rounds=10)
-    tuned = {"tft": trainer.tune(task), "lgbm": lgbm.tune(task)}
+    tuned = {"tft": trainer.tune(task), "lgbm": search.tune(lgbm, task)}
     scores = {
         "tft": _fold_scores(task, trainer, tuned["tft"].params),
         "lgbm": _fold_scores(task, lgbm, tuned["lgbm"].params),

@@ -164,7 +164,10 @@ class DegradationPolicy(_Section):
     cbpe_z: Annotated[float, msgspec.Meta(gt=0.0)] = 3.0
 
 
-DriftDetectorName = Literal["psi", "ks", "adwin", "page_hinkley"]
+DriftDetectorName = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+"""``psi``, ``ks`` (window tests on features) or a streaming detector registered through
+``autoopt_register_drift_detectors`` (built-in: ``adwin``, ``page_hinkley``); names are checked
+against the plugins at start (`autoopt.core.detectors`)."""
 DriftStreamName = Literal["prediction", "outcome"]
 
 
@@ -173,8 +176,10 @@ class DriftPolicy(_Section):
 
     PSI / KS compare live FeatureBatch columns, gathered ``min_rows`` rows at a time, with the
     champion's training reference (the FeatureBatch whose ``release_id`` is the champion's).
-    ADWIN / Page-Hinkley watch the prediction stream (SignalEmitted confidence) and the outcome
-    stream (TradeOutcome return, or 1/0 hit when ``outcome_value = "hit"``). ``external``: also
+    Streaming detectors (ADWIN, Page-Hinkley, or a plugin's) watch the prediction stream
+    (SignalEmitted confidence) and the outcome stream (TradeOutcome return, or 1/0 hit when
+    ``outcome_value = "hit"``); ``params.<name>`` is the table its factory's ``create`` gets
+    (for the built-ins it overrides ``adwin_delta`` / ``page_hinkley_*``). ``external``: also
     act on DriftReported(drifted=true) from components other than autoopt itself."""
 
     enabled: bool = True
@@ -192,6 +197,8 @@ class DriftPolicy(_Section):
     min_rows: Annotated[int, msgspec.Meta(ge=2)] = 200
     reference_max_rows: Annotated[int, msgspec.Meta(ge=2)] = 5000
     features: list[str] | None = None
+    params: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """``[policy.drift.params.<detector>]``: keyword arguments of that streaming detector."""
     page_hinkley_delta: NonNegFloat = 0.005
     page_hinkley_alpha: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.9999
     page_hinkley_min_instances: PositiveInt = 30

@@ -1,24 +1,26 @@
-"""LightGBM trainer plugin: Optuna TPE search on purged CV folds, pruned during boosting.
+"""LightGBM trainer plugin: an SDK trainer (`autoopt.plugins.interfaces.ModelTrainer`) whose
+search the core runs (`autoopt.search`), with a fast path for the folds.
 
 Why this shape:
 
-* Every trial boosts one model per purged walk-forward fold, all in lockstep (`FoldSets`, the
-  fold datasets binned once per search), so the fold-mean validation log loss exists at every
-  iteration: early stopping and pruning both act on it while the trial is still boosting.
-* Pruning needs no ``optuna-integration``: the loss is reported to the trial every
-  ``report_every`` iterations and `optuna.TrialPruned` is raised when the study's pruner says
-  so (a report is a storage write, so not every iteration).
-* Studies live in Optuna's RDB storage (SQLite in the data dir by default, any SQLAlchemy URL),
-  named by the caller, created with ``load_if_exists``: rerunning the same task resumes the
-  study and only runs the trials still missing from the budget; optuna-dashboard opens it.
-* Deterministic given the seed: seeded TPE, ``deterministic=True``, fixed thread count and all
-  LightGBM seeds set; a first trial of sane defaults is enqueued. A time budget cuts the search
-  short and is the one thing that can make two runs differ.
+* The core owns the study (Optuna TPE seeded, storage, pruner, trial budget across workers,
+  time budget), the objective's metrics and the `TuneResult`; this module is the model family:
+  `search_space`, `fit`, `predict`, `save`, `load`, and `default_params` (the enqueued first
+  trial).
+* The fast path (`fold_search`): every trial boosts one model per purged walk-forward fold, all
+  in lockstep (`FoldSets`, the fold datasets binned once per search), so the fold-mean
+  validation log loss exists at every iteration: early stopping and pruning both act on it
+  while the trial is still boosting. The loss is reported every ``report_every`` iterations
+  (a report is a storage write, so not every iteration); the core's ``report`` raises when the
+  study's pruner says so.
+* Deterministic given the seed: ``deterministic=True``, fixed thread count and all LightGBM
+  seeds set; the core's sampler is seeded. A time budget cuts the search short and is the one
+  thing that can make two runs differ.
 * Models are LightGBM's native text format (``model.txt``), loaded from text only.
-* Optuna is imported by the search only (`tune`, `make_pruner`), and the ``lightgbm`` package
-  by training only: a process that loads and predicts with a released model (an engine's
-  `ModelWatcher`) predicts through LightGBM's C library (`autoopt.builtins.lgbm_native`: the
-  same code, the same numbers) and imports neither.
+* Optuna is imported by the search only, and the ``lightgbm`` package by training only: a
+  process that loads and predicts with a released model (an engine's `ModelWatcher`) predicts
+  through LightGBM's C library (`autoopt.builtins.lgbm_native`: the same code, the same
+  numbers) and imports neither.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ import numpy as np
 
 from autoopt.builtins.lgbm_native import NativeBooster
 from autoopt.errors import ArtifactError, ConfigError, DataError
-from autoopt.plugins.interfaces import DEFAULT_MIN_COMPLETED_TRIALS, TrainTask, TuneResult
-from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
+from autoopt.plugins.interfaces import (
+    DEFAULT_MIN_COMPLETED_TRIALS,
+    FoldsFit,
+    Report,
+    SearchContext,
+    TrainTask,
+)
 
 if TYPE_CHECKING:
     import lightgbm
@@ -197,14 +204,14 @@ class FoldSets:
         *,
         max_rounds: int,
         patience: int,
-        trial: optuna.Trial | None = None,
+        report: Report | None = None,
         report_every: int = 10,
     ) -> tuple[list[float], list[lightgbm.Booster], int]:
         """(fold-mean log loss per iteration, the fold boosters, best iteration).
 
-        Stops ``patience`` iterations after the best one. With a ``trial``, reports the loss
-        every ``report_every`` iterations and raises `optuna.TrialPruned` when the study's
-        pruner says so.
+        Stops ``patience`` iterations after the best one. With ``report`` (the core's pruning
+        callback), reports the loss every ``report_every`` iterations; it raises when the
+        study's pruner stops the trial.
         """
         params = {k: v for k, v in params.items() if k != "force_col_wise"} | {
             "num_threads": 1, "force_row_wise": True}
@@ -229,27 +236,55 @@ class FoldSets:
                     best, best_it = loss, it
                 elif it - best_it >= patience:
                     return curve, boosters, best_it
-            if trial is not None and it % report_every == 0:
-                trial.report(curve[-1], step=it)
-                if trial.should_prune():
-                    import optuna
-
-                    raise optuna.TrialPruned(
-                        f"pruned at iteration {it}: {_METRIC}={curve[-1]:.5f}")
+            if report is not None and it % report_every == 0:
+                report(it, curve[-1])
         return curve, boosters, best_it
+
+    def probas(self, task: TrainTask, boosters: list[lightgbm.Booster],
+               best_iteration: int) -> tuple[np.ndarray, ...]:
+        """Each fold booster's P(y = 1) on its test rows (ascending), at ``best_iteration``."""
+        return tuple(
+            booster.predict(task.X[np.sort(test)], num_iteration=best_iteration, num_threads=1)
+            for booster, (_, test) in zip(boosters, task.folds, strict=True))
+
+
+class _LockstepSearch:
+    """`FoldSearch` for one task: the folds binned once, every trial boosted in lockstep."""
+
+    def __init__(self, trainer: LightGBMTrainer, task: TrainTask) -> None:
+        self.trainer = trainer
+        self.task = task
+        self.threads = effective_threads(task.threads, task.X.shape[0])
+        self.folds = FoldSets(task, self.threads, workers=task.threads)
+
+    def run(self, params: Mapping[str, Any], report: Report | None) -> FoldsFit:
+        t = self.trainer
+        curve, boosters, best_iteration = self.folds.run(
+            base_params(self.task.seed, self.threads) | dict(params), max_rounds=t.max_rounds,
+            patience=t.early_stopping_rounds, report=report, report_every=t.report_every)
+        return FoldsFit(loss=curve[best_iteration - 1],
+                        probas=self.folds.probas(self.task, boosters, best_iteration),
+                        user_attrs={"best_iteration": best_iteration})
+
+    def close(self) -> None:
+        self.folds.close()
+
+
+def pruner_steps(report_every: int) -> dict[str, int]:
+    """The pruner's settings in boosting rounds (a report every ``report_every`` rounds)."""
+    return {"warmup_steps": 2 * report_every, "interval_steps": report_every,
+            "min_resource": 2 * report_every}
 
 
 def make_pruner(
     kind: str, *, enabled: bool, report_every: int,
     min_completed: int = DEFAULT_MIN_COMPLETED_TRIALS,
 ) -> optuna.pruners.BasePruner:
-    """The pruner for a study, in boosting rounds (reports every ``report_every`` rounds)."""
+    """The pruner for a study, in boosting rounds (what the core builds from `pruner_steps`)."""
     from autoopt import tuning
 
-    return tuning.make_pruner(
-        kind, enabled=enabled, warmup_steps=2 * report_every, interval_steps=report_every,
-        min_resource=2 * report_every, min_completed=min_completed,
-    )
+    return tuning.make_pruner(kind, enabled=enabled, min_completed=min_completed,
+                              **pruner_steps(report_every))
 
 
 def suggest(trial: optuna.Trial, n_train_min: int) -> dict[str, Any]:
@@ -317,26 +352,8 @@ class LGBMPredictor:
 
 
 
-def _fold_sharpe(
-    task: TrainTask, boosters: list[lightgbm.Booster], best_iteration: int
-) -> tuple[float, float, int, np.ndarray]:
-    """(per-period Sharpe, annualised Sharpe, trades, returns) of the trial's out-of-sample
-    strategy (the returns feed PBO and the trial ledger)."""
-    parts = []
-    n_trades = 0
-    for booster, (_, test) in zip(boosters, task.folds, strict=True):
-        proba = booster.predict(task.X[np.sort(test)], num_iteration=best_iteration,
-                                num_threads=1)
-        pos = positions_from_proba(proba)
-        n_trades += int(np.count_nonzero(np.diff(pos, prepend=0.0)))
-        parts.append(strategy_returns(pos, task.forward_returns[np.sort(test)],
-                                      task.costs.fee_bps, task.costs.slippage_bps))
-    r = np.concatenate(parts)
-    return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades, r
-
-
 class LightGBMTrainer:
-    """Tunes LightGBM binary classifiers with Optuna; see the module docstring."""
+    """LightGBM binary classifiers through the trainer SDK; see the module docstring."""
 
     name = "lgbm"
     model_type = "lightgbm"
@@ -355,92 +372,27 @@ class LightGBMTrainer:
         self.early_stopping_rounds = early_stopping_rounds
         self.report_every = report_every
 
-    # ------------------------------------------------------------------ tuning
+    # ------------------------------------------------------------------ the search (SDK)
 
-    def study(self, task: TrainTask) -> optuna.Study:
-        """Create or resume the task's study (TPE seeded with the task's seed)."""
-        from autoopt import tuning
+    def search_space(self, trial: optuna.Trial, ctx: SearchContext) -> dict[str, Any]:
+        return suggest(trial, ctx.n_train_min)
 
-        pruner = make_pruner(task.pruner, enabled=task.pruning, report_every=self.report_every,
-                             min_completed=task.min_completed_trials)
-        return tuning.open_study(task, pruner, "LightGBMTrainer")
+    def fold_search(self, task: TrainTask) -> _LockstepSearch:
+        """The fast path the core uses: all folds of a trial boosted in lockstep."""
+        return _LockstepSearch(self, task)
 
-    def tune(self, task: TrainTask) -> TuneResult:
-        import optuna
+    def pruner_steps(self) -> dict[str, int]:
+        return pruner_steps(self.report_every)
 
-        from autoopt import tuning
+    def final_params(self, params: Mapping[str, Any],
+                     user_attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """The best trial's recipe: its parameters and the rounds early stopping chose."""
+        return dict(params) | {"num_boost_round": int(user_attrs["best_iteration"])}
 
-        y = np.asarray(task.y)
-        if not np.all(np.isin(y, (0, 1))):
-            raise DataError(f"{task.symbol}: LightGBM trainer needs 0/1 labels")
-        for k, (train, test) in enumerate(task.folds):
-            if np.unique(y[train]).size < 2:
-                raise DataError(f"{task.symbol}: fold {k} training labels hold one class only")
-            del test
-        n_train_min = min(len(tr) for tr, _ in task.folds)
-        threads = effective_threads(task.threads, task.X.shape[0])
-        study = self.study(task)
-        done = tuning.finished_trials(study)
-        if not done:
-            study.enqueue_trial(_default_trial(n_train_min))
-        remaining = task.n_trials - len(done)
-        folds = FoldSets(task, threads, workers=task.threads)
-        prune = task.pruning and task.pruner != "none"
-        trial_returns: dict[int, np.ndarray] = {}
-
-        def objective(trial: optuna.Trial) -> float:
-            params = base_params(task.seed, threads) | suggest(trial, n_train_min)
-            curve, boosters, best_iteration = folds.run(
-                params, max_rounds=self.max_rounds, patience=self.early_stopping_rounds,
-                trial=trial if prune else None, report_every=self.report_every)
-            sr, sr_annual, n_trades, oos = _fold_sharpe(task, boosters, best_iteration)
-            trial_returns[trial.number] = oos.astype(np.float32)
-            trial.set_user_attr("best_iteration", best_iteration)
-            trial.set_user_attr("sharpe_per_period", sr)
-            trial.set_user_attr("sharpe", sr_annual)
-            trial.set_user_attr("n_trades", n_trades)
-            value = curve[best_iteration - 1]
-            if not math.isfinite(value):
-                raise DataError(f"{task.symbol}: trial {trial.number} produced log loss {value}")
-            return value
-
-        def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-            del study
-            if task.on_trial is not None:
-                task.on_trial(tuning.trial_record(frozen))
-
-        if remaining > 0:
-            try:
-                study.optimize(
-                    objective,
-                    n_trials=remaining,
-                    timeout=task.time_budget_s,
-                    callbacks=[report],
-                    catch=(lgb.basic.LightGBMError,),
-                    gc_after_trial=False,
-                )
-            finally:
-                folds.close()
-        trials = tuning.finished_trials(study)
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            raise DataError(
-                f"{task.symbol}: no trial of study {study.study_name!r} completed "
-                f"({len(trials)} tried)"
-            )
-        best = min(complete, key=lambda t: (t.value, t.number))
-        params = dict(best.params)
-        params["num_boost_round"] = int(best.user_attrs["best_iteration"])
-        return TuneResult(
-            study_name=study.study_name,
-            params=params,
-            best_value=float(best.value),  # type: ignore[arg-type]
-            best_trial=best.number,
-            trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
-            objective=OBJECTIVE,
-            trial_returns={k: v for k, v in trial_returns.items()
-                           if k in {t.number for t in complete}},
-        )
+    @property
+    def fit_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors that fail one trial (recorded) rather than the search."""
+        return (lgb.basic.LightGBMError,)
 
     # ------------------------------------------------------------------ fit / load
 
@@ -457,8 +409,12 @@ class LightGBMTrainer:
         *,
         seed: int = 42,
         threads: int = 1,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        report: Report | None = None,
     ) -> LGBMPredictor:
-        """One booster with fixed params; ``num_boost_round`` comes from ``params``."""
+        """One booster with fixed params; ``num_boost_round`` comes from ``params``. (The
+        search fits through `fold_search`, so ``valid`` and ``report`` are not used here.)"""
+        del valid, report
         p = dict(params)
         rounds = int(p.pop("num_boost_round", 100))
         if rounds < 1:
@@ -475,6 +431,15 @@ class LightGBMTrainer:
         )
         booster = lgb.train(base_params(seed, threads) | p, data, num_boost_round=rounds)
         return LGBMPredictor(booster)
+
+    def predict(self, model: LGBMPredictor, X: np.ndarray) -> np.ndarray:
+        return model.predict_proba(X)
+
+    def save(self, model: LGBMPredictor) -> dict[str, bytes]:
+        return model.to_files()
+
+    def importance(self, model: LGBMPredictor, kind: str = "gain") -> dict[str, float]:
+        return model.importance(kind)
 
     def load(self, files: Mapping[str, bytes]) -> LGBMPredictor:
         if MODEL_FILE not in files:

@@ -41,6 +41,7 @@ from autoopt.plugins.interfaces import (
     ValidationResult,
     Validator,
 )
+from autoopt.search import as_trainer
 from autoopt.validation.gate import GateConfig, GateReason, GateVerdict, evaluate_gate
 from autoopt.validation.ledger import effective_trials
 from autoopt.validation.live import expected_live
@@ -117,7 +118,7 @@ def fit_candidate(
     tune_task = replace(train_task(config, sel_ds, n_trials=n_trials,
                                    time_budget_s=time_budget_s, storage=storage),
                         study_name=study, on_trial=on_trial)
-    tuned = trainer.tune(tune_task)
+    tuned = as_trainer(trainer).tune(tune_task)  # an SDK trainer's search is the core's
     if stage is not None:
         stage("validating")
     names = list(sel_ds.feature_names)

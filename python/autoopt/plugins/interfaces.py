@@ -7,7 +7,8 @@ component is a drop-in.
 Data flow of one retrain (see `autoopt.pipeline`)::
 
     DataSource.load ─▶ bars ─▶ validate ─▶ FeatureSet.compute ─▶ labels ─▶ TrainTask
-    Trainer.tune(TrainTask) ─▶ TuneResult ─▶ Trainer.fit(...) ─▶ Predictor
+    core search (autoopt.search) over ModelTrainer.search_space/fit/predict ─▶ TuneResult
+    ─▶ ModelTrainer.fit(...) ─▶ model ─▶ save/load (the registry), predict (watchers)
     Validator.validate(TrainTask, fit) ─▶ ValidationResult ─▶ gate ─▶ registry
 
 Arrays are numpy: ``X`` is ``(n_rows, n_features)`` float64 with NaN for "unknown", ``y`` is
@@ -148,6 +149,9 @@ class TrainTask:
     storage: str | None = None
     """SQLAlchemy URL of the Optuna storage (None: in memory, nothing resumes)."""
     study_name: str = ""
+    study_attrs: Mapping[str, Any] | None = None
+    """Recorded in a persistent study's user attributes by the core search: what a worker
+    (`autoopt worker --study`) needs to rebuild this very task (`autoopt.pipeline.joinspec`)."""
     on_trial: Callable[[TrialRecord], None] | None = None
     """Called from the tuning thread after every trial, in trial order."""
 
@@ -258,9 +262,133 @@ def lookback_of(model: object) -> int:
     return max(int(getattr(model, "lookback", 1) or 1), 1)
 
 
+# ------------------------------------------------------------------------------- trainer SDK
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchContext:
+    """What a `ModelTrainer.search_space` may size its ranges by."""
+
+    n_train_min: int
+    """Training rows of the smallest CV fold (cap leaf sizes, batch sizes... by it)."""
+    n_rows: int
+    n_features: int
+    feature_names: tuple[str, ...]
+    seed: int
+
+
+Report = Callable[[int, float], None]
+"""``report(step, loss)``: a fit's validation loss after ``step`` (an iteration, an epoch),
+steps increasing from 1. The core may decide to prune the trial and then raises from inside
+``report``: let the exception propagate (do not catch it), the core marks the trial pruned."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldsFit:
+    """One trial's fit of every CV fold at once (the optional `FoldSearch` fast path)."""
+
+    loss: float
+    """The trial's objective: the fold-mean validation log loss it stopped at."""
+    probas: tuple[np.ndarray, ...]
+    """P(y = 1) on each fold's test rows, in fold order, rows ascending."""
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    """Extra per-trial numbers to record (e.g. LightGBM's ``best_iteration``)."""
+
+
+@runtime_checkable
+class FoldSearch(Protocol):
+    """A trainer's own loop over all folds of a task, set up once per search (optional)."""
+
+    def run(self, params: Mapping[str, Any], report: Report | None) -> FoldsFit: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ModelTrainer(Protocol):
+    """The trainer SDK: a model family in five methods; autoopt's core owns the search.
+
+    The core (`autoopt.search`) opens the Optuna study (storage, seeded TPE, pruner), enqueues
+    `default_params` as the first trial, asks `search_space` for each trial's parameters,
+    `fit`s one model per purged CV fold, scores the fold's test rows with `predict` (log loss,
+    then the per-period and annualised Sharpe, trades and returns of the concatenated
+    out-of-sample path after costs), prunes through ``report``, honours the trial budget across
+    workers and the time budget, and returns the `TuneResult` the gate judges. A release is
+    ``save``'d to the registry and ``load``'ed by watchers.
+
+    Optional members, used when present:
+
+    * ``default_params(n_train) -> dict``: a sane first trial (enqueued) and the untuned recipe
+      feature selection fits with (default: the first trial's parameters are sampled);
+    * ``importance(model, kind)``: per-feature importance, one number per feature in the
+      fitted ``feature_names`` order (or a dict by name);
+    * ``fit_errors``: exception types that fail one trial (recorded) instead of the search;
+    * ``final_params(params, user_attrs) -> dict``: the best trial's fit recipe from its
+      parameters and user attributes (LightGBM adds the boosting rounds early stopping found);
+    * ``max_steps``: the most steps one ``fit`` reports (default 1000; pruning compares fold k's
+      step s across trials as step ``k * max_steps + s``);
+    * ``fold_search(task) -> FoldSearch``: a fast path that fits all folds of a trial together
+      (LightGBM boosts them in lockstep and prunes on the fold-mean loss); with it, also
+      ``pruner_steps() -> dict(warmup_steps=, interval_steps=, min_resource=)`` in its step
+      unit.
+
+    A ``fit`` result that already is a `Predictor` (``predict_proba``, ``to_files``,
+    ``feature_names``) is used as is; any other model object is wrapped so that the pipeline,
+    the registry and watchers reach it only through ``predict``, ``save`` and ``load``.
+    """
+
+    name: str
+    model_type: str
+    """What the registry manifest records, e.g. ``"lightgbm"``."""
+
+    def search_space(self, trial: Any, ctx: SearchContext) -> dict[str, Any]:
+        """This trial's parameters, from ``trial.suggest_int/float/categorical`` (an Optuna
+        trial; constants may be added to the returned dict)."""
+        ...
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        params: Mapping[str, Any],
+        *,
+        feature_names: Sequence[str],
+        seed: int = 42,
+        threads: int = 1,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        report: Report | None = None,
+    ) -> Any:
+        """One model with ``params``. During the search ``valid`` is the fold's test rows
+        (for early stopping) and ``report`` the pruning callback; both are None for the final
+        fit."""
+        ...
+
+    def predict(self, model: Any, X: np.ndarray) -> np.ndarray:
+        """P(y = 1) per row of ``X`` (columns in the fitted ``feature_names`` order)."""
+        ...
+
+    def save(self, model: Any) -> dict[str, bytes]:
+        """The artifact files (native formats, never a pickle)."""
+        ...
+
+    def load(self, files: Mapping[str, bytes]) -> Any:
+        """A model from `save`'s files (checksum-verified by the registry)."""
+        ...
+
+
+def is_sdk_trainer(component: object) -> bool:
+    """Whether a registered trainer uses the SDK (`ModelTrainer`: the core runs its search)
+    rather than the legacy interface (`Trainer`: it runs its own ``tune``)."""
+    return callable(getattr(component, "search_space", None))
+
+
 @runtime_checkable
 class Trainer(Protocol):
-    """Tunes, fits and loads one model family."""
+    """Tunes, fits and loads one model family: the legacy trainer interface, and what the
+    pipeline talks to. An SDK trainer (`ModelTrainer`) is adapted to it by the core
+    (`autoopt.search.SearchTrainer`); a trainer registering this directly runs its own search
+    (``tune``), recording each completed trial's per-period out-of-sample Sharpe after costs in
+    ``user_attrs["sharpe_per_period"]``."""
 
     name: str
     model_type: str
@@ -352,12 +480,36 @@ class RiskTuner(Protocol):
 
 
 @runtime_checkable
+class StreamDetector(Protocol):
+    """One live streaming drift detector: the decision core feeds it one value at a time."""
+
+    def update(self, x: float) -> bool:
+        """Take the next value (finite float); True when a change is detected now. The core
+        then discards this detector and starts a fresh one, so one change fires once."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """The detector's whole state (never a pickle): what a checkpoint keeps."""
+        ...
+
+
+@runtime_checkable
 class DriftDetectorFactory(Protocol):
-    """Builds a streaming drift detector (``update(x) -> bool``, ``to_bytes()``)."""
+    """Builds and restores a streaming drift detector (`StreamDetector`) watched by the
+    decision core on the prediction and outcome streams (``policy.drift.detectors``).
+
+    ``name`` is what the config lists and what a detection's reason says (``drift.<name>``);
+    ``create(**params)`` gets the ``[policy.drift.params.<name>]`` table (checked once at start:
+    a bad param is a ConfigError there); ``from_bytes(data)`` rebuilds a detector from its
+    ``to_bytes()``, so checkpoints and replays carry it. Both must be deterministic (no clock,
+    no unseeded randomness): replaying the same log gives the same decisions.
+    """
 
     name: str
 
-    def create(self, **params: Any) -> Any: ...
+    def create(self, **params: Any) -> StreamDetector: ...
+
+    def from_bytes(self, data: bytes) -> StreamDetector: ...
 
 
 __all__ = [
@@ -366,17 +518,24 @@ __all__ = [
     "DriftDetectorFactory",
     "FeatureSet",
     "FitFn",
+    "FoldSearch",
+    "FoldsFit",
     "IncrementalSource",
     "LogSource",
+    "ModelTrainer",
     "Predictor",
     "RiskTask",
+    "Report",
     "RiskTuner",
+    "SearchContext",
+    "StreamDetector",
     "TrainTask",
     "Trainer",
     "TrialRecord",
     "TuneResult",
     "ValidationResult",
     "Validator",
+    "is_sdk_trainer",
     "lookback_of",
     "predict_rows",
 ]

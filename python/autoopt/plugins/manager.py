@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin-validators", "autoopt.builtins.validators"),
     ("builtin-lgbm", "autoopt.builtins.lgbm"),
     ("builtin-risk", "autoopt.builtins.risk"),
+    ("builtin-drift", "autoopt.builtins.drift"),
     ("builtin-tft", "autoopt.tft.plugin"),
 )
 """autoopt's own plugins: ``(name, module)``. Each module registers light metadata only (heavy

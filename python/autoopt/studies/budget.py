@@ -106,11 +106,26 @@ def run_budgeted(
     grace_s: float = 20.0,
     catch: tuple[type[BaseException], ...] = (),
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    timeout_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run trials of ``study`` until it holds ``n_trials`` that spend budget, cooperating with
-    any other worker doing the same; returns how many trials this worker ran."""
+    any other worker doing the same; returns how many trials this worker ran.
+
+    ``timeout_s`` (timed by ``clock``): no trial starts once this long has passed (a started
+    one finishes), as Optuna's ``optimize(timeout=)``. A budget already spent (a resumed or a
+    joined study) starts nothing and asks for no trial, so a rerun's trials stay numbered on
+    from the last; before returning, the worker waits for other workers' running trials to
+    finish (or go stale), so the caller sees every trial of the budget."""
     ran = 0
+    t0 = clock()
     while True:
+        if timeout_s is not None and clock() - t0 >= timeout_s:
+            return ran
+        if len(spent_trials(study)) >= n_trials:
+            if _wait_for_running(study, None, grace_s, heartbeat_s):
+                continue  # a stale trial was failed: its slot is free again
+            return ran
         trial = study.ask()
         # below the budget by number, fewer trials precede it: admitted without reading them
         if trial.number >= n_trials and _spent_before(study, trial.number, grace_s) >= n_trials:
@@ -144,12 +159,13 @@ def _spent_before(study: optuna.Study, number: int, grace_s: float) -> int:
     return sum(spends_budget(t) for t in study.get_trials(deepcopy=False) if t.number < number)
 
 
-def _wait_for_running(study: optuna.Study, below: int, grace_s: float, poll_s: float) -> bool:
-    """Wait while trials numbered below ``below`` run; True when one went stale (and was
-    failed), False when all finished."""
+def _wait_for_running(study: optuna.Study, below: int | None, grace_s: float,
+                      poll_s: float) -> bool:
+    """Wait while trials numbered below ``below`` (None: any) run; True when one went stale
+    (and was failed), False when all finished."""
     while True:
         running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if t.number < below]
+                   if below is None or t.number < below]
         if not running:
             return False
         if fail_stale(study, grace_s):
