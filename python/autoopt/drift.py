@@ -10,11 +10,16 @@ Every detector/monitor checkpoints with `to_bytes()` / `from_bytes()` (a version
 checksummed binary format; never pickle). Inputs are 1-D numeric arrays, sequences or polars
 Series; contiguous float64 data is read without copying. NaN in the data raises
 `autoopt.errors.DataError`.
+
+`ADWIN_FACTORY` and `PAGE_HINKLEY_FACTORY` are the streaming detectors' factories
+(`autoopt.plugins.interfaces.DriftDetectorFactory`): the ``builtin-drift`` plugin registers them
+through the same hook as a third-party detector, and the decision core restores a checkpointed
+detector through its factory's ``from_bytes``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from numpy.typing import ArrayLike
 
@@ -59,10 +64,39 @@ def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
     return float(_native.psi(reference, current, bins))
 
 
+class NativeDetectorFactory:
+    """A `DriftDetectorFactory` for one of the native streaming detectors (its class's keyword
+    arguments are the params; its own ``to_bytes`` / ``from_bytes`` are the checkpoint)."""
+
+    def __init__(self, name: str, cls: Any) -> None:
+        self.name = name
+        self._cls = cls
+
+    def create(self, **params: Any) -> Any:
+        return self._cls(**params)
+
+    def from_bytes(self, data: bytes) -> Any:
+        return self._cls.from_bytes(data)
+
+    def __repr__(self) -> str:
+        return f"NativeDetectorFactory({self.name!r})"
+
+
+ADWIN_FACTORY = NativeDetectorFactory("adwin", ADWIN)
+"""Params: ``delta`` (config ``adwin_delta``)."""
+PAGE_HINKLEY_FACTORY = NativeDetectorFactory("page_hinkley", PageHinkley)
+"""Params: ``min_instances``, ``delta``, ``threshold``, ``alpha`` (config ``page_hinkley_*``)."""
+BUILTIN_STREAM_FACTORIES = (ADWIN_FACTORY, PAGE_HINKLEY_FACTORY)
+
+
 __all__ = [
     "ADWIN",
+    "ADWIN_FACTORY",
+    "BUILTIN_STREAM_FACTORIES",
     "CUSUM",
     "KSResult",
+    "NativeDetectorFactory",
+    "PAGE_HINKLEY_FACTORY",
     "PSIMonitor",
     "PageHinkley",
     "Welford",

@@ -103,6 +103,22 @@ def check_models(plugins: Any, names: list[str], key: str) -> None:
             fail(f"{key}: model {name!r}: {exc}")
 
 
+def check_drift_detectors(config: Config) -> None:
+    """ConfigError (one line) when ``policy.drift`` names a detector no plugin registers, at
+    config load like any bad key. The plugins are loaded only when a name is not built in."""
+    from autoopt.core.detectors import check_names
+
+    try:
+        check_names(config.policy, ("adwin", "page_hinkley"))
+        return
+    except AutooptError:
+        pass
+    from autoopt.plugins import load_plugins
+
+    plugins = load_plugins(disabled=config.plugins.disabled)
+    check_names(config.policy, plugins.components("drift_detector"))
+
+
 @dataclass
 class CliContext:
     config_path: str | None = None
@@ -116,6 +132,7 @@ class CliContext:
             overrides = {"data_dir": self.data_dir} if self.data_dir else None
             try:
                 self._config = load_config(self.config_path, overrides=overrides)
+                check_drift_detectors(self._config)
             except AutooptError as exc:
                 expected_error(exc)
             from autoopt.logfmt import setup_logging

@@ -16,6 +16,8 @@ def serve(
     """Run the service: consume the log, decide, run retrains, append results."""
     import msgspec
 
+    from autoopt.core.detectors import from_plugins
+    from autoopt.errors import AutooptError
     from autoopt.logfmt import setup_logging
     from autoopt.runtime import open_plugins
     from autoopt.service import serve as serve_forever
@@ -25,6 +27,10 @@ def serve(
         cfg = msgspec.structs.replace(cfg, service=msgspec.structs.replace(cfg.service, http_port=port))
     plugins = open_plugins(cfg)
     check_models(plugins, cfg.pipeline.models, "pipeline.models")  # before connecting anything
+    try:  # the drift detectors the decider will run, with their params
+        from_plugins(plugins, cfg)
+    except AutooptError as exc:
+        fail(str(exc))
     setup_logging(json_lines=json_logs, level="DEBUG" if ctx.obj.verbose else cfg.log.level)
     run(serve_forever(cfg, plugins=plugins))
 
@@ -43,14 +49,20 @@ def replay(
     """Replay the log through the decision core with the recorded clock; print decisions and digest."""
     from autoopt.config import load_config
     from autoopt.core import describe, diff_decisions, replay_decisions
+    from autoopt.core.detectors import from_plugins
     from autoopt.errors import AutooptError
     from autoopt.log.eventlog import ReplayStats
-    from autoopt.runtime import open_event_log
+    from autoopt.runtime import open_event_log, open_plugins
     from autoopt.service.core_stream import CORE_STREAM, ensure_core_stream
 
     if not decisions:
         fail("only --decisions replays are supported")
     cfg = ctx.obj.config()
+    plugins = open_plugins(cfg)
+    try:  # the streaming drift detectors the service ran: a missing plugin is one line here
+        detectors = from_plugins(plugins, cfg)
+    except AutooptError as exc:
+        fail(str(exc))
     stats = ReplayStats()
 
     async def read() -> list:
@@ -67,7 +79,7 @@ def replay(
             await log.close()
 
     items = run(read())
-    result = replay_decisions(items, cfg)
+    result = replay_decisions(items, cfg, detectors=detectors)
     if not quiet:
         for record in result.decisions:
             for command in record.commands:
@@ -84,9 +96,10 @@ def replay(
     if other is not None:
         try:
             cfg_b = load_config(other)
+            detectors_b = from_plugins(plugins, cfg_b)
         except AutooptError as exc:
             fail(str(exc))
-        result_b = replay_decisions(items, cfg_b)
+        result_b = replay_decisions(items, cfg_b, detectors=detectors_b)
         diffs = diff_decisions(result, result_b)
         console.print(f"with {other}: digest {result_b.digest}; {len(diffs)} differences")
         for d in diffs:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from autoopt.clock import NS_PER_S
 from autoopt.config import Config, DegradationPolicy, DriftPolicy, PolicyConfig, schedule_off
 from autoopt.core.commands import Command, CommandBase
+from autoopt.core.detectors import StreamDetectors
 from autoopt.core.state import State, StateData, SymbolState
 from autoopt.errors import ConfigError
 from autoopt.events import Event
@@ -81,17 +82,27 @@ def resolve(config: Config | PolicyConfig) -> Resolved:
 
 
 class Ctx:
-    """Everything one `decide` call works with; outputs collect in ``out``."""
+    """Everything one `decide` call works with; outputs collect in ``out``. ``detectors``: the
+    streaming drift detector factories resolved at start (`autoopt.core.detectors`)."""
 
-    __slots__ = ("state", "data", "event", "now", "prev_clock", "resolved", "out")
+    __slots__ = ("state", "data", "event", "now", "prev_clock", "resolved", "detectors", "out")
 
-    def __init__(self, state: State, event: Event, now: int, prev_clock: int, resolved: Resolved):
+    def __init__(
+        self,
+        state: State,
+        event: Event,
+        now: int,
+        prev_clock: int,
+        resolved: Resolved,
+        detectors: StreamDetectors,
+    ):
         self.state = state
         self.data: StateData = state.data
         self.event = event
         self.now = now
         self.prev_clock = prev_clock
         self.resolved = resolved
+        self.detectors = detectors
         self.out: list[Command] = []
 
     @property

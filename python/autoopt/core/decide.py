@@ -23,7 +23,7 @@ Per event, in this order:
     3. expire in-flight slots past their timeouts;
     4. drain the manual queue;
     5. fire schedules whose instant the clock reached (all symbols, sorted);
-    6. the event's own trigger (degradation, PSI/KS, ADWIN/Page-Hinkley, reported drift).
+    6. the event's own trigger (degradation, PSI/KS, streaming detectors, reported drift).
 A retrain decided in one step makes later triggers of the same symbol "suppressed.pending".
 
 Ignored entirely (no clock move, no output): DecisionMade (the core's own outputs, recorded).
@@ -38,6 +38,8 @@ from typing import Any
 from autoopt.config import Config, PolicyConfig
 from autoopt.core.commands import Command
 from autoopt.core.context import Ctx, resolve
+from autoopt.core.detectors import StreamDetectors
+from autoopt.core.detectors import builtin as builtin_detectors
 from autoopt.core.policies import degradation, drift, lifecycle, manual, schedule
 from autoopt.core.state import State
 from autoopt.events import (
@@ -95,17 +97,27 @@ def ignored(event: Event) -> bool:
 
 
 def decide(
-    state: State, event: Event, now_ns: int, config: Config | PolicyConfig
+    state: State,
+    event: Event,
+    now_ns: int,
+    config: Config | PolicyConfig,
+    *,
+    detectors: StreamDetectors | None = None,
 ) -> tuple[State, list[Command]]:
     """Apply ``event`` at time ``now_ns``; return the (same, updated) state and the outputs.
 
     ``state`` is updated in place (take ``state.to_bytes()`` first to keep the old one).
+    ``detectors``: the streaming drift detector factories resolved once at start
+    (`autoopt.core.detectors.from_plugins`); None: autoopt's built-in ones. A config naming a
+    detector they lack is a ConfigError.
     """
     if not isinstance(state, State):
         raise TypeError(f"decide: state must be autoopt.core.State, got {type(state).__name__}")
     if not isinstance(event, Event):
         raise TypeError(f"decide: event must be an autoopt event, got {type(event).__name__}")
     resolved = resolve(config)
+    detectors = detectors if detectors is not None else builtin_detectors()
+    detectors.check(resolved.policy)
     if ignored(event):
         return state, []
     if isinstance(event, ClockTick):  # a pure clock move to the tick's instant (module doc)
@@ -115,7 +127,7 @@ def decide(
     now = max(prev, int(now_ns))
     data.clock_ns = now
     data.n_events += 1
-    ctx = Ctx(state, event, now, prev, resolved)
+    ctx = Ctx(state, event, now, prev, resolved, detectors)
     symbols = data.symbols
     for name in resolved.symbols:
         if name not in symbols:

@@ -25,7 +25,10 @@ import msgspec
 
 from autoopt.config import Config, PolicyConfig
 from autoopt.core.commands import Command, describe
+from autoopt.core.context import resolve
 from autoopt.core.decide import decide
+from autoopt.core.detectors import StreamDetectors
+from autoopt.core.detectors import builtin as builtin_detectors
 from autoopt.core.state import State
 from autoopt.errors import ReplayMismatch
 from autoopt.events import DecisionMade, Event
@@ -94,11 +97,16 @@ def decisions_digest(records: Iterable[DecisionRecord]) -> str:
 
 
 def decide_step(
-    state: State, event: Event, now_ns: int, config: Config | PolicyConfig
+    state: State,
+    event: Event,
+    now_ns: int,
+    config: Config | PolicyConfig,
+    *,
+    detectors: StreamDetectors | None = None,
 ) -> tuple[State, list[Command]]:
     """`decide` on a copy of ``state``: ``state`` itself is untouched, also when decide raises.
     The service's decider uses it to commit a step only once its results are stored."""
-    return decide(State.from_bytes(state.to_bytes()), event, now_ns, config)
+    return decide(State.from_bytes(state.to_bytes()), event, now_ns, config, detectors=detectors)
 
 
 def _restore(state: State, snapshot: bytes) -> None:
@@ -112,6 +120,7 @@ def replay_decisions(
     config: Config | PolicyConfig,
     *,
     state: State | None = None,
+    detectors: StreamDetectors | None = None,
 ) -> ReplayResult:
     """Run ``events`` through `decide` in order, from ``state`` (a fresh one by default).
 
@@ -119,14 +128,18 @@ def replay_decisions(
     recorded clock (e.g. the JetStream timestamp). ``state`` is updated in place. An event
     decide raises on is skipped with the state it found (`ReplayResult.failed`): the replay
     restarts from the initial state without it, so the fast path never copies the state.
+    ``detectors``: the streaming drift detectors the service ran (`autoopt.core.detectors`;
+    None: the built-ins); a config naming one they lack is a ConfigError before any event.
     """
+    detectors = detectors if detectors is not None else builtin_detectors()
+    detectors.check(resolve(config).policy)
     st = state if state is not None else State()
     items = [item if isinstance(item, tuple) else (item, item.ts_event) for item in events]
     initial = st.to_bytes()
     failed: set[int] = set()
     while True:
         try:
-            return _replay(items, config, st, failed)
+            return _replay(items, config, st, failed, detectors)
         except _StepFailed as exc:
             failed.add(exc.index)
             _restore(st, initial)
@@ -138,7 +151,11 @@ class _StepFailed(Exception):
 
 
 def _replay(
-    items: list[tuple[Event, int]], config: Config | PolicyConfig, st: State, failed: set[int]
+    items: list[tuple[Event, int]],
+    config: Config | PolicyConfig,
+    st: State,
+    failed: set[int],
+    detectors: StreamDetectors,
 ) -> ReplayResult:
     records: list[DecisionRecord] = []
     digest = _Hasher(DIGEST_PREFIX)
@@ -149,7 +166,7 @@ def _replay(
         if n in failed:
             continue
         try:
-            st, out = decide(st, event, now, config)
+            st, out = decide(st, event, now, config, detectors=detectors)
         except Exception as exc:
             raise _StepFailed(n) from exc
         if out:

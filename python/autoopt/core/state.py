@@ -2,8 +2,10 @@
 
 Why a projection: the log is the source of truth; this state is rebuilt by replaying it and a
 checkpoint (`State.to_bytes`) is only a speed-up. Everything here is a msgspec Struct so a
-checkpoint is plain msgpack (never pickle); live drift detectors are kept as Rust objects between
-events and serialized with their own ``to_bytes`` at checkpoint time.
+checkpoint is plain msgpack (never pickle); live streaming drift detectors (built-in or a
+plugin's) are kept as objects between events, serialized with their own ``to_bytes`` at
+checkpoint time and restored by their factory's ``from_bytes`` on first use
+(`autoopt.plugins.interfaces.DriftDetectorFactory`).
 
 Ordered collections are lists, never dict insertion order: a checkpoint encodes dicts with sorted
 keys, so anything whose order matters must survive that.
@@ -11,7 +13,8 @@ keys, so anything whose order matters must survive that.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
@@ -24,11 +27,19 @@ MAX_MANUAL_DONE = 1024  # decided manual request ids remembered (redelivery dedu
 
 
 class Detector(Protocol):
-    """What the core needs from `autoopt.drift.ADWIN` / `PageHinkley`."""
+    """What the core needs from a streaming detector (`autoopt.drift.ADWIN`, a plugin's)."""
 
     def update(self, x: float) -> bool: ...
 
     def to_bytes(self) -> bytes: ...
+
+
+class DetectorFactory(Protocol):
+    """What the core needs from a `DriftDetectorFactory`: restore a detector from its bytes."""
+
+    name: str
+
+    def from_bytes(self, data: bytes) -> Detector: ...
 
 
 class PendingRetrain(msgspec.Struct, kw_only=True):
@@ -139,17 +150,6 @@ _encoder = msgspec.msgpack.Encoder(order="deterministic")
 _decoder = msgspec.msgpack.Decoder(StateData)
 
 
-def _detector_class(name: str) -> Any:
-    from autoopt import drift
-
-    kind = name.split(".", 1)[0]
-    if kind == "adwin":
-        return drift.ADWIN
-    if kind == "page_hinkley":
-        return drift.PageHinkley
-    raise DataError(f"checkpoint holds an unknown detector {name!r}")
-
-
 class State:
     """Decision-core state: `StateData` plus the live detector objects.
 
@@ -190,13 +190,26 @@ class State:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
     # ------------------------------------------------------------------ detectors
-    def detector(self, symbol: str, name: str, make: Any) -> Detector:
-        """The live detector ``name`` of ``symbol``: restored from its bytes, else ``make()``."""
+    def detector(
+        self, symbol: str, name: str, factory: DetectorFactory, make: Callable[[], Detector]
+    ) -> Detector:
+        """The live detector ``name`` of ``symbol``: restored from its checkpointed bytes by
+        ``factory.from_bytes``, else ``make()``; DataError (one line) if the bytes do not
+        restore."""
         key = (symbol, name)
         det = self._live.get(key)
         if det is None:
             raw = self.data.symbols[symbol].detectors.get(name)
-            det = _detector_class(name).from_bytes(raw) if raw is not None else make()
+            if raw is None:
+                det = make()
+            else:
+                try:
+                    det = factory.from_bytes(raw)
+                except Exception as exc:
+                    raise DataError(
+                        f"checkpointed drift detector {name!r} of {symbol} does not restore with "
+                        f"detector {factory.name!r}: {type(exc).__name__}: {exc}"
+                    ) from None
             self._live[key] = det
         return det
 
@@ -232,6 +245,7 @@ class State:
 
 __all__ = [
     "Detector",
+    "DetectorFactory",
     "ManualRequest",
     "PendingRetrain",
     "Reference",

@@ -61,7 +61,10 @@ def autoopt_register_feature_sets() -> list[FeatureSet]:
 
 @hookspec
 def autoopt_register_drift_detectors() -> list[DriftDetectorFactory]:
-    """Factories for streaming drift detectors usable in drift policies."""
+    """Factories of streaming drift detectors (`DriftDetectorFactory`: ``name``, ``create``,
+    ``from_bytes``) that ``policy.drift.detectors`` may name. The service and ``autoopt replay``
+    resolve the configured ones once at start and hand them to the decision core; autoopt's
+    own ADWIN and Page-Hinkley register here too (``builtin-drift``)."""
 
 
 @hookspec

@@ -31,6 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from autoopt.config import Config
 from autoopt.core import State, decision_event
 from autoopt.core.decide import ignored
+from autoopt.core.detectors import from_plugins
 from autoopt.core.replay import decide_step
 from autoopt.errors import DataError
 from autoopt.events import DecisionMade, Event, decode, encode
@@ -86,6 +87,9 @@ class Decider:
         self._plugins = plugins
         self._metrics = metrics
         self._checkpoints = checkpoints
+        self._detectors = from_plugins(plugins, config)
+        """The streaming drift detectors, resolved from the plugins once: ConfigError here for
+        an unknown one, and `decide` never calls the plugin manager."""
         self.state = State()
         self.seq = 0
         self.lag = 0
@@ -258,7 +262,8 @@ class Decider:
             return True
         origin = origin or Origin.of(event)
         try:
-            state, commands = decide_step(self.state, event, now_ns, self._config)
+            state, commands = decide_step(self.state, event, now_ns, self._config,
+                                          detectors=self._detectors)
         except Exception as exc:
             log.error("decide failed on %s %s: %s", kind, event.event_id, describe(exc))
             return await self._append_all([self._letter(origin, f"decide failed: {describe(exc)}", event)])

@@ -16,12 +16,16 @@ Feature drift (PSI, KS)
     configured thresholds guard the effect size, the calibrated ones the serial dependence.
     The calibrated thresholds are computed once per reference and window size and reported.
 
-Stream drift (ADWIN, Page-Hinkley)
-    ``autoopt.drift.ADWIN(delta=adwin_delta)`` and ``autoopt.drift.PageHinkley(...)`` watch the
-    prediction stream (SignalEmitted.confidence) and the outcome stream (TradeOutcome return, or
-    1.0/0.0 for a winning/losing trade with ``outcome_value = "hit"``) of the champion (events
-    naming another release are skipped). A detection fires "drift.adwin" / "drift.page_hinkley"
-    and restarts that detector from scratch, so one change fires once.
+Stream drift (ADWIN, Page-Hinkley, plugin detectors)
+    Every streaming detector in ``detectors`` (a factory resolved at start, `ctx.detectors`:
+    ``autoopt.drift.ADWIN(delta=adwin_delta)``, ``autoopt.drift.PageHinkley(...)`` or a plugin's,
+    built with `autoopt.core.detectors.detector_params`) watches the prediction stream
+    (SignalEmitted.confidence) and the outcome stream (TradeOutcome return, or 1.0/0.0 for a
+    winning/losing trade with ``outcome_value = "hit"``) of the champion (events naming another
+    release are skipped), one detector per stream, in name order. A detection fires
+    "drift.<name>" ("drift.adwin"...) and restarts that detector from scratch, so one change
+    fires once. Detectors are checkpointed with their ``to_bytes`` and restored by their
+    factory's ``from_bytes``.
 
 Reported drift
     DriftReported(drifted=true) from a detector not named "autoopt..." fires "drift.reported" when
@@ -38,25 +42,10 @@ import numpy as np
 from autoopt.config import DriftPolicy
 from autoopt.core.commands import Held
 from autoopt.core.context import Ctx
+from autoopt.core.detectors import WINDOW_DETECTORS, detector_params
 from autoopt.core.policies.guards import request_retrain
-from autoopt.core.state import Detector, SymbolState
+from autoopt.core.state import SymbolState
 from autoopt.events import DriftReported, FeatureBatch, SignalEmitted, TradeOutcome
-
-
-def _make(name: str, cfg: DriftPolicy) -> Detector:
-    from autoopt import drift
-
-    if name == "adwin":
-        return drift.ADWIN(delta=cfg.adwin_delta)
-    return drift.PageHinkley(
-        min_instances=cfg.page_hinkley_min_instances,
-        delta=cfg.page_hinkley_delta,
-        threshold=cfg.page_hinkley_threshold,
-        alpha=cfg.page_hinkley_alpha,
-    )
-
-
-_STREAM_DETECTORS = ("adwin", "page_hinkley")
 
 
 def _on_stream(ctx: Ctx, symbol: str, stream: str, value: float, release_id: str | None) -> None:
@@ -67,11 +56,12 @@ def _on_stream(ctx: Ctx, symbol: str, stream: str, value: float, release_id: str
     if release_id is not None and sym.champion is not None and release_id != sym.champion:
         return
     state = ctx.state
-    for kind in _STREAM_DETECTORS:
-        if kind not in cfg.detectors:
-            continue
+    for kind in sorted(set(cfg.detectors) - set(WINDOW_DETECTORS)):
+        factory = ctx.detectors.factory(kind)
         name = f"{kind}.{stream}"
-        det = state.detector(symbol, name, lambda k=kind: _make(k, cfg))
+        det = state.detector(
+            symbol, name, factory, lambda f=factory, k=kind: f.create(**detector_params(k, cfg))
+        )
         counts = sym.detector_counts
         n = counts.get(name, 0) + 1
         counts[name] = n
