@@ -1,16 +1,27 @@
 """examples/autoopt-example-plugin, a third-party plugin written against the public interfaces
-only (a numpy trainer, a feature set, a data source), registered the way its entry point would:
-`autoopt retrain` releases its model on its own source and features, `autoopt plugins` lists
-its components by kind, and a ModelWatcher predicts from raw bars through the plugin's feature
-set, equal to the pipeline's rows."""
+only (an SDK trainer, a feature set, a data source): `autoopt retrain` releases its model on its
+own source and features, the core running the trainer's search; a ModelWatcher predicts from raw
+bars through the plugin's feature set, equal to the pipeline's rows; `autoopt plugins` lists its
+components by kind and `autoopt backtest` runs its policies on them.
+
+CI installs the package (`pip install ./examples/autoopt-example-plugin`, non-editable: its
+entry point is then loaded by every autoopt process). Where it is not installed, the test
+registers it in-process as its entry point would, and gives the CLI processes it starts the
+package's source and entry point on ``PYTHONPATH`` (a ``.dist-info`` beside it), so the same
+test runs either way."""
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import msgspec
 import numpy as np
+import pytest
 
 from autoopt.client import ModelWatcher
 from autoopt.config import Config, PipelineConfig
@@ -24,20 +35,48 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "autoopt-example-plugin"
 URI = "synth:EDGE?seed=3&persistence=0.75&n=1200"
 
 
-def _plugins():  # noqa: ANN202
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        from autoopt_example_plugin import plugin
-    finally:
-        sys.path.remove(str(EXAMPLE))
+def _installed() -> bool:
+    return any(ep.name == "example" for ep in md.entry_points(group="autoopt"))
+
+
+@pytest.fixture
+def plugins():  # noqa: ANN201
     plugins = load_plugins()
-    plugins.register(plugin, "example", version="0.1.0", source="autoopt-example-plugin")
+    if not plugins.pm.has_plugin("example"):
+        assert not _installed()
+        sys.path.insert(0, str(EXAMPLE))
+        try:
+            from autoopt_example_plugin import plugin
+        finally:
+            sys.path.remove(str(EXAMPLE))
+        plugins.register(plugin, "example", version="0.1.0", source="autoopt-example-plugin")
     return plugins
 
 
-async def test_example_plugin_runs_through_retrain_and_the_watcher(event_log: EventLog,
-                                                                   tmp_path: Path) -> None:
-    plugins = _plugins()
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of an autoopt CLI process that finds the example plugin."""
+    env = dict(os.environ) | {"COLUMNS": "250"}  # tables on one line each
+    if not _installed():
+        site = tmp_path / "site"
+        info = site / "autoopt_example_plugin-0.1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autoopt-example-plugin\n"
+                                       "Version: 0.1.0\n")
+        (info / "entry_points.txt").write_text(
+            "[autoopt]\nexample = autoopt_example_plugin.plugin\n")
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(site), str(EXAMPLE), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _autoopt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "autoopt", *args], env=env, text=True,
+                          capture_output=True, timeout=600)
+
+
+async def test_example_plugin_runs_through_retrain_and_the_watcher(
+        event_log: EventLog, tmp_path: Path, plugins) -> None:  # noqa: ANN001
     kinds = {(k, n) for k in ("trainer", "feature_set", "data_source")
              for n in plugins.components(k)}
     assert {("trainer", "logreg"), ("feature_set", "example-returns"),
@@ -71,3 +110,29 @@ async def test_example_plugin_runs_through_retrain_and_the_watcher(event_log: Ev
         assert abs(watcher.predict_latest(bars.tail(11)) - watcher.predict(bars)[-1]) < 1e-12
     finally:
         await watcher.close()
+
+
+def test_example_plugin_is_listed_and_runs_through_backtest(
+        tmp_path: Path, nats_server: str, cli_env: dict[str, str]) -> None:
+    listed = _autoopt(cli_env, "plugins")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    for kind, name in (("trainer", "logreg"), ("feature_set", "example-returns"),
+                       ("data_source", "synth")):
+        assert any(kind in line and name in line and "autoopt-example-plugin" in line
+                   for line in listed.stdout.splitlines()), (kind, name, listed.stdout)
+
+    config = tmp_path / "autoopt.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[nats]\nurls = ["{nats_server}"]\n'
+                      '[pipeline]\nmodels = ["logreg"]\nfeature_set = "example-returns"\n'
+                      "trials = 3\n")
+    out = tmp_path / "result.json"
+    run = _autoopt(cli_env, "--config", str(config), "backtest", "--source", URI,
+                   "--symbols", "EDGE", "--policies", "never,weekly", "--trials", "3",
+                   "--quiet", "--json", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(out.read_text())
+    policies = {p["policy"]: p for p in result["policies"]}
+    assert list(policies) == ["never", "weekly"] and result["trials"] == 3
+    assert policies["weekly"]["retrains"] > policies["never"]["retrains"]
+    assert policies["weekly"]["failures"] == 0
+    assert len(policies["weekly"]["paths"]["EDGE"]["returns"]) > 100
