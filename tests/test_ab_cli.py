@@ -49,11 +49,32 @@ def _trades(data_dir: Path) -> None:
     asyncio.run(go())
 
 
+def _releases(data_dir: Path) -> tuple[str, str]:
+    """Two real BTCUSDT releases: the first recorded in the log, the second only in the registry
+    (published, never announced by a ModelReleased)."""
+    from autoopt.registry import ModelRegistry
+    from autoopt.testing.releases import tiny_release
+
+    async def go() -> tuple[str, str]:
+        log = await open_event_log(load_config(None, overrides={"data_dir": str(data_dir)}))
+        try:
+            registry = ModelRegistry(data_dir)
+            r1 = await tiny_release(registry, log, "BTCUSDT", 1)
+            r2 = await tiny_release(registry, log, "BTCUSDT", 2, record=False)
+            registry.publish("BTCUSDT", r2)
+            return r1, r2
+        finally:
+            await log.close()
+
+    return asyncio.run(go())
+
+
 def test_ab_cli_lifecycle(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    r1, r2 = _releases(data)
     out = _ab(
         data, "create", "cli-exp", "--symbol", "BTCUSDT",
-        "--variant", "control:r1:0.5", "--variant", "chal:r2:0.5:confidence_threshold=0.6",
+        "--variant", f"control:{r1}:0.5", "--variant", f"chal:{r2}:0.5:confidence_threshold=0.6",
         "--hypothesis", "r2 trades better", "--guardrail", "max_drawdown=0.5",
         "--min-samples", "50", "--start",
     )  # fmt: skip
@@ -75,7 +96,7 @@ def test_ab_cli_lifecycle(tmp_path: Path) -> None:
     # r2 was never released: no promotion without a recorded release (one promotion path)
     refused = CliRunner().invoke(app, ["conclude", "cli-exp", "--winner", "chal"],
                                  obj=CliContext(data_dir=str(data)))
-    assert refused.exit_code == 2 and "release r2 has no ModelReleased" in refused.output
+    assert refused.exit_code == 2 and f"release {r2} has no ModelReleased" in refused.output
     assert json.loads(_ab(data, "list", "--json"))[0]["status"] == "running"
     assert "ExperimentConcluded" in _ab(data, "conclude", "cli-exp")
     after = json.loads(_ab(data, "list", "--json"))[0]
@@ -93,3 +114,19 @@ def test_ab_cli_refuses_bad_input(tmp_path: Path) -> None:
         app, ["status", "nope"], obj=CliContext(data_dir=str(tmp_path / "d"))
     )
     assert result.exit_code == 2 and "no experiment named 'nope'" in result.output
+
+
+def test_ab_create_refuses_a_release_the_registry_does_not_hold(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r1, _ = _releases(data)
+    for symbol, expected in (("BTCUSDT", "release 'r-missing' of BTCUSDT is not in the registry"),
+                             ("*", "release 'r-missing' of any symbol is not in the registry"),
+                             ("ETHUSDT", f"release '{r1}' of ETHUSDT is not in the registry")):
+        missing = "r-missing" if symbol != "ETHUSDT" else r1
+        result = CliRunner().invoke(app, [
+            "create", "x", "--symbol", symbol, "--variant", f"control:{r1}:0.5",
+            "--variant", f"chal:{missing}:0.5"], obj=CliContext(data_dir=str(data)))
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert expected in lines[0] and "variant " in lines[0], lines[0]
+    assert json.loads(_ab(data, "list", "--json")) == []  # nothing was recorded

@@ -136,6 +136,7 @@ def create(
         spec.validate(keys)
     except ConfigError as exc:
         fail(str(exc))
+    check_releases(_cli(ctx).config(), symbol, [(v.name, v.release_id) for v in spec.variants])
 
     async def go() -> None:
         log = await open_event_log(_cli(ctx).config())
@@ -149,6 +150,33 @@ def create(
 
     run(go())
     console.print(f"experiment [bold]{name}[/bold] created" + (" and started" if start else ""))
+
+
+def check_releases(config: Any, symbol: str, variants: list[tuple[str, str]]) -> None:
+    """Exit with one line naming the first variant whose release is not in the registry (of
+    ``symbol``; of any symbol for ``*``), before anything is recorded: an experiment on a
+    release that does not exist would route live signals to nothing."""
+    from autoopt.errors import AutooptError
+    from autoopt.registry import open_registry
+    from autoopt.symbols import ALL_SYMBOLS
+
+    registry = open_registry(config)
+    try:
+        symbols = registry.symbols() if symbol == ALL_SYMBOLS else [symbol]
+        for name, release_id in variants:
+            why = "the registry has no releases" if not symbols else ""
+            for sym in symbols:
+                try:
+                    registry.manifest(sym, release_id)
+                    break
+                except AutooptError as exc:
+                    why = str(exc)
+            else:
+                where = f"of {symbol}" if symbol != ALL_SYMBOLS else "of any symbol"
+                fail(f"variant {name!r}: release {release_id!r} {where} is not in the registry "
+                     f"({why}); `autoopt releases list` shows the releases")
+    finally:
+        registry.close()
 
 
 def _lifecycle(ctx: typer.Context, name: str, verb: str, reason: str) -> None:
