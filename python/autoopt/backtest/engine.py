@@ -3,10 +3,12 @@ run per (policy, symbol), on a simulated clock.
 
 Time. Bars are stamped with their open (`BarBatch`). Step ``i`` happens at bar ``i``'s close,
 ``c_i = ts[i+1]`` (the last bar: ``ts[i]`` plus the median spacing): the features of row ``i``
-are known, the champion of that moment predicts, and the position is held to the next close,
-earning ``close[i+1]/close[i] - 1`` less fees and slippage on the change of position
-(`autoopt.validation.metrics.strategy_returns`, the formula validation uses). Nothing at step
-``i`` reads a bar after ``i``.
+are known, the champion of that moment predicts, and the strategy params in force turn its
+probability into the position held to the next close, through the strategy simulator
+(`autoopt.backtest.book`: thresholds, sizing, stops and halts, fees and slippage on every unit
+of turnover). With neutral params that is ``close[i+1]/close[i] - 1`` times the sign of
+``p - 0.5``, less costs on the change of position (`autoopt.validation.metrics.
+strategy_returns`, the formula validation uses). Nothing at step ``i`` reads a bar after ``i``.
 
 What the core sees, per step (only what the policy's triggers read, which changes no decision):
 a `ClockTick` at ``c_i`` (schedules fire on time), the champion's `SignalEmitted` (its
@@ -23,6 +25,14 @@ sees `TrainingStarted` at ``c_i`` and, at ``c_i + delay`` (``--train-delay``: a 
 and `ModelPromoted`; the release trades from the first step at or after that instant. The
 first model of every policy is the one trained on the warm-up (bars before the first traded
 step), with no champion to beat.
+
+Risk re-tuning (a policy's ``[risk] retune = "with_retrain"``, as the service): after every
+retrain whose job completed (the model released or refused), the strategy params are re-tuned
+on the same bars with the champion that retrain leaves (`autoopt.backtest.risk_retune`, shared
+between policies), judged against neutral and the params in force, and a release trades from
+the first step at or after ``c_i + delay`` (``auto``: the model's and the re-tune's compute
+seconds over ``hardware_speedup``; a fixed delay: the model's instant), right after the model
+swap of the same retrain. The warm-up model is re-tuned too; its params trade from the start.
 """
 
 from __future__ import annotations
@@ -38,13 +48,15 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from autoopt.backtest.book import Book
 from autoopt.backtest.policies import PolicySpec
 from autoopt.backtest.result import Marker, PolicyResult, SymbolPath
+from autoopt.backtest.risk_retune import RetuneCache, RetuneOutcome, effective_risk
 from autoopt.backtest.training import Outcome, Recipe, RetrainCache
-from autoopt.config import Config
+from autoopt.config import Config, RiskConfig
 from autoopt.core import State, decide
 from autoopt.core.commands import Retrain
-from autoopt.errors import DataError
+from autoopt.errors import ConfigError, DataError
 from autoopt.events import (
     ClockTick,
     Event,
@@ -58,7 +70,9 @@ from autoopt.events import (
     TrainingStarted,
 )
 from autoopt.ids import derived_event_id
-from autoopt.validation.metrics import positions_from_proba, sharpe_ratio
+from autoopt.strategy.params import NEUTRAL, StrategyParams
+from autoopt.strategy.simulate import MarketInputs
+from autoopt.validation.metrics import sharpe_ratio
 
 NS = 1_000_000_000
 ProgressFn = Callable[[str, str, int, int], None]
@@ -66,11 +80,14 @@ ProgressFn = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class SymbolData:
-    """One symbol's validated bars and the feature matrix of every bar (causal features)."""
+    """One symbol's validated bars (OHLC for the strategy simulator) and the feature matrix of
+    every bar (causal features)."""
 
     symbol: str
     ts: np.ndarray
     close: np.ndarray
+    market: MarketInputs
+    """The bars as the strategy simulator reads them (open, high, low, close, UTC day)."""
     close_ns: np.ndarray
     """``c_i``: when step i happens (bar i's close)."""
     fwd: np.ndarray
@@ -100,7 +117,8 @@ def prepare_symbol(symbol: str, bars: pl.DataFrame, feature_set: Any, warmup: fl
     if start >= ts.size - 2:
         raise DataError(f"{symbol}: no bar left to trade after the warm-up "
                         f"({ts.size} bars, trading from bar {start})")
-    return SymbolData(symbol, ts, close, close_ns, fwd, X, list(feats.columns),
+    market = MarketInputs.from_bars(bars, periods_per_year=periods_per_year)
+    return SymbolData(symbol, ts, close, market, close_ns, fwd, X, list(feats.columns),
                       int(feature_set.warmup()), start, periods_per_year)
 
 
@@ -108,8 +126,10 @@ def prepare_symbol(symbol: str, bars: pl.DataFrame, feature_set: Any, warmup: fl
 class _Pending:
     at_ns: int
     events: list[Event]
-    outcome: Outcome
+    outcome: Outcome | None
     decided_ns: int
+    retune: RetuneOutcome | None = None
+    """A re-tune's verdict (then ``outcome`` is None)."""
 
 
 @dataclass
@@ -120,12 +140,15 @@ class _Sim:
     cache: RetrainCache
     train_delay_s: float | None
     progress: ProgressFn | None
+    retunes: RetuneCache | None = None
     state: State = field(default_factory=State)
     champion: Recipe | None = None
     champion_since: int = 0
     proba: np.ndarray | None = None
-    positions: np.ndarray | None = None
-    """The champion's position at every bar it trades (flat where it cannot predict)."""
+    book: Book | None = None
+    """What is traded: the champions' probabilities through the params in force."""
+    risk: RiskConfig | None = None
+    """The policy's ``[risk]`` settings (the configured section with its overrides)."""
     pending: list[_Pending] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     retrains: int = 0
@@ -133,7 +156,26 @@ class _Sim:
     refusals: int = 0
     failures: int = 0
     compute_s: float = 0.0
+    params_releases: int = 0
+    params_refusals: int = 0
+    params_failures: int = 0
+    risk_compute_s: float = 0.0
+    params_id: str = ""
+    """The re-tune whose params trade now ("" for the initial params)."""
     decisions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        costs = self.config.pipeline.costs
+        self.book = Book(self.data.market, self.data.start, self.spec.initial_params(),
+                         costs.fees_bps + costs.slippage_bps)
+        self.risk = effective_risk(self.config, self.spec.risk)
+        if self.retuning and self.retunes is None:
+            raise ConfigError(f"policy {self.spec.name!r} re-tunes risk: the backtest needs a "
+                              "RetuneCache")
+
+    @property
+    def retuning(self) -> bool:
+        return self.spec.risk_retune == "with_retrain"
 
     # --------------------------------------------------------------- the core's inputs
 
@@ -203,17 +245,16 @@ class _Sim:
         proba[step:] = predict_rows(model.predict_proba, int(getattr(model, "lookback", 1)),
                                     X, rows)
         self.proba = proba
-        self.positions = positions_from_proba(proba)  # NaN rows (before the swap) are flat
+        assert self.book is not None
+        self.book.set_model(step, proba[step:])
         self.champion = rel
         self.champion_since = at
 
-    def _step(self, i: int, prev: float) -> tuple[float, float]:
-        """The position held from bar ``i``'s close and its net return (`strategy_returns`'
-        formula: position x next-bar return - fees and slippage on the change of position)."""
-        pos = 0.0 if self.positions is None else float(self.positions[i])
-        costs = self.config.pipeline.costs
-        cost = (costs.fees_bps + costs.slippage_bps) / 1e4
-        return pos, float(pos * self.data.fwd[i] - cost * abs(pos - prev))
+    def _step(self, i: int) -> tuple[float, float]:
+        """The position held from bar ``i``'s close and its net return after costs (the
+        strategy simulator's, `autoopt.backtest.book`)."""
+        assert self.book is not None
+        return float(self.book.pos[i]), float(self.book.ret[i])
 
     # ------------------------------------------------------------------- the run
 
@@ -229,12 +270,16 @@ class _Sim:
         min_rows = cfg.drift.min_rows
         first_close = int(d.close_ns[d.start])
         self._apply_first(first, first_close)
+        if self.retuning and first.error is None:  # the warm-up model's params, from the start
+            tuned = await self._retune(first, d.start - 1)
+            self._settle(_Pending(first_close - 1, [], None, first_close - 1, tuned), d.start)
 
         out_ts: list[int] = []
         rets: list[float] = []
         poss: list[float] = []
         ages: list[float] = []
         rids: list[str] = []
+        pids: list[str] = []
         prev_pos = 0.0
         since_report: list[int] = []
         for k, i in enumerate(steps):
@@ -247,7 +292,7 @@ class _Sim:
                     commands += self._feed(ev, ev.ts_event)
                 self._settle(p, i)
             commands += self._feed(_tick(now), now)
-            pos, r = self._step(i, prev_pos)
+            pos, r = self._step(i)
             if self.proba is not None and watch_signals and math.isfinite(self.proba[i]):
                 commands += self._feed(SignalEmitted(
                     event_id=derived_event_id(self._scope(), f"signal/{i}"), ts_event=now,
@@ -269,6 +314,8 @@ class _Sim:
             poss.append(pos)
             ages.append((now - self.champion_since) / NS if self.champion else math.nan)
             rids.append(self.champion.release_id if self.champion else "")
+            if self.retuning:
+                pids.append(self.params_id)
             since_report.append(i)
             if cfg.degradation.enabled and len(since_report) >= report_every:
                 commands += self._report(since_report, rets[-len(since_report):], now, ppy)
@@ -293,7 +340,7 @@ class _Sim:
                 await asyncio.sleep(0)  # let the other simulations and retrains move
         return SymbolPath(symbol=d.symbol, ts=out_ts, returns=rets, positions=poss,
                           model_age_s=ages, release_ids=rids, markers=self.markers,
-                          periods_per_year=ppy)
+                          periods_per_year=ppy, params_ids=pids)
 
     def run_scripted(self, first: Recipe | None, swaps: Sequence[tuple[int, Recipe | None]],
                      markers: Sequence[Marker]) -> SymbolPath:
@@ -306,24 +353,24 @@ class _Sim:
         out = SymbolPath(symbol=d.symbol, ts=[], returns=[], positions=[], model_age_s=[],
                          release_ids=[], markers=list(markers),
                          periods_per_year=d.periods_per_year)
-        prev = 0.0
         for i in range(d.start, d.ts.size - 1):
             now = int(d.close_ns[i])
             while queue and queue[0][0] <= now:
                 at, rel = queue.pop(0)
                 if rel is None:
-                    self.proba, self.positions, self.champion = None, None, None
+                    self.proba, self.champion = None, None
+                    assert self.book is not None
+                    self.book.set_model(i, None)
                 else:
                     self._swap(rel, i, at)
                     self.releases += 1
-            pos, r = self._step(i, prev)
+            pos, r = self._step(i)
             out.ts.append(now)
             out.returns.append(r)
             out.positions.append(pos)
             out.model_age_s.append((now - self.champion_since) / NS if self.champion
                                    else math.nan)
             out.release_ids.append(self.champion.release_id if self.champion else "")
-            prev = pos
         self.retrains = sum(1 for m in markers if m.kind == "retrain")
         self.refusals = sum(1 for m in markers if m.kind == "refusal")
         return out
@@ -366,7 +413,27 @@ class _Sim:
         self.compute_s += outcome.compute_s
         events = self._lifecycle(outcome, now, run_id)
         self.pending.append(_Pending(events[0].ts_event, events, outcome, now))
-        self.pending.sort(key=lambda p: p.at_ns)
+        if self.retuning and outcome.error is None:  # as the service: after a completed job
+            tuned = await self._retune(outcome, i)
+            if self.train_delay_s is None:
+                at = now + max(1, int((outcome.compute_s + tuned.compute_s)
+                                      / max(self.spec.hardware_speedup, 1e-9) * NS))
+            else:
+                at = events[0].ts_event
+            self.pending.append(_Pending(max(at, events[0].ts_event), [], None, now, tuned))
+        self.pending.sort(key=lambda p: p.at_ns)  # stable: a model swaps before its params
+
+    async def _retune(self, outcome: Outcome, i: int) -> RetuneOutcome:
+        """Re-tune the params on the bars up to ``ts[i]`` with the champion ``outcome`` leaves
+        (its release, or the current champion when it was refused)."""
+        assert self.retunes is not None and self.risk is not None and self.book is not None
+        d = self.data
+        champion = outcome.release if outcome.release is not None else self.champion
+        tuned = await self.retunes.outcome(d.symbol, int(d.ts[i]), champion, self.book.params,
+                                           self.risk)
+        self.compute_s += tuned.compute_s
+        self.risk_compute_s += tuned.compute_s
+        return tuned
 
     def _apply_first(self, first: Outcome, at: int) -> None:
         """The warm-up model: the same for every policy, trading from the first step."""
@@ -379,7 +446,11 @@ class _Sim:
 
     def _settle(self, p: _Pending, step: int, at_ns: int | None = None) -> None:
         at = p.at_ns if at_ns is None else at_ns
+        if p.retune is not None:
+            self._settle_params(p.retune, step, at, p.decided_ns)
+            return
         o = p.outcome
+        assert o is not None
         if o.release is not None:
             self.releases += 1
             self._swap(o.release, step, at)
@@ -400,6 +471,33 @@ class _Sim:
                                            "no_champion")))))
 
 
+    def _settle_params(self, t: RetuneOutcome, step: int, at: int, decided: int) -> None:
+        """A re-tune's verdict at ``at``: released params trade from ``step`` on."""
+        assert self.book is not None
+        if t.error is not None:
+            self.params_failures += 1
+            self.markers.append(Marker(ts=at, kind="params_failed", text=t.error,
+                                       decided_ts=decided))
+        elif t.passed and t.params is not None:
+            self.params_releases += 1
+            params = StrategyParams.from_dict(t.params)
+            self.book.set_params(step, params)
+            self.params_id = t.key[:16]
+            changed = {k: v for k, v in params.as_dict().items() if v != NEUTRAL.as_dict()[k]}
+            self.markers.append(Marker(
+                ts=at, kind="params", decided_ts=decided, release_id=self.params_id,
+                text="params " + (", ".join(f"{k}={v:g}" for k, v in changed.items())
+                                  or "neutral") + f" (Sharpe {t.metrics.get('sharpe', 0.0):.2f}"
+                     f" vs current {t.metrics.get('current_sharpe', 0.0):.2f})"))
+        else:
+            self.params_refusals += 1
+            self.markers.append(Marker(ts=at, kind="params_refusal", decided_ts=decided,
+                                       text="; ".join(r for r in t.reasons if not r.startswith((
+                                           "beats_neutral", "beats_current", "dsr_pass",
+                                           "min_trades_met", "point_chosen")))))
+        self.decisions.append(f"{at}:params:{t.key}:{t.passed}")
+
+
 def _tick(now: int) -> Event:
     """The tick at ``now``, built on the simulated clock (deterministic to the byte)."""
     return ClockTick(event_id=derived_event_id("clock", f"tick/{now}"), ts_event=now,
@@ -409,12 +507,16 @@ def _tick(now: int) -> Event:
 async def simulate(
     spec: PolicySpec, data: SymbolData, config: Config, cache: RetrainCache, first: Outcome,
     train_delay_s: float | None, progress: ProgressFn | None = None,
+    retunes: RetuneCache | None = None,
 ) -> tuple[SymbolPath, dict[str, Any]]:
-    """Run one policy on one symbol; the path and its counters."""
-    sim = _Sim(spec, data, config, cache, train_delay_s, progress)
+    """Run one policy on one symbol; the path and its counters. ``retunes``: the shared risk
+    re-tunes (needed when the policy re-tunes)."""
+    sim = _Sim(spec, data, config, cache, train_delay_s, progress, retunes)
     path = await sim.run(first)
     counters = {"retrains": sim.retrains, "releases": sim.releases, "refusals": sim.refusals,
                 "failures": sim.failures, "compute_s": sim.compute_s,
+                "params_releases": sim.params_releases, "params_refusals": sim.params_refusals,
+                "params_failures": sim.params_failures, "risk_compute_s": sim.risk_compute_s,
                 "decisions": hashlib.sha256("\n".join(sim.decisions).encode()).hexdigest()}
     return path, counters
 
@@ -441,7 +543,11 @@ def assemble(spec: PolicySpec, paths: dict[str, SymbolPath],
         releases=sum(c["releases"] for c in counters.values()),
         refusals=sum(c["refusals"] for c in counters.values()),
         failures=sum(c["failures"] for c in counters.values()),
-        compute_s=float(sum(c["compute_s"] for c in counters.values())))
+        compute_s=float(sum(c["compute_s"] for c in counters.values())),
+        params_releases=sum(c.get("params_releases", 0) for c in counters.values()),
+        params_refusals=sum(c.get("params_refusals", 0) for c in counters.values()),
+        params_failures=sum(c.get("params_failures", 0) for c in counters.values()),
+        risk_compute_s=float(sum(c.get("risk_compute_s", 0.0) for c in counters.values())))
 
 
 __all__ = ["SymbolData", "assemble", "prepare_symbol", "replay_actual", "simulate"]

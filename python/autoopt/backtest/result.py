@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 import msgspec
 
-MarkerKind = Literal["retrain", "release", "refusal", "failed"]
+MarkerKind = Literal["retrain", "release", "refusal", "failed", "params", "params_refusal",
+                     "params_failed"]
 
 
 class Marker(msgspec.Struct, frozen=True, kw_only=True):
     """Something the policy did at ``ts`` (Unix ns): a retrain decided (``retrain``), a release
-    swapped in (``release``), a challenger refused by the gate (``refusal``) or a failed job."""
+    swapped in (``release``), a challenger refused by the gate (``refusal``) or a failed job;
+    with risk re-tuning, strategy params swapped in (``params``), refused by the strategy gate
+    (``params_refusal``, the failed rules as text) or a failed re-tune (``params_failed``)."""
 
     ts: int
     kind: MarkerKind
@@ -43,6 +46,9 @@ class SymbolPath(msgspec.Struct, kw_only=True):
     release_ids: list[str]
     markers: list[Marker] = []
     periods_per_year: float = 252.0
+    params_ids: list[str] = []
+    """With risk re-tuning: the params trading bar i (the re-tune's key, "" for the initial
+    params); empty for a policy that does not re-tune."""
 
 
 class PolicyResult(msgspec.Struct, kw_only=True):
@@ -58,7 +64,14 @@ class PolicyResult(msgspec.Struct, kw_only=True):
     refusals: int = 0
     failures: int = 0
     compute_s: float = 0.0
+    """Seconds of every retrain and re-tune it used (shared ones counted in full)."""
     mean_model_age_s: float = 0.0
+    params_releases: int = 0
+    """Strategy params re-tuned, gated and swapped in (``[risk] retune = "with_retrain"``)."""
+    params_refusals: int = 0
+    params_failures: int = 0
+    risk_compute_s: float = 0.0
+    """The re-tunes' share of ``compute_s``."""
 
 
 class PairwiseTest(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +121,9 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     cache_hits: int = 0
     cache_misses: int = 0
     wall_s: float = 0.0
+    risk_cache_hits: int = 0
+    risk_cache_misses: int = 0
+    """The risk re-tunes' cache (shared between policies like the retrains)."""
 
     def policy(self, name: str) -> PolicyResult:
         for p in self.policies:

@@ -33,6 +33,7 @@ from autoopt.backtest.engine import (
 from autoopt.backtest.fromlog import Actual
 from autoopt.backtest.policies import PolicySpec, preset
 from autoopt.backtest.result import BacktestResult, SymbolPath
+from autoopt.backtest.risk_retune import RetuneCache
 from autoopt.backtest.training import Outcome, RetrainCache, digest
 from autoopt.config import Config
 from autoopt.errors import ConfigError, DataError
@@ -105,6 +106,9 @@ async def run_backtest(
     cache = RetrainCache(config, bars, trials=n_trials, jobs=jobs, share=share,
                          cache_dir=cache_dir or (
                              Path(config.data_dir).expanduser() / "backtests" / "cache"))
+    retunes = RetuneCache(config, bars, jobs=jobs, cache_dir=cache_dir or (
+        Path(config.data_dir).expanduser() / "backtests" / "cache")) if any(
+        p.risk_retune == "with_retrain" for p in policies) else None
     try:
         fs = cache.plugins().component("feature_set", config.pipeline.feature_set)
         data = {s: prepare_symbol(s, df, fs, warmup,
@@ -124,7 +128,7 @@ async def run_backtest(
         specs = list(policies)
         jobs_list = [(spec, s) for spec in specs for s in data]
         done = list(await asyncio.gather(*(
-            simulate(spec, data[s], config, cache, first[s], train_delay_s, progress)
+            simulate(spec, data[s], config, cache, first[s], train_delay_s, progress, retunes)
             for spec, s in jobs_list)))
         if actual is not None:
             real = PolicySpec(name="actual", policy=preset("never", config.policy).policy)
@@ -137,6 +141,8 @@ async def run_backtest(
 
     finally:
         cache.close()
+        if retunes is not None:
+            retunes.close()
     results = []
     decisions: dict[str, Any] = {}
     for spec in specs:
@@ -158,7 +164,9 @@ async def run_backtest(
         end_ns=int(all_ts.max()), warmup=warmup, seed=config.pipeline.seed, trials=n_trials,
         train_delay="auto" if train_delay_s is None else f"{train_delay_s:g}s",
         policies=results, comparison=comparison, cache_hits=cache.hits,
-        cache_misses=cache.misses, wall_s=time.perf_counter() - t0)
+        cache_misses=cache.misses, wall_s=time.perf_counter() - t0,
+        risk_cache_hits=retunes.hits if retunes else 0,
+        risk_cache_misses=retunes.misses if retunes else 0)
 
 
 def _digest(config: Config, bars: dict[str, pl.DataFrame], policies: Sequence[PolicySpec],

@@ -307,6 +307,16 @@ def metrics_table(result: BacktestResult) -> Table:
         ("mean model age (days)", lambda p: _num(p.mean_model_age_s / 86_400.0, "{:.1f}")),
     ):
         table.add_row(label, *(value(p) for p in result.policies))
+    if any(p.params_releases or p.params_refusals or p.params_failures
+           for p in result.policies):  # risk re-tuning ([risk] retune, NAME+risk)
+        table.add_section()
+        for label, value in (
+            ("params releases", lambda p: str(p.params_releases)),
+            ("params refusals", lambda p: str(p.params_refusals)),
+            ("params failures", lambda p: str(p.params_failures)),
+            ("re-tune compute s", lambda p: f"{p.risk_compute_s:.1f}"),
+        ):
+            table.add_row(label, *(value(p) for p in result.policies))
     return table
 
 
@@ -359,9 +369,12 @@ def print_result(result: BacktestResult, out: Console = console) -> None:
         if p.releases == 0:  # a flat path is the gate's verdict, not a bug: say so
             out.print(f"{escape(p.policy)}: no model passed the release gate ({p.refusals} "
                       f"refused, {p.failures} failed), so it never traded")
+    risk = (f" · re-tune cache {result.risk_cache_hits} hits, {result.risk_cache_misses} misses"
+            if result.risk_cache_hits or result.risk_cache_misses else "")
     out.print(f"run digest {result.run_digest} · {result.trials} trials per retrain · seed "
               f"{result.seed} · train delay {result.train_delay} · retrain cache "
-              f"{result.cache_hits} hits, {result.cache_misses} misses · {result.wall_s:.1f}s")
+              f"{result.cache_hits} hits, {result.cache_misses} misses{risk} · "
+              f"{result.wall_s:.1f}s")
 
 
 # ------------------------------------------------------------------------------ command
@@ -381,7 +394,8 @@ def backtest(
     symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated symbols."),
     policies: str = typer.Option(
         "never,nightly,weekly,drift,degradation", "--policies", "-p",
-        help="Comma-separated: never, nightly, weekly, drift, degradation, or path/to/x.toml "
+        help="Comma-separated: never, nightly, weekly, drift, degradation (each optionally "
+             "NAME+risk: re-tune the strategy params after every retrain), or path/to/x.toml "
              "(a policy file; see the README). The first is the baseline of the tests.",
     ),
     start: str | None = typer.Option(

@@ -2,7 +2,8 @@
 costs, and is the difference real?" for a `BacktestResult`.
 
 Order of the page, most decisive first: the comparison's sentences; pooled equity curves with
-retrain / release / refusal / failure markers (refusal reasons on hover); pooled drawdowns; one
+retrain / release / refusal / failure markers (refusal reasons on hover), and with risk
+re-tuning the strategy-params releases, refusals and failures; pooled drawdowns; one
 equity chart per symbol behind a drop-down; model age over time; the metrics table (each policy
 pooled, then per symbol); the significance table. Figures missing from the result (metrics not
 filled) are computed on a copy; a result without a comparison says so instead of running one
@@ -56,6 +57,14 @@ METRIC_COLUMNS = [
     Column("age_days", "mean model age (days)"),
 ]
 
+PARAMS_COLUMNS = [
+    Column("params_releases", "params releases"),
+    Column("params_refusals", "params refusals"),
+    Column("params_failures", "params failures"),
+    Column("risk_compute_s", "re-tune compute (s)"),
+]
+_REFUSALS = ("refusal", "failed", "params_refusal", "params_failed")
+
 SIGNIFICANCE_COLUMNS = [
     Column("policy", "policy", str, numeric=False),
     Column("baseline", "against", str, numeric=False),
@@ -102,7 +111,7 @@ def _markers(p: PolicyResult) -> list[Marker]:
             key = (m.ts, m.kind, m.text)
             if key in seen:
                 continue
-            text = f"{symbol}: {m.text}" if several and m.kind in ("refusal", "failed") else m.text
+            text = f"{symbol}: {m.text}" if several and m.kind in _REFUSALS else m.text
             seen[key] = msgspec.structs.replace(m, text=text)
     return sorted(seen.values(), key=lambda m: m.ts)
 
@@ -134,6 +143,10 @@ def _metric_rows(policies: list[PolicyResult]) -> list[dict[str, Any]]:
             "refusals": p.refusals,
             "failures": p.failures,
             "age_days": p.mean_model_age_s / _S_PER_DAY,
+            "params_releases": p.params_releases,
+            "params_refusals": p.params_refusals,
+            "params_failures": p.params_failures,
+            "risk_compute_s": p.risk_compute_s,
         }
         rows.append(pooled)
         if len(p.paths) > 1:
@@ -191,7 +204,7 @@ def _marker_rows(policies: list[PolicyResult]) -> list[dict[str, Any]]:
         for p in policies
         for s, path in p.paths.items()
         for m in path.markers
-        if m.kind in ("refusal", "failed")
+        if m.kind in _REFUSALS
     ]
     return rows
 
@@ -238,7 +251,9 @@ def build_backtest_report(result: BacktestResult) -> Report:
             yaxis="days since release",
         ),
     )
-    report.section("Metrics after costs", table_html(_metric_rows(policies), METRIC_COLUMNS))
+    retuning = any(p.params_releases or p.params_refusals or p.params_failures for p in policies)
+    report.section("Metrics after costs", table_html(
+        _metric_rows(policies), METRIC_COLUMNS + (PARAMS_COLUMNS if retuning else [])))
     report.section("Is the difference real?", *_significance(result))
     refusals = _marker_rows(policies)
     if refusals:

@@ -68,6 +68,9 @@ MARKER_STYLES: dict[str, dict[str, Any]] = {
     "release": {"symbol": "star", "color": "#2ca02c", "size": 11},
     "refusal": {"symbol": "x", "color": "#d62728", "size": 10},
     "failed": {"symbol": "x-thin-open", "color": "#7f0000", "size": 10},
+    "params": {"symbol": "diamond", "color": "#9467bd", "size": 10},
+    "params_refusal": {"symbol": "diamond-open", "color": "#d62728", "size": 10},
+    "params_failed": {"symbol": "diamond-x", "color": "#7f0000", "size": 10},
 }
 _OTHER_STYLE: dict[str, Any] = {"symbol": "circle", "color": "#888888", "size": 7}
 

@@ -42,8 +42,10 @@ def _recipe(registry: Any, symbol: str, trainer_name: str, trainer: Any, ds: Any
 
 
 def oos_probabilities(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame,
-                      registry: Any = None) -> Signal:
-    """Out-of-sample probabilities of the symbol's model recipe (module doc)."""
+                      registry: Any = None, recipe: Any = None) -> Signal:
+    """Out-of-sample probabilities of the symbol's model recipe (module doc). ``recipe``: a
+    model (``release_id``, ``trainer``, ``params``, ``features``) to use instead of the
+    registry's current release (the policy backtest's champion of the moment)."""
     from autoopt.data.validate import validate_bars
     from autoopt.pipeline.dataset import build_dataset, make_folds, validation_policy
     from autoopt.plugins.interfaces import lookback_of, predict_rows
@@ -55,7 +57,12 @@ def oos_probabilities(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
                        policy)
     name = p.models[0]
     trainer = plugins.trainer(name)
-    params, names, recipe, model_release = _recipe(registry, symbol, name, trainer, ds)
+    if recipe is not None and recipe.trainer == name and all(
+            f in ds.feature_names for f in recipe.features):
+        params, names = dict(recipe.params), list(recipe.features)
+        label, model_release = f"release {recipe.release_id}", recipe.release_id
+    else:
+        params, names, label, model_release = _recipe(registry, symbol, name, trainer, ds)
     X = np.ascontiguousarray(ds.X[:, ds.columns(names)])
     rows = np.full(ds.n_rows, np.nan)
     for train, test in make_folds(ds, p.cv):
@@ -70,7 +77,7 @@ def oos_probabilities(config: Any, plugins: Any, symbol: str, bars: pl.DataFrame
         raise DataError(f"{symbol}: only {covered.size} bars have an out-of-sample probability; "
                         "need more history to tune strategy params")
     first = int(covered[0])
-    return Signal(symbol, clean[first:], np.clip(prob[first:], 0.0, 1.0), recipe, model_release)
+    return Signal(symbol, clean[first:], np.clip(prob[first:], 0.0, 1.0), label, model_release)
 
 
 __all__ = ["Signal", "oos_probabilities"]
