@@ -580,10 +580,8 @@ def load_config(
     tree: dict[str, Any] = {}
     sources = ["defaults"]
     if file is not None:
-        if not file.is_file():
-            raise ConfigError(f"config file {str(file)!r} does not exist")
         try:
-            tree = tomllib.loads(file.read_text())
+            tree = tomllib.loads(read_config_text(file))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
         sources.append(str(file))
@@ -607,6 +605,31 @@ def load_config(
     if not config.data_dir:
         config = msgspec.structs.replace(config, data_dir=str(default_data_dir(env)))
     return config
+
+
+def read_config_text(file: Path) -> str:
+    """The text of a config file: a regular file, or anything readable as one (``/dev/null``:
+    empty, i.e. the defaults; a pipe such as ``--config <(...)``); ConfigError (one line) with
+    the real reason otherwise: missing, a directory, a socket, unreadable, not UTF-8."""
+    import stat
+
+    where = f"config file {str(file)!r}"
+    try:
+        mode = file.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{where} is a directory, not a TOML file")
+    if stat.S_ISSOCK(mode):
+        raise ConfigError(f"{where} is a socket, not a TOML file")
+    try:
+        return file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
 
 
 _OFF = {"", "off", "none", "never"}

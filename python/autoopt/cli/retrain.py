@@ -117,6 +117,10 @@ def retrain(
     reason: str = typer.Option("manual", "--reason", help="With --via-service: why (recorded)."),
     timeout: float = typer.Option(
         3600.0, "--timeout", min=1.0, help="With --via-service: seconds to wait for verdicts."),
+    service_wait: float = typer.Option(
+        30.0, "--service-wait", min=1.0,
+        help="With --via-service: seconds for a running service to decide on the request "
+             "before giving up (no service consumes the log)."),
     report_path: str | None = typer.Option(
         None, "--report", help="Also write the run's HTML report here (as autoopt report retrain)."
     ),
@@ -127,7 +131,8 @@ def retrain(
                      verbose=base.verbose)
     config = cli.config()
     if via_service:
-        _via_service(config, symbols, reason, timeout, wanted_models=_split(models))
+        _via_service(config, symbols, reason, timeout, wanted_models=_split(models),
+                     service_wait=service_wait)
         return
     if source is None:
         fail("--source is required (or --via-service, to ask the running service)")
@@ -162,7 +167,7 @@ def retrain(
 
 
 def _via_service(config: Config, symbols: str | None, reason: str, timeout: float,
-                 wanted_models: list[str] | None) -> None:
+                 wanted_models: list[str] | None, service_wait: float = 30.0) -> None:
     """Request each symbol's retrain from the service and follow it (`autoopt.cli.via_service`)."""
     if symbols is None:
         fail("--via-service needs --symbols (the service retrains what it is asked for)")
@@ -182,7 +187,8 @@ def _via_service(config: Config, symbols: str | None, reason: str, timeout: floa
             ) as progress:  # one bar per job, from the service's JobProgress events
                 bars = _Bars(progress)
                 followed = [await follow(log, s, reason, list(config.pipeline.models),
-                                         timeout_s=timeout, echo=progress.console.print,
+                                         timeout_s=timeout, service_wait_s=service_wait,
+                                         echo=progress.console.print,
                                          on_progress=bars) for s in wanted]  # type: ignore[arg-type]
                 for task in progress.tasks:  # the verdict is in: the job's last steps are done
                     progress.update(task.id, completed=task.total)

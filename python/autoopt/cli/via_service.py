@@ -12,6 +12,11 @@ ids derived from the request, so this command shows exactly the chain the servic
 
 `Follower` is the pure part (an event in, what it means for the request out); `follow` does the
 I/O: it subscribes before appending the request, so nothing is missed.
+
+No service running: a live service's decider answers a request (a decision, or "held" by a
+guard) as soon as it reads it, so no answer within ``service_wait_s`` (30 s by default,
+``--service-wait``) means nothing consumes the log: one line says so instead of waiting the
+whole ``--timeout``. Once a decision is in, a retrain may take as long as ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Follower:
     verdicts: dict[str, ValidationVerdict] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     trials: int = 0
+    answered: bool = False
+    """A service decided on the request (a retrain, or held by a guard): one is running."""
 
     @property
     def done(self) -> bool:
@@ -77,6 +84,7 @@ class Follower:
         """A progress line when ``ev`` advances the request, else None."""
         sym = self.request.symbol
         if isinstance(ev, DecisionMade) and ev.symbol == sym and self._mine(ev):
+            self.answered = True
             if ev.kind != "retrain":
                 return f"held: {ev.reason} (the service keeps the request queued)"
             if self.decision is None:
@@ -130,12 +138,14 @@ async def follow(
     *,
     requested_by: str = "cli",
     timeout_s: float = 3600.0,
+    service_wait_s: float = 30.0,
     echo: Callable[[str], None] = print,
     on_progress: Callable[[JobProgress], None] | None = None,
 ) -> Follower:
     """Append the request, then show its progress until every model has an outcome (or raise
-    `AutooptError` after ``timeout_s``); ``on_progress`` gets the run's `JobProgress` events
-    (the CLI draws its bars from them)."""
+    `AutooptError` after ``timeout_s``, or after ``service_wait_s`` when no service has decided
+    on the request by then); ``on_progress`` gets the run's `JobProgress` events (the CLI draws
+    its bars from them)."""
     request = RetrainRequested.new(symbol=symbol, reason=reason, requested_by=requested_by)
     follower = Follower(request, list(models))
     queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -149,10 +159,21 @@ async def follow(
     try:
         await event_log.append(request)
         echo(f"requested: retrain {symbol} ({reason!r}, request {request.event_id})")
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + service_wait_s
         try:
             async with asyncio.timeout(timeout_s):
                 while not follower.done:
-                    ev = await queue.get()
+                    if follower.answered:
+                        ev = await queue.get()
+                    else:
+                        ev = await _next_or_none(queue, answer_by - loop.time())
+                        if ev is None:
+                            raise AutooptError(
+                                f"no service decided the retrain request of {symbol} within "
+                                f"{service_wait_s:.0f}s: is `autoopt serve` running on this log? "
+                                f"(request {request.event_id} stays recorded: a service started "
+                                "later honours it; --service-wait waits longer)")
                     if on_progress is not None and isinstance(ev, JobProgress) and \
                             follower.run_id is not None and ev.job == follower.run_id:
                         on_progress(ev)
@@ -169,6 +190,17 @@ async def follow(
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
     return follower
+
+
+async def _next_or_none(queue: asyncio.Queue[Event], wait_s: float) -> Event | None:
+    """The next event, or None when none arrives within ``wait_s`` seconds."""
+    if wait_s <= 0:
+        return None if queue.empty() else queue.get_nowait()
+    try:
+        async with asyncio.timeout(wait_s):
+            return await queue.get()
+    except TimeoutError:
+        return None
 
 
 __all__ = ["Follower", "Outcome", "follow"]
