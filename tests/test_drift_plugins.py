@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 
 from autoopt.config import Config, DriftPolicy, PolicyConfig, load_config
@@ -172,6 +173,34 @@ def test_unknown_or_misconfigured_detector_is_one_config_line() -> None:
         decide(State(), event, event.ts_event, policy())
     with pytest.raises(ConfigError, match="unknown drift detector 'mean_shift'"):
         replay_decisions([event], policy())
+
+
+def test_the_example_packages_detector_fires_and_checkpoints() -> None:
+    example = Path(__file__).parent.parent / "examples" / "autoopt-example-plugin"
+    sys.path.insert(0, str(example))
+    try:
+        from autoopt_example_plugin import plugin
+    finally:
+        sys.path.remove(str(example))
+    plugins = load_plugins(entry_points=False)
+    plugins.register(plugin, "example", version="0.1.0", source="autoopt-example-plugin")
+    cfg = policy(detectors=["example_cusum"], params={"example_cusum": {"warmup": 30, "h": 8.0}})
+    detectors = from_plugins(plugins, cfg)
+    rng = np.random.default_rng(5)
+    values = np.clip(np.r_[rng.normal(0.55, 0.03, 60), rng.normal(0.75, 0.03, 30)], 0, 1)
+    events = signals([float(v) for v in values])
+    state, fired = State(), []
+    for i, e in enumerate(events):  # through a checkpoint before every event
+        state, out = decide(State.from_bytes(state.to_bytes()), e, e.ts_event, cfg,
+                            detectors=detectors)
+        fired += [(i, c.reason) for c in out if c.kind == "retrain"]
+    assert [r for _, r in fired] == ["drift.example_cusum"] and fired[0][0] >= 60
+    again = State()  # a replay without checkpoints: the same decision, the same state
+    result = replay_decisions(events, cfg, state=again, detectors=detectors)
+    assert [(r.index, r.commands[0].reason) for r in result.decisions] == fired
+    assert again.to_bytes() == state.to_bytes()
+    (raw,) = State.from_bytes(state.to_bytes()).data.symbols["GOOG"].detectors.values()
+    assert detectors.factory("example_cusum").from_bytes(raw).to_bytes() == raw
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
