@@ -132,6 +132,25 @@ class _Pending:
     """A re-tune's verdict (then ``outcome`` is None)."""
 
 
+_DETECTORS: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+
+def _stream_detectors(cache: RetrainCache, policy: Any) -> Any:
+    """The policy's streaming drift detectors from this process's plugins (a plugin's detector
+    too), resolved once per plugin set and policy (`autoopt.core.detectors.from_plugins`), as
+    the service resolves them at start."""
+    from autoopt.core.detectors import from_plugins
+
+    plugins = cache.plugins()
+    key = (id(plugins), id(policy))
+    hit = _DETECTORS.get(key)
+    if hit is None or hit[0] is not plugins or hit[1] is not policy:
+        if len(_DETECTORS) >= 64:
+            _DETECTORS.pop(next(iter(_DETECTORS)))
+        hit = _DETECTORS[key] = (plugins, policy, from_plugins(plugins, policy))
+    return hit[2]
+
+
 @dataclass
 class _Sim:
     spec: PolicySpec
@@ -183,7 +202,8 @@ class _Sim:
         return f"backtest/{self.spec.name}/{self.data.symbol}"
 
     def _feed(self, event: Event, now: int) -> list[Retrain]:
-        self.state, commands = decide(self.state, event, now, self.spec.policy)
+        self.state, commands = decide(self.state, event, now, self.spec.policy,
+                                      detectors=_stream_detectors(self.cache, self.spec.policy))
         out = []
         for c in commands:
             if c.actionable:
