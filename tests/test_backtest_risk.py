@@ -267,3 +267,31 @@ def test_risk_presets_and_policy_files(tmp_path: Path) -> None:
         assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match=r"\+risk"):
         parse_policies("never,monthly+risk")
+
+
+def test_the_command_runs_a_risk_preset_and_shows_its_params(tmp_path: Path,
+                                                              nats_server: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoopt.cli import app
+
+    csv = tmp_path / "EDGE.csv"
+    _bars(2, n=2_000).with_columns(pl.from_epoch("ts", time_unit="ns")).write_csv(csv)
+    cfg = tmp_path / "autoopt.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[nats]\nurls = ["{nats_server}"]\n'
+                   "[pipeline]\ntrials = 4\n[risk]\ntrials = 10\nouter_folds = 2\n")
+    out = tmp_path / "bt.json"
+    res = CliRunner().invoke(app, ["--config", str(cfg), "backtest", "--source", f"file:{csv}",
+                                   "--symbols", "EDGE", "--policies", "never,never+risk",
+                                   "--warmup", "50%", "--quiet", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "params releases" in text and "re-tune cache 0 hits, 1 misses" in text
+    doc = json.loads(out.read_text())
+    never, risk = doc["policies"]
+    assert never["params_releases"] == never["params_refusals"] == 0
+    assert risk["policy"] == "never+risk" and risk["settings"]["risk"]["retune"] == "with_retrain"
+    assert risk["params_releases"] + risk["params_refusals"] + risk["params_failures"] == 1
+    assert len(risk["paths"]["EDGE"]["params_ids"]) == len(risk["paths"]["EDGE"]["ts"])
