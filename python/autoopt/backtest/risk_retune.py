@@ -36,7 +36,7 @@ import polars as pl
 
 from autoopt.backtest.training import Recipe, bars_ipc, digest
 from autoopt.config import Config, RiskConfig
-from autoopt.errors import AutooptError
+from autoopt.errors import AutooptError, ConfigError
 from autoopt.strategy.params import StrategyParams
 
 _ENC = msgspec.msgpack.Encoder()
@@ -72,7 +72,10 @@ def effective_risk(config: Config, overrides: dict[str, Any]) -> RiskConfig:
     """The configured ``[risk]`` section with a policy's overrides (already validated when the
     policy was parsed)."""
     merged = msgspec.to_builtins(config.risk) | dict(overrides)
-    return msgspec.convert(merged, RiskConfig)
+    try:
+        return msgspec.convert(merged, RiskConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"policy [risk] settings: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- the worker
