@@ -118,11 +118,20 @@ def max_steps(trainer: Any) -> int:
     return max(int(getattr(trainer, "max_steps", DEFAULT_MAX_STEPS) or DEFAULT_MAX_STEPS), 2)
 
 
-def open_search_study(trainer: Any, task: TrainTask) -> optuna.Study:
-    """Create or resume the task's study: minimised, TPE seeded with the task's seed."""
+def open_search_study(trainer: Any, task: TrainTask, *, join: bool = False) -> optuna.Study:
+    """Create or resume the task's study: minimised, TPE seeded with the task's seed; a joining
+    worker's sampler is seeded by the task's seed, its host and its process, so two workers
+    never draw the same random start-up trials (their trials depend on timing anyway)."""
     from autoopt import tuning
 
-    return tuning.open_study(task, pruner_for(trainer, task), type(trainer).__name__)
+    seed = None
+    if join:
+        import os
+        import socket
+        import zlib
+
+        seed = zlib.crc32(f"{task.seed}/{socket.gethostname()}/{os.getpid()}".encode())
+    return tuning.open_study(task, pruner_for(trainer, task), type(trainer).__name__, seed)
 
 
 def record_study_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
@@ -176,21 +185,22 @@ def _fit_folds(trainer: Any, task: TrainTask, params: Mapping[str, Any],
     return float(np.mean(losses)), probas
 
 
-def tune(trainer: Any, task: TrainTask, *, join: bool = False,
+def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 20.0,
          clock: Callable[[], float] = time.monotonic) -> TuneResult:
     """Run the task's search for an SDK trainer (see the module docstring) and return every
     trial the study holds (other workers' and resumed ones too) with the best one's recipe.
 
     ``join``: a worker joining a running study (`autoopt worker --study`): it neither enqueues
     the default trial nor records the study attributes, it only runs trials under the budget.
-    ``clock`` times the time budget (``task.time_budget_s``)."""
+    ``clock`` times the time budget (``task.time_budget_s``); ``grace_s``: seconds without a
+    heartbeat before another worker's running trial counts as dead (`run_budgeted`)."""
 
     from autoopt import tuning
     from autoopt.studies.budget import run_budgeted
 
     check_labels(task)
     ctx = search_context(task)
-    study = open_search_study(trainer, task)
+    study = open_search_study(trainer, task, join=join)
     if not join:
         if not tuning.finished_trials(study):
             defaults = getattr(trainer, "default_params", None)
@@ -232,7 +242,7 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False,
     try:
         run_budgeted(study, objective, task.n_trials, callbacks=[report],
                      catch=tuple(getattr(trainer, "fit_errors", ()) or ()),
-                     timeout_s=task.time_budget_s, clock=clock)
+                     timeout_s=task.time_budget_s, clock=clock, grace_s=grace_s)
     finally:
         if fast is not None:
             fast.close()

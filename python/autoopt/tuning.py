@@ -92,8 +92,11 @@ def pruning_budget_note(
     )
 
 
-def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str) -> optuna.Study:
-    """Create or resume the task's study: minimised, TPE seeded with the task's seed."""
+def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str,
+               sampler_seed: int | None = None) -> optuna.Study:
+    """Create or resume the task's study: minimised, TPE seeded with the task's seed (or
+    ``sampler_seed``: a worker joining another process's study must not draw that process's
+    random start-up parameters a second time)."""
     if task.storage is not None and not task.study_name:
         raise ConfigError(f"{owner}: a persistent study needs a study_name")
     from autoopt.studies import open_storage  # SQLite, PostgreSQL or the NATS journal
@@ -104,7 +107,8 @@ def open_study(task: TrainTask, pruner: optuna.pruners.BasePruner, owner: str) -
         storage=open_storage(task.storage),
         load_if_exists=True,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=task.seed, n_startup_trials=8),
+        sampler=optuna.samplers.TPESampler(
+            seed=task.seed if sampler_seed is None else sampler_seed, n_startup_trials=8),
         pruner=pruner,
     )
 

@@ -10,13 +10,14 @@ refusals are the ones the live service would have made on the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from autoopt.config import Config
+from autoopt.pipeline import joinspec
 from autoopt.pipeline.dataset import Dataset, make_folds
 from autoopt.pipeline.evidence import (
     Evidence,
@@ -96,6 +97,7 @@ def fit_candidate(
     on_trial: Callable[[TrialRecord], None] | None = None,
     stage: StageFn | None = None,
     model: str = "",
+    join: Mapping[str, Any] | None = None,
 ) -> Candidate:
     """Select features, tune and validate (blocking: run it in a thread or a process).
 
@@ -118,6 +120,9 @@ def fit_candidate(
     tune_task = replace(train_task(config, sel_ds, n_trials=n_trials,
                                    time_budget_s=time_budget_s, storage=storage),
                         study_name=study, on_trial=on_trial)
+    if join is not None and storage is not None:  # workers may join: record what they need
+        tune_task = replace(tune_task, study_attrs=joinspec.complete(
+            join, tune_task, selection.selected, config))
     tuned = as_trainer(trainer).tune(tune_task)  # an SDK trainer's search is the core's
     if stage is not None:
         stage("validating")

@@ -50,6 +50,7 @@ from autoopt.events import (
     ValidationVerdict,
 )
 from autoopt.ids import derived_event_id, new_event_id
+from autoopt.pipeline import joinspec
 from autoopt.pipeline.candidate import final_model, fit_candidate, judge, score_recipe
 from autoopt.pipeline.dataset import (
     Dataset,
@@ -309,6 +310,8 @@ class _Job:
     n_trials: int
     clock: Clock
     progress: ProgressFn | None
+    join: dict[str, Any] | None = None
+    """What a worker needs to join this job's study (`autoopt.pipeline.joinspec`)."""
     published: ProgressEvents | None = None  # JobProgress events, set when the job runs
 
     def report(self, stage: str, done: int) -> None:
@@ -356,7 +359,8 @@ class _Job:
 
         cand = await asyncio.to_thread(
             fit_candidate, self.config, ds, self.trainer, self.validator,
-            n_trials=self.n_trials, study_of=study_of, time_budget_s=self.time_budget_s,
+            n_trials=self.n_trials, study_of=study_of, join=self.join,
+            time_budget_s=self.time_budget_s,
             storage=self.storage, on_trial=on_trial, stage=stage, model=self.model)
         for fut in pending:
             await asyncio.wrap_future(fut)
@@ -553,6 +557,8 @@ async def run_retrain(
                     raise trainer
                 job = _Job(config, symbol, model, trainer, validator, ds, plugins, registry,
                            events, run_id, storage, share, n_trials, clock, progress)
+                job.join = joinspec.base_spec(config, symbol=symbol, model=model,
+                                              source=source, bars=bars[symbol][0])
                 results.append(await job.run())
             except Exception as exc:  # one job's failure must not stop the nightly run
                 log.error("retrain %s/%s failed: %s\n%s", symbol, model, exc,
