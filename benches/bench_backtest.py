@@ -67,6 +67,7 @@ import asyncio  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -93,6 +94,7 @@ WARMUP = 0.3
 TRAIN_DELAY_S = 600.0
 FLIP_AT = 2 / 3
 SEED = 42
+GRID = "7d"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Workload:
     """LightGBM threads per fit, both sides (it is part of the pipeline config, so results are
     only comparable at the same count): 1, because ours runs ``jobs`` fits at once on 2 cores."""
     train_window_bars: int = 0
+    grid: str = GRID
+    """``[pipeline.validation] grid``, both sides ("" or "off": test blocks are fractions)."""
 
 
 def make_frames(w: Workload) -> dict[str, pl.DataFrame]:
@@ -120,7 +124,16 @@ def make_config(data_dir: Path, w: Workload) -> Config:
     cfg = Config(data_dir=str(data_dir))
     return msgspec.structs.replace(cfg, pipeline=msgspec.structs.replace(
         cfg.pipeline, trials=w.trials, seed=SEED, threads=w.threads,
-        train_window_bars=w.train_window_bars))
+        train_window_bars=w.train_window_bars,
+        validation=msgspec.structs.replace(cfg.pipeline.validation, grid=w.grid)))
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (worker pools are joined when a
+    backtest ends), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 async def _run(config: Config, frames: dict[str, pl.DataFrame], specs: list[PolicySpec],
@@ -135,32 +148,57 @@ def run_ours(work: Path, frames: dict[str, pl.DataFrame], w: Workload) -> dict[s
     config = make_config(work, w)
     specs = parse_policies(w.policies, config.policy)
     cache = Path(tempfile.mkdtemp(prefix="ours-cache-", dir=work))
-    t0 = time.perf_counter()
+    load0, c0, t0 = os.getloadavg()[0], cpu_s(), time.perf_counter()
     res = asyncio.run(_run(config, frames, specs, w, jobs=w.jobs, share=True, cache_dir=cache))
-    return {"wall_s": time.perf_counter() - t0, "digest": res.run_digest,
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": cpu_s() - c0,
+            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "digest": res.run_digest,
             "hits": res.cache_hits, "misses": res.cache_misses,
+            "stages": dict(res.stages_computed), "stage_cpu_s": dict(res.stages_cpu_s),
             "policies": {p.policy: p for p in res.policies}}
 
 
 def run_peer(work: Path, frames: dict[str, pl.DataFrame], w: Workload) -> dict[str, Any]:
-    """The policies one after another, each alone: nothing shared, one stage at a time, a
-    fresh cache dir each."""
+    """The policies one after another, each alone: nothing shared or cached (not even two
+    retrains of one policy in the same grid block), one stage at a time, a fresh cache dir
+    each, the same config (the grid included)."""
     config = make_config(work, w)
     specs = parse_policies(w.policies, config.policy)
-    out: dict[str, Any] = {"wall_s": 0.0, "hits": 0, "misses": 0, "digests": {},
-                           "policy_wall_s": {}, "policies": {}}
+    out: dict[str, Any] = {"wall_s": 0.0, "cpu_s": 0.0, "hits": 0, "misses": 0, "digests": {},
+                           "policy_wall_s": {}, "policies": {},
+                           "stages": {"fit": 0, "judge": 0, "final": 0}}
+    load0 = os.getloadavg()[0]
     for spec in specs:
         cache = Path(tempfile.mkdtemp(prefix=f"peer-{spec.name}-cache-", dir=work))
-        t0 = time.perf_counter()
+        c0, t0 = cpu_s(), time.perf_counter()
         res = asyncio.run(_run(config, frames, [spec], w, jobs=1, share=False, cache_dir=cache))
         wall = time.perf_counter() - t0
         out["wall_s"] += wall
+        out["cpu_s"] += cpu_s() - c0
         out["policy_wall_s"][spec.name] = wall
         out["hits"] += res.cache_hits
         out["misses"] += res.cache_misses
+        for k, v in res.stages_computed.items():
+            out["stages"][k] = out["stages"].get(k, 0) + v
         out["digests"][spec.name] = res.run_digest
         out["policies"][spec.name] = res.policies[0]
+    out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return out
+
+
+def peer_estimate(ours: dict[str, Any], symbols: int) -> dict[str, Any]:
+    """What the peer would compute for ours' policies, from ours' own figures: every retrain
+    of every policy (and each policy's warm-up per symbol) a fit and a judge, and every
+    release a final fit; priced at ours' mean CPU seconds per computed stage. An estimate:
+    ours' fits are one per grid block, the peer's at every cut, over the same span."""
+    pols = ours["policies"].values()
+    fits = sum(p.retrains for p in pols) + symbols * len(ours["policies"])
+    finals = sum(p.releases for p in pols)
+    per = {k: ours["stage_cpu_s"].get(k, 0.0) / n for k, n in ours["stages"].items() if n}
+    cpu = fits * per.get("fit", 0.0) + fits * per.get("judge", 0.0) + \
+        finals * per.get("final", 0.0)
+    return {"fits": fits, "judges": fits, "finals": finals,
+            "cpu_s_per_stage": {k: round(v, 3) for k, v in per.items()},
+            "cpu_s": round(cpu, 1), "hours_at_1_core": round(cpu / 3600, 2)}
 
 
 def path_digest(p: PolicyResult) -> str:
@@ -199,30 +237,48 @@ def differences(ours: dict[str, Any], peer: dict[str, Any]) -> list[str]:
     return out
 
 
-def compare(w: Workload, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
-    """The report: wall times, the ratio, per policy retrains, compute and figures."""
-    per_policy = {}
+def _workload(w: Workload) -> dict[str, Any]:
+    return {"bars": w.bars, "symbols": w.symbols, "trials": w.trials, "jobs": w.jobs,
+            "policies": w.policies, "threads": w.threads, "grid": w.grid or "off",
+            "train_window_bars": w.train_window_bars, "cpu_count": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def _per_policy(ours: dict[str, Any], peer: dict[str, Any] | None) -> dict[str, Any]:
+    out = {}
     for name, a in ours["policies"].items():
         pooled = a.metrics.get("pooled", {})
-        per_policy[name] = {
+        out[name] = {
             "retrains": a.retrains, "releases": a.releases, "refusals": a.refusals,
             "failures": a.failures, "compute_s": round(a.compute_s, 1),
-            "peer_wall_s": round(peer["policy_wall_s"][name], 1),
             "sharpe": round(pooled.get("sharpe", math.nan), 3),
             "total_return": round(pooled.get("total_return", math.nan), 4),
-            "path": path_digest(a), "peer_digest": peer["digests"][name],
-        }
+            "path": path_digest(a)}
+        if peer is not None:
+            out[name] |= {"peer_wall_s": round(peer["policy_wall_s"][name], 1),
+                          "peer_digest": peer["digests"][name]}
+    return out
+
+
+def _ours(ours: dict[str, Any]) -> dict[str, Any]:
+    return {"ours_wall_s": round(ours["wall_s"], 1), "ours_cpu_s": round(ours["cpu_s"], 1),
+            "ours_load": ours["load"], "ours_stages": ours["stages"],
+            "ours_stage_cpu_s": {k: round(v, 1) for k, v in ours["stage_cpu_s"].items()},
+            "ours_cache": {"hits": ours["hits"], "misses": ours["misses"]},
+            "ours_digest": ours["digest"]}
+
+
+def compare(w: Workload, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """The report: wall and CPU times, the ratio, per policy retrains, compute and figures."""
     return {
-        "workload": {"bars": w.bars, "symbols": w.symbols, "trials": w.trials, "jobs": w.jobs,
-                     "policies": w.policies, "threads": w.threads,
-                     "train_window_bars": w.train_window_bars, "cpu_count": os.cpu_count(),
-                     "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "ours_wall_s": round(ours["wall_s"], 1), "peer_wall_s": round(peer["wall_s"], 1),
+        "workload": _workload(w), **_ours(ours),
+        "peer_wall_s": round(peer["wall_s"], 1), "peer_cpu_s": round(peer["cpu_s"], 1),
+        "peer_load": peer["load"], "peer_stages": peer["stages"],
         "ratio": round(peer["wall_s"] / ours["wall_s"], 2),
-        "ours_cache": {"hits": ours["hits"], "misses": ours["misses"]},
+        "cpu_ratio": round(peer["cpu_s"] / max(ours["cpu_s"], 1e-9), 2),
         "peer_cache": {"hits": peer["hits"], "misses": peer["misses"]},
-        "ours_digest": ours["digest"], "policies": per_policy,
-        "differences": differences(ours, peer),
+        "peer_estimate": peer_estimate(ours, w.symbols),
+        "policies": _per_policy(ours, peer), "differences": differences(ours, peer),
     }
 
 
@@ -237,26 +293,54 @@ def run_both(work: Path, w: Workload) -> dict[str, Any]:
     return compare(w, ours, peer)
 
 
+def run_ours_only(work: Path, w: Workload) -> dict[str, Any]:
+    """Ours alone (the full size, where the peer would take hours) and the peer's work,
+    estimated from ours' figures (`peer_estimate`)."""
+    from autoopt.runtime import open_plugins
+
+    frames = make_frames(w)
+    open_plugins(make_config(work, w))
+    ours = run_ours(work, frames, w)
+    return {"workload": _workload(w), **_ours(ours),
+            "peer_estimate": peer_estimate(ours, w.symbols),
+            "policies": _per_policy(ours, None), "differences": []}
+
+
 def table(report: dict[str, Any]) -> str:
     w = report["workload"]
+    peer = "peer_wall_s" in report
     lines = [
         f"{w['bars']} bars x {w['symbols']} symbols x {w['policies']} x {w['trials']} trials "
-        f"(jobs {w['jobs']}, LightGBM threads {w['threads']}, window "
+        f"(grid {w['grid']}, jobs {w['jobs']}, LightGBM threads {w['threads']}, window "
         f"{w['train_window_bars'] or 'all'}; {w['cpu_count']} cores, load {w['load_avg_1m']})",
         f"{'policy':<10}{'retrains':>9}{'releases':>9}{'refusals':>9}{'compute s':>10}"
-        f"{'peer s':>8}{'sharpe':>8}{'return':>9}  path",
+        + (f"{'peer s':>8}" if peer else "") + f"{'sharpe':>8}{'return':>9}  path",
     ]
     for name, p in report["policies"].items():
         lines.append(f"{name:<10}{p['retrains']:>9}{p['releases']:>9}{p['refusals']:>9}"
-                     f"{p['compute_s']:>10}{p['peer_wall_s']:>8}{p['sharpe']:>8}"
-                     f"{p['total_return']:>9}  {p['path']}")
-    oc, pc = report["ours_cache"], report["peer_cache"]
+                     f"{p['compute_s']:>10}" + (f"{p['peer_wall_s']:>8}" if peer else "")
+                     + f"{p['sharpe']:>8}{p['total_return']:>9}  {p['path']}")
+    oc = report["ours_cache"]
+    lines.append(
+        f"ours (share, jobs {w['jobs']}): {report['ours_wall_s']} s wall, "
+        f"{report['ours_cpu_s']} CPU-s, load {report['ours_load'][0]} -> "
+        f"{report['ours_load'][1]}; stages computed {report['ours_stages']} "
+        f"(CPU-s {report['ours_stage_cpu_s']}), cache {oc['hits']} hits / {oc['misses']} "
+        f"misses, digest {report['ours_digest']}")
+    est = report["peer_estimate"]
+    if peer:
+        pc = report["peer_cache"]
+        lines += [
+            f"peer (alone, one after another, nothing cached, jobs 1): {report['peer_wall_s']} "
+            f"s wall, {report['peer_cpu_s']} CPU-s, load {report['peer_load'][0]} -> "
+            f"{report['peer_load'][1]}; stages computed {report['peer_stages']}, cache "
+            f"{pc['hits']} hits / {pc['misses']} misses",
+            f"ratio peer / ours: {report['ratio']}x wall, {report['cpu_ratio']}x CPU",
+        ]
     lines += [
-        f"ours (share, jobs {w['jobs']}): {report['ours_wall_s']} s, cache {oc['hits']} hits / "
-        f"{oc['misses']} misses, digest {report['ours_digest']}",
-        f"peer (alone, one after another, jobs 1): {report['peer_wall_s']} s, cache "
-        f"{pc['hits']} hits / {pc['misses']} misses",
-        f"ratio peer / ours: {report['ratio']}x",
+        f"peer's work, ESTIMATED from ours' figures: {est['fits']} fits + {est['judges']} "
+        f"judges + {est['finals']} final fits at {est['cpu_s_per_stage']} CPU-s each = "
+        f"{est['cpu_s']} CPU-s ({est['hours_at_1_core']} h on one core)",
         "sharing changed nothing" if not report["differences"]
         else "DIFFERENCES: " + "; ".join(report["differences"]),
     ]
@@ -267,36 +351,55 @@ def table(report: dict[str, Any]) -> str:
 
 
 def time_retrain(w: Workload, cuts: tuple[float, ...] = (WARMUP, 0.65, 1.0)) -> list[dict]:
-    """Seconds of each stage of one retrain (fit; judge without and with a champion) at cuts
-    through one symbol's bars, in this process (the first fit warms the imports up)."""
-    from autoopt.backtest.training import Fitted, Outcome, _Request, bars_ipc, run_stage
+    """Seconds (wall, CPU) of each stage of one retrain (fit; judge without a champion; the
+    final fit; judge against the release just made) at cuts through one symbol's bars, in
+    this process (a first fit warms the imports up)."""
+    from autoopt.backtest.training import (
+        Final,
+        Fitted,
+        Outcome,
+        Recipe,
+        RetrainCache,
+        _Request,
+        bars_ipc,
+        run_stage,
+    )
 
     frame = make_frames(Workload(bars=w.bars, symbols=1))["SYN0"]
-    config = make_config(Path(tempfile.mkdtemp(prefix="bt-stage-")), w)
+    work = Path(tempfile.mkdtemp(prefix="bt-stage-"))
+    config = make_config(work, w)
+    cache = RetrainCache(config, {"SYN0": frame}, trials=w.trials, cache_dir=work / "c")
     ts = frame["ts"].to_numpy()
-    base = _Request(stage="fit", key="warm", symbol="SYN0", cut_ns=int(ts[min(1000, ts.size - 1)]),
-                    bars=bars_ipc(frame), config=msgspec.to_builtins(config), trials=w.trials)
-    run_stage(msgspec.msgpack.encode(base))
+
+    def stage(name: str, cut: int, kind: type, **more: Any) -> tuple[Any, float, float]:
+        req = _Request(stage=name, key=f"{name}{cut}", symbol="SYN0", cut_ns=cut,
+                       bars=bars_ipc(frame), config=msgspec.to_builtins(config),
+                       trials=w.trials, boundary=cache.boundary("SYN0", cut), **more)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = msgspec.msgpack.decode(run_stage(msgspec.msgpack.encode(req)), type=kind)
+        return out, time.perf_counter() - t0, time.process_time() - c0
+
+    stage("fit", int(ts[min(3000, ts.size - 1)]), Fitted)
     out = []
     for share in cuts:
         cut = int(ts[max(0, int(ts.size * share) - 1)])
-        req = msgspec.structs.replace(base, key=f"fit{share}", cut_ns=cut)
-        t0 = time.perf_counter()
-        fitted = msgspec.msgpack.decode(run_stage(msgspec.msgpack.encode(req)), type=Fitted)
-        fit_s = time.perf_counter() - t0
-        req = msgspec.structs.replace(req, stage="judge", key=f"judge{share}", fitted=fitted)
-        t0 = time.perf_counter()
-        first = msgspec.msgpack.decode(run_stage(msgspec.msgpack.encode(req)), type=Outcome)
-        judge_s = time.perf_counter() - t0
-        vs_s = math.nan
-        if first.release is not None:
-            req = msgspec.structs.replace(req, key=f"vs{share}", champion=first.release)
-            t0 = time.perf_counter()
-            run_stage(msgspec.msgpack.encode(req))
-            vs_s = time.perf_counter() - t0
-        out.append({"cut": share, "rows": int(ts.size * share), "fit_s": round(fit_s, 2),
-                    "judge_s": round(judge_s, 2), "judge_vs_champion_s": round(vs_s, 2),
-                    "error": fitted.error})
+        fitted, fit_s, fit_cpu = stage("fit", cut, Fitted)
+        row: dict[str, Any] = {"cut": share, "rows": int(ts.size * share),
+                               "fit_s": round(fit_s, 2), "fit_cpu_s": round(fit_cpu, 2),
+                               "error": fitted.error}
+        if fitted.error is None:
+            verdict, judge_s, judge_cpu = stage("judge", cut, Outcome, fitted=fitted)
+            final, final_s, final_cpu = stage("final", cut, Final, fitted=fitted)
+            champion = Recipe(release_id="champion", trainer=config.pipeline.models[0],
+                              model_type=final.model_type, params=dict(fitted.params),
+                              features=list(fitted.names), files=dict(final.files), metrics={},
+                              data_end=final.data_end, sha256=final.sha256)
+            _, vs_s, vs_cpu = stage("judge", cut, Outcome, fitted=fitted, champion=champion)
+            row |= {"passed": verdict.passed, "judge_s": round(judge_s, 2),
+                    "final_s": round(final_s, 2), "final_cpu_s": round(final_cpu, 2),
+                    "judge_vs_champion_s": round(vs_s, 2),
+                    "judge_vs_champion_cpu_s": round(vs_cpu, 2)}
+        out.append(row)
     return out
 
 
@@ -310,7 +413,8 @@ def _workload_from_env() -> Workload:
                     trials=int(env.get("AUTOOPT_BENCH_TRIALS", TRIALS)),
                     jobs=int(env.get("AUTOOPT_BENCH_JOBS", JOBS)),
                     policies=env.get("AUTOOPT_BENCH_POLICIES", POLICIES),
-                    threads=int(env.get("AUTOOPT_BENCH_THREADS", 1)))
+                    threads=int(env.get("AUTOOPT_BENCH_THREADS", 1)),
+                    grid=env.get("AUTOOPT_BENCH_GRID", GRID))
 
 
 @pytest.mark.benchmark(group="backtest-policies", min_rounds=1, warmup=False)
@@ -334,13 +438,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="LightGBM threads (both sides)")
     ap.add_argument("--train-window", type=int, default=0,
                     help="pipeline.train_window_bars (0: all the bars a retrain may see)")
+    ap.add_argument("--grid", default=GRID,
+                    help="[pipeline.validation] grid, both sides (off: fractions of the rows)")
+    ap.add_argument("--ours-only", action="store_true",
+                    help="Run ours only and estimate the peer's work from its figures.")
     ap.add_argument("--time-retrain", action="store_true",
                     help="Only time one retrain's stages at 30%%, 65%% and 100%% of --bars.")
     ap.add_argument("--json", type=Path, default=None, help="Also write the report here.")
     args = ap.parse_args(argv)
     w = Workload(bars=args.bars, symbols=args.symbols, trials=args.trials, jobs=args.jobs,
                  policies=args.policies, threads=args.threads,
-                 train_window_bars=args.train_window)
+                 train_window_bars=args.train_window, grid=args.grid)
     if args.time_retrain:
         rows = time_retrain(w)
         for r in rows:
@@ -348,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {"retrain_stages": rows}
     else:
         with tempfile.TemporaryDirectory(prefix="autoopt-bt-bench-") as tmp:
-            report = run_both(Path(tmp), w)
+            report = (run_ours_only if args.ours_only else run_both)(Path(tmp), w)
         print(table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))

@@ -102,10 +102,11 @@ def test_two_policies_retraining_at_the_same_point_share_the_retrain(tmp_path: P
                                    warmup=0.3, cache_dir=tmp_path / "c"))
     a, b = res.policy("weekly"), res.policy("weekly-again")
     assert a.retrains == b.retrains >= 2
-    # every retrain of the second is a hit in both stages (fit, judge): same symbol, data
-    # range, config and champion; the first computed its own and the warm-up model (2 stages)
-    assert res.cache_hits == 2 * b.retrains
-    assert res.cache_misses == 2 * (a.retrains + 1)
+    # every retrain of the second is a hit in every stage (fit, judge, and the final fit when
+    # the gate passed): same symbol, data range, config and champion; the first computed its
+    # own and the warm-up model's (3 stages: it has no champion to beat)
+    assert res.cache_hits == 2 * b.retrains + (b.releases - 1)
+    assert res.cache_misses == 2 * (a.retrains + 1) + a.releases
     assert a.paths["EDGE"].positions == b.paths["EDGE"].positions
 
 

@@ -96,6 +96,11 @@ class ValidationSettings(_Section):
     """Compute PBO over the study's trials (gate rule ``pbo``)."""
     ledger: bool = True
     """Count every configuration tried for the symbol (log ``training.ledger``) in the DSR's N."""
+    grid: str = ""
+    """Calendar-grid validation (docs/gate.md): a duration (``7d``: blocks from Monday 00:00
+    UTC) whose whole blocks are the walk-forward test blocks and the holdout; the evidence then
+    sees only the bars before the last boundary, so retrains within one block share it. ""
+    or "off": test blocks are fractions of the rows."""
 
 
 class PipelineConfig(_Section):
@@ -602,6 +607,7 @@ def load_config(
         )
     _check_schedules(config)
     _check_symbols(config)
+    _check_grid(config)
     if not config.data_dir:
         config = msgspec.structs.replace(config, data_dir=str(default_data_dir(env)))
     return config
@@ -652,6 +658,12 @@ def _check_symbols(config: Config) -> None:
         problem = symbol_problem(symbol)
         if problem is not None:
             raise ConfigError(f"config key {key!r}: symbol {symbol!r} {problem}")
+
+
+def _check_grid(config: Config) -> None:
+    from autoopt.validation.cv import parse_grid
+
+    parse_grid(config.pipeline.validation.grid)
 
 
 def _check_schedules(config: Config) -> None:

@@ -124,6 +124,11 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     risk_cache_hits: int = 0
     risk_cache_misses: int = 0
     """The risk re-tunes' cache (shared between policies like the retrains)."""
+    stages_computed: dict[str, int] = {}
+    """Retrain stages computed by this run (``fit``, ``judge``, ``final``), not read from the
+    cache (`autoopt.backtest.training.RetrainCache.computed`)."""
+    stages_cpu_s: dict[str, float] = {}
+    """Their CPU seconds, by stage, in the processes that ran them."""
 
     def policy(self, name: str) -> PolicyResult:
         for p in self.policies:

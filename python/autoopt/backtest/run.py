@@ -164,7 +164,8 @@ async def run_backtest(
         end_ns=int(all_ts.max()), warmup=warmup, seed=config.pipeline.seed, trials=n_trials,
         train_delay="auto" if train_delay_s is None else f"{train_delay_s:g}s",
         policies=results, comparison=comparison, cache_hits=cache.hits,
-        cache_misses=cache.misses, wall_s=time.perf_counter() - t0,
+        cache_misses=cache.misses, stages_computed=dict(cache.computed),
+        stages_cpu_s=dict(cache.computed_cpu_s), wall_s=time.perf_counter() - t0,
         risk_cache_hits=retunes.hits if retunes else 0,
         risk_cache_misses=retunes.misses if retunes else 0)
 

@@ -1,19 +1,25 @@
 """Retrains for the policy backtest: the real pipeline steps on the data available at a moment,
 content-addressed and shared between policies.
 
-A retrain at cut ``t`` for a symbol sees the bars with ``ts <= t`` only. It runs in two stages,
-both with `autoopt.pipeline.candidate` (the steps `autoopt retrain` and the service run):
+A retrain at cut ``t`` for a symbol sees the bars with ``ts <= t`` only. It runs in three
+stages, all with `autoopt.pipeline.candidate` (the steps `autoopt retrain` and the service run):
 
-1. **fit** (select features, tune with Optuna, validate the challenger): depends on the symbol,
-   the data range, the pipeline config, the seed and the trial budget; its key is the digest of
-   those, so every policy that retrains at the same point shares one computation;
-2. **judge** (score the policy's champion recipe on the same folds, run the gate, fit the
-   release): depends on the fit and the champion; keyed by both.
+1. **fit** (select features, tune with Optuna, validate the challenger, the holdout, CPCV, PBO):
+   keyed by the symbol, the bars it learns from, the pipeline config, the seed and the trial
+   budget. Without a calendar grid those are the bars up to the cut, so every cut is its own
+   fit; with ``[pipeline.validation] grid`` they are the bars before the last grid boundary
+   (`autoopt.pipeline.evidence.evidence_bars`), so every retrain whose cut falls in the same
+   block (a week of nightly retrains, the weekly one, a drift one) shares one fit;
+2. **judge** (score the policy's champion recipe on the same folds, run the gate): keyed by the
+   fit and the champion; no model is fitted here;
+3. **final** (fit the release on every training bar up to the cut): keyed by the fit and the
+   cut, and only computed when the gate passed.
 
 Results are kept in memory and on disk (``<cache dir>/<key>.msgpack``, written atomically), so a
 rerun of the same backtest recomputes nothing. Stages run in a thread, or with ``jobs > 1`` in
 worker processes; requests and results cross the process boundary as msgpack bytes. Models are
-exchanged in their native files (LightGBM text), never pickled.
+exchanged in their native files (LightGBM text), never pickled. ``share=False`` (the peer a
+benchmark compares with) computes every stage of every retrain, nothing cached.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import polars as pl
 
 from autoopt.config import Config
 from autoopt.errors import AutooptError
-from autoopt.pipeline.evidence import Evidence, development, scheme_task
+from autoopt.pipeline.evidence import Evidence, development, grid_of, scheme_task
+from autoopt.validation.cv import grid_boundary
 
 _ENC = msgspec.msgpack.Encoder()
 
@@ -70,12 +77,27 @@ class Fitted(msgspec.Struct, frozen=True, kw_only=True):
     returns: list[float] = []
     metrics: dict[str, float] = {}
     compute_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU seconds of the worker process on this stage (what a benchmark's work estimate uses)."""
     evidence: Evidence | None = None
     """The gate's holdout, CPCV, PBO and ledger evidence (`autoopt.pipeline.evidence`)."""
 
 
+class Final(msgspec.Struct, frozen=True, kw_only=True):
+    """Stage 3's result: the release's files, fitted on every training bar up to the cut."""
+
+    key: str
+    files: dict[str, bytes] = {}
+    sha256: str = ""
+    data_end: int = 0
+    model_type: str = ""
+    error: str | None = None
+    compute_s: float = 0.0
+    cpu_s: float = 0.0
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """Stage 2's result: the verdict, and the release when the gate passed."""
+    """A retrain's result: the verdict, and the release when the gate passed."""
 
     key: str
     passed: bool
@@ -84,7 +106,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     release: Recipe | None = None
     error: str | None = None
     compute_s: float = 0.0
-    """Seconds of both stages (stage 1 counted in full even when shared)."""
+    """Seconds of every stage (each counted in full even when shared, so a policy's compute
+    does not depend on what other policies asked for)."""
+    cpu_s: float = 0.0
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +121,8 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True):
     trials: int
     fitted: Fitted | None = None
     champion: Recipe | None = None
+    boundary: int = 0
+    """With a grid: the boundary the evidence ends at (the fit and judge stages' rows)."""
 
 
 def digest(*parts: Any) -> str:
@@ -127,20 +153,28 @@ _DATASETS: dict[str, Any] = {}
 _DATASETS_KEPT = 8
 
 
-def _dataset(req: _Request, config: Config, plugins: Any) -> Any:
-    """The retrain's dataset at its cut; kept for the next stage of the same retrain in this
-    process (the judge stage rebuilds what the fit stage just built otherwise)."""
+def _dataset(req: _Request, config: Config, plugins: Any, final: bool = False) -> Any:
+    """The rows a stage learns from: the evidence's (the bars before the grid boundary with a
+    grid, else every bar up to the cut) or, ``final``, every training bar up to the cut. Kept
+    for the next stage in this process (a judge stage rebuilds what its fit stage built
+    otherwise; with a grid, every retrain in the block reuses it)."""
     from autoopt.pipeline.dataset import build_dataset, training_bars, validation_policy
+    from autoopt.pipeline.evidence import evidence_bars
 
-    key = digest(req.symbol, req.cut_ns, hashlib.sha256(req.bars).hexdigest(),
-                 msgspec.to_builtins(config.pipeline))
+    grid = req.boundary if not final and grid_of(config) is not None else 0
+    key = digest(req.symbol, req.cut_ns if not grid else None, grid,
+                 hashlib.sha256(req.bars).hexdigest(), msgspec.to_builtins(config.pipeline))
     if key in _DATASETS:
         return _DATASETS[key]
     frame = pl.read_ipc(io.BytesIO(req.bars))
-    frame = training_bars(frame.filter(pl.col("ts") <= req.cut_ns),
-                          config.pipeline.train_window_bars)
+    frame = frame.filter(pl.col("ts") <= req.cut_ns)
+    cut = evidence_bars(config, frame) if grid else None
+    if cut is None:
+        cut = training_bars(frame, config.pipeline.train_window_bars)
+    elif grid_boundary(frame["ts"].to_numpy(), grid_of(config) or 1) != req.boundary:
+        raise RuntimeError(f"{req.symbol}: grid boundary {req.boundary} is not the bars' own")
     fs = plugins.component("feature_set", config.pipeline.feature_set)
-    ds = build_dataset(req.symbol, frame, fs, config.pipeline.label,
+    ds = build_dataset(req.symbol, cut, fs, config.pipeline.label,
                        validation_policy(config.pipeline.data_policy))
     while len(_DATASETS) >= _DATASETS_KEPT:
         _DATASETS.pop(next(iter(_DATASETS)))
@@ -170,41 +204,17 @@ def _fit(req: _Request, config: Config) -> Fitted:
 
 
 def _judge(req: _Request, config: Config) -> Outcome:
-    from autoopt.pipeline.candidate import (
-        Candidate,
-        final_model,
-        judge,
-        score_recipe,
-        train_task,
-    )
-    from autoopt.pipeline.selection import FeatureSelection
-    from autoopt.plugins.interfaces import TrialRecord, TuneResult, ValidationResult
-    from autoopt.registry import artifact_set_sha256, sha256_bytes
+    from autoopt.pipeline.candidate import judge, score_recipe, train_task
 
     fitted = req.fitted
     assert fitted is not None
     t0 = time.perf_counter()
     plugins = _plugins(config)
-    model = config.pipeline.models[0]
-    trainer = plugins.trainer(model)
     validator = plugins.component("validator", config.pipeline.validator)
     ds = _dataset(req, config, plugins)
     dev = development(config, ds)  # the champion is scored where the challenger was
     task = scheme_task(config, train_task(config, dev, n_trials=req.trials), dev)
-    sel = ds.select(fitted.names)
-    tuned = TuneResult(
-        study_name=fitted.study, params=dict(fitted.params), best_value=fitted.best_value,
-        best_trial=fitted.best_trial,
-        trials=tuple(TrialRecord(number=i, state=s, params={}, value=None, duration_s=0.0)
-                     for i, s in enumerate(fitted.trial_states)),
-        objective="")
-    validation = ValidationResult(fold_metrics=tuple(fitted.fold_metrics),
-                                  returns=np.asarray(fitted.returns),
-                                  metrics=dict(fitted.metrics))
-    cand = Candidate(FeatureSelection(tuple(fitted.names), fitted.selected_gain,
-                                      fitted.selected_perm),  # type: ignore[arg-type]
-                     tuned, list(fitted.names), fitted.study, validation, task, sel,
-                     fitted.evidence)
+    cand = _candidate(fitted, task, ds)
     champion = None
     note = ""
     if req.champion is not None:
@@ -217,34 +227,69 @@ def _judge(req: _Request, config: Config) -> Outcome:
             note = f"champion_unscorable: champion {ch.release_id} uses missing features"
     verdict, metrics = judge(config, cand, champion)
     reasons = [f"{r.code}: {r.message}" for r in verdict.reasons] + ([note] if note else [])
-    release = None
-    if verdict.passed:
-        final = final_model(config, trainer, cand)
-        files = final.to_files()
-        shas = {name: sha256_bytes(blob) for name, blob in files.items()}
-        sha = artifact_set_sha256(shas)
-        release = Recipe(
-            release_id=f"bt-{digest(req.key, sha)[:20]}", trainer=model,
-            model_type=trainer.model_type, params=dict(fitted.params),
-            features=list(fitted.names), files=dict(files), metrics=metrics,
-            data_end=int(ds.data_range[1]), sha256=sha)
     return Outcome(key=req.key, passed=verdict.passed, reasons=reasons, metrics=metrics,
-                   release=release,
-                   compute_s=fitted.compute_s + time.perf_counter() - t0)
+                   compute_s=time.perf_counter() - t0)
+
+
+def _candidate(fitted: Fitted, task: Any, ds: Any) -> Any:
+    """The `Candidate` a Fitted stands for (what `judge` reads)."""
+    from autoopt.pipeline.candidate import Candidate
+    from autoopt.pipeline.selection import FeatureSelection
+    from autoopt.plugins.interfaces import TrialRecord, TuneResult, ValidationResult
+
+    tuned = TuneResult(
+        study_name=fitted.study, params=dict(fitted.params), best_value=fitted.best_value,
+        best_trial=fitted.best_trial,
+        trials=tuple(TrialRecord(number=i, state=s, params={}, value=None, duration_s=0.0)
+                     for i, s in enumerate(fitted.trial_states)),
+        objective="")
+    validation = ValidationResult(fold_metrics=tuple(fitted.fold_metrics),
+                                  returns=np.asarray(fitted.returns),
+                                  metrics=dict(fitted.metrics))
+    return Candidate(FeatureSelection(tuple(fitted.names), fitted.selected_gain,
+                                      fitted.selected_perm),  # type: ignore[arg-type]
+                     tuned, list(fitted.names), fitted.study, validation, task,
+                     ds.select(fitted.names), fitted.evidence)
+
+
+def _final(req: _Request, config: Config) -> Final:
+    """The release: the tuned recipe fitted on every training row up to the cut
+    (`autoopt.pipeline.candidate.final_model`'s fit)."""
+    from autoopt.registry import artifact_set_sha256, sha256_bytes
+
+    fitted = req.fitted
+    assert fitted is not None
+    t0 = time.perf_counter()
+    plugins = _plugins(config)
+    trainer = plugins.trainer(config.pipeline.models[0])
+    ds = _dataset(req, config, plugins, final=True)
+    sel = ds.select(fitted.names)
+    p = config.pipeline
+    model = trainer.fit(sel.X, sel.y, dict(fitted.params), list(fitted.names), seed=p.seed,
+                        threads=p.threads)
+    files = model.to_files()
+    shas = {name: sha256_bytes(blob) for name, blob in files.items()}
+    return Final(key=req.key, files=dict(files), sha256=artifact_set_sha256(shas),
+                 data_end=int(ds.data_range[1]), model_type=trainer.model_type,
+                 compute_s=time.perf_counter() - t0)
 
 
 def run_stage(payload: bytes) -> bytes:
     """A worker's entry point: one stage, msgpack in and out; failures come back as data."""
     req = msgspec.msgpack.decode(payload, type=_Request)
     config = msgspec.convert(req.config, Config)
+    cpu0 = time.process_time()
+    result: Fitted | Outcome | Final
     try:
-        result: Fitted | Outcome = _fit(req, config) if req.stage == "fit" else _judge(req, config)
+        result = (_fit(req, config) if req.stage == "fit" else _judge(req, config)
+                  if req.stage == "judge" else _final(req, config))
     except (AutooptError, ValueError, RuntimeError) as exc:
         msg = f"{type(exc).__name__}: {exc}"
         result = (Fitted(key=req.key, error=msg) if req.stage == "fit"
                   else Outcome(key=req.key, passed=False, reasons=[f"failed: {msg}"],
-                               metrics={}, error=msg))
-    return _ENC.encode(result)
+                               metrics={}, error=msg) if req.stage == "judge"
+                  else Final(key=req.key, error=msg))
+    return _ENC.encode(msgspec.structs.replace(result, cpu_s=time.process_time() - cpu0))
 
 
 # --------------------------------------------------------------------------- the scheduler
@@ -274,6 +319,12 @@ class RetrainCache:
         self._slots: asyncio.Semaphore | None = None
         self.hits = 0
         self.misses = 0
+        self.computed: dict[str, int] = {"fit": 0, "judge": 0, "final": 0}
+        """Stages computed here (not read from the cache), by stage."""
+        self.computed_cpu_s: dict[str, float] = {"fit": 0.0, "judge": 0.0, "final": 0.0}
+        """Their CPU seconds in the process that ran them, by stage."""
+        self._grid = grid_of(config)
+        self._unshared: dict[tuple[str, str], int] = {}
         p = config.pipeline
         self._pipeline_key = digest(msgspec.to_builtins(p), config.policy.drift.reference_max_rows)
 
@@ -281,30 +332,78 @@ class RetrainCache:
         """The plugins of this process (the same ones the stages use)."""
         return _plugins(self._config)
 
-    def fit_key(self, symbol: str, cut_ns: int) -> str:
+    def _seen(self, symbol: str, end: int, *, before: bool = False) -> str:
+        """Digest of the symbol's rows up to ``end`` (``ts <= end``, or ``< end``): a key hashes
+        the rows it may see and nothing after, so changing later bars never changes it."""
         ts, rows = self._rows[symbol]
-        seen = rows[: int(np.searchsorted(ts, cut_ns, side="right"))]
-        return digest("fit", symbol, cut_ns, hashlib.sha256(seen.tobytes()).hexdigest(),
+        stop = int(np.searchsorted(ts, end, side="left" if before else "right"))
+        return hashlib.sha256(rows[:stop].tobytes()).hexdigest()
+
+    def boundary(self, symbol: str, cut_ns: int) -> int:
+        """With a grid: the boundary the evidence of a retrain at ``cut_ns`` ends at (0 without
+        a grid)."""
+        if self._grid is None:
+            return 0
+        ts, _ = self._rows[symbol]
+        stop = int(np.searchsorted(ts, cut_ns, side="right"))
+        return grid_boundary(ts[max(0, stop - 65):stop], self._grid) if stop >= 2 else 0
+
+    def fit_key(self, symbol: str, cut_ns: int) -> str:
+        """The fit's content key: (symbol, the rows it learns from, pipeline config, seed,
+        trials). With a grid the rows are those before the grid boundary (their first one
+        is the data start), so every cut in one block has the same key; without, every row
+        up to the cut."""
+        b = self.boundary(symbol, cut_ns)
+        if b:
+            return digest("fit", symbol, "grid", b, self._seen(symbol, b, before=True),
+                          self._pipeline_key, self._config.pipeline.seed, self._trials)
+        return digest("fit", symbol, cut_ns, self._seen(symbol, cut_ns),
                       self._pipeline_key, self._config.pipeline.seed, self._trials)
 
     async def outcome(self, symbol: str, cut_ns: int, champion: Recipe | None,
                       owner: str = "") -> Outcome:
         """The verdict (and release) of a retrain of ``symbol`` at ``cut_ns`` against
-        ``champion``. ``owner`` (the policy) only matters with ``share=False``, the peer a
-        benchmark compares with: then nothing is shared between owners."""
+        ``champion``: the fit (shared by every retrain with the same evidence), the judge
+        (fit and champion) and, when the gate passed, the final fit (fit and cut).
+
+        ``share=False`` (the peer a benchmark compares with): every stage of every call is
+        computed, whatever was computed before, even by the same ``owner`` (the policy);
+        the nonce is a per-(owner, symbol) counter, so a rerun gives the same keys."""
         fkey = self.fit_key(symbol, cut_ns)
         if not self._share:
-            fkey = digest(fkey, owner)
-        fitted = await self._get(fkey, Fitted, lambda: _Request(
-            stage="fit", key=fkey, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
-            config=self._config_tree, trials=self._trials))
+            n = self._unshared.get((owner, symbol), 0)
+            self._unshared[(owner, symbol)] = n + 1
+            fkey = digest(fkey, owner, cut_ns, n)
+        boundary = self.boundary(symbol, cut_ns)
+
+        def request(stage: str, key: str, **more: Any) -> Callable[[], _Request]:
+            return lambda: _Request(stage=stage, key=key, symbol=symbol, cut_ns=cut_ns,
+                                    bars=self._bars[symbol], config=self._config_tree,
+                                    trials=self._trials, boundary=boundary, **more)
+
+        fitted = await self._get(fkey, Fitted, request("fit", fkey))
         if fitted.error is not None:
             return Outcome(key=fkey, passed=False, reasons=[f"failed: {fitted.error}"],
                            metrics={}, error=fitted.error, compute_s=fitted.compute_s)
         jkey = digest("judge", fkey, champion.release_id if champion else None)
-        return await self._get(jkey, Outcome, lambda: _Request(
-            stage="judge", key=jkey, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
-            config=self._config_tree, trials=self._trials, fitted=fitted, champion=champion))
+        verdict = await self._get(jkey, Outcome, request("judge", jkey, fitted=fitted,
+                                                         champion=champion))
+        spent = fitted.compute_s + verdict.compute_s
+        if not verdict.passed or verdict.error is not None:
+            return msgspec.structs.replace(verdict, compute_s=spent)
+        fin_key = digest("final", fkey, cut_ns, self._seen(symbol, cut_ns)) if boundary \
+            else digest("final", fkey)
+        final = await self._get(fin_key, Final, request("final", fin_key, fitted=fitted))
+        spent += final.compute_s
+        if final.error is not None:
+            return Outcome(key=jkey, passed=False, reasons=[f"failed: {final.error}"],
+                           metrics=verdict.metrics, error=final.error, compute_s=spent)
+        release = Recipe(
+            release_id=f"bt-{digest(jkey, fin_key, final.sha256)[:20]}",
+            trainer=self._config.pipeline.models[0], model_type=final.model_type,
+            params=dict(fitted.params), features=list(fitted.names), files=dict(final.files),
+            metrics=dict(verdict.metrics), data_end=final.data_end, sha256=final.sha256)
+        return msgspec.structs.replace(verdict, release=release, compute_s=spent)
 
     async def _get(self, key: str, kind: type[Any], request: Callable[[], _Request]) -> Any:
         task = self._tasks.get(key)
@@ -349,7 +448,10 @@ class RetrainCache:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(raw)
         os.replace(tmp, path)
-        return msgspec.msgpack.decode(raw, type=kind)
+        value = msgspec.msgpack.decode(raw, type=kind)
+        self.computed[req.stage] += 1
+        self.computed_cpu_s[req.stage] += value.cpu_s
+        return value
 
     def close(self) -> None:
         if self._executor is not None:
@@ -357,4 +459,5 @@ class RetrainCache:
             self._executor = None
 
 
-__all__ = ["Fitted", "Outcome", "Recipe", "RetrainCache", "bars_ipc", "digest", "run_stage"]
+__all__ = ["Final", "Fitted", "Outcome", "Recipe", "RetrainCache", "bars_ipc", "digest",
+           "run_stage"]

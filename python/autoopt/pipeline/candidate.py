@@ -24,6 +24,7 @@ from autoopt.pipeline.evidence import (
     LedgerRow,
     cpcv_paths,
     development,
+    grid_of,
     holdout_check,
     holdout_split,
     ledger_rows,
@@ -58,7 +59,7 @@ def train_task(
     p = config.pipeline
     return TrainTask(
         symbol=ds.symbol, X=ds.X, y=ds.y, feature_names=ds.feature_names,
-        folds=make_folds(ds, p.cv), forward_returns=ds.forward_returns,
+        folds=make_folds(ds, p.cv, grid_of(config)), forward_returns=ds.forward_returns,
         periods_per_year=ds.periods_per_year,
         costs=Costs(fee_bps=p.costs.fees_bps, slippage_bps=p.costs.slippage_bps),
         n_trials=n_trials, time_budget_s=time_budget_s, seed=p.seed,
@@ -98,12 +99,15 @@ def fit_candidate(
     stage: StageFn | None = None,
     model: str = "",
     join: Mapping[str, Any] | None = None,
+    final: Dataset | None = None,
 ) -> Candidate:
     """Select features, tune and validate (blocking: run it in a thread or a process).
 
     ``study_of(selected features)`` names the Optuna study (same data and settings, same study,
     so a rerun resumes it). Everything before the final holdout check sees the development rows
-    only (`autoopt.pipeline.evidence.development`)."""
+    only (`autoopt.pipeline.evidence.development`). ``final``: the rows the release is fit on
+    when they are not ``ds`` (with a grid, ``ds`` is built from `evidence_bars` and ``final``
+    from every training bar)."""
     p = config.pipeline
     split = holdout_split(config, ds)
     whole, ds = ds, development(config, ds)
@@ -146,8 +150,8 @@ def fit_candidate(
         holdout=holdout, holdout_rows=split.size if split else 0, development_rows=ds.n_rows,
         pbo=pbo, pbo_note=pbo_note, path_sharpes=paths,
         ledger=ledger_rows(model, study, tuned, oos_times(ds, full), p.feature_selection))
-    return Candidate(selection, tuned, names, study, validation, vtask, whole.select(names),
-                     evidence)
+    return Candidate(selection, tuned, names, study, validation, vtask,
+                     (whole if final is None else final).select(names), evidence)
 
 
 def score_recipe(

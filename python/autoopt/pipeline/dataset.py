@@ -24,7 +24,7 @@ from autoopt.data import ValidationPolicy, ValidationReport, validate_bars
 from autoopt.errors import ConfigError, DataError
 from autoopt.labels import drop_unlabeled, fixed_horizon_labels, triple_barrier_labels
 from autoopt.plugins.interfaces import FeatureSet
-from autoopt.validation.cv import PurgedWalkForward
+from autoopt.validation.cv import GridWalkForward, PurgedWalkForward
 
 YEAR_NS = 365.25 * 86_400 * 1_000_000_000
 
@@ -168,9 +168,20 @@ def training_bars(bars: pl.DataFrame, window: int) -> pl.DataFrame:
     return bars.tail(window) if window and bars.height > window else bars
 
 
-def make_folds(ds: Dataset, cfg: CVConfig) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Purged walk-forward folds over the dataset's rows, as configured."""
+def make_folds(ds: Dataset, cfg: CVConfig, grid_ns: int | None = None
+               ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Purged walk-forward folds over the dataset's rows, as configured; with ``grid_ns`` (the
+    ``[pipeline.validation] grid``) the test blocks are whole calendar-grid blocks
+    (`autoopt.validation.cv.GridWalkForward`; ``test_fraction`` then plays no part)."""
     n = ds.n_rows
+    if grid_ns is not None:
+        grid = GridWalkForward(grid_ns, n_splits=cfg.n_splits, embargo=cfg.embargo_fraction,
+                               min_train_size=max(1, int(cfg.min_train_fraction * n)))
+        try:
+            return tuple(grid.split(ds.ts, ds.t1))
+        except ConfigError as exc:
+            raise DataError(f"{ds.symbol}: cannot cut {cfg.n_splits} grid CV folds from {n} "
+                            f"rows: {exc}") from exc
     splitter = PurgedWalkForward(
         n_splits=cfg.n_splits,
         test_size=cfg.test_fraction,

@@ -7,6 +7,15 @@ fitted candidate between worker processes, carries the `Evidence` struct as data
 
 Order matters for the holdout: `development` cuts the holdout off *before* feature selection,
 tuning and validation see the rows; `holdout_check` is the only step that reads them.
+
+With a calendar grid (``[pipeline.validation] grid = "7d"``) the evidence is computed on
+`evidence_bars`: the bars before the last grid boundary (the window of
+``train_window_bars`` counted back from it). The walk-forward test blocks and the holdout are
+whole grid blocks (`autoopt.validation.cv.GridWalkForward`, `split_holdout_grid`), so
+selection, tuning, validation, the holdout, CPCV and PBO depend on those bars only, and every
+retrain whose data end in the same block computes the identical evidence (the policy
+backtest computes it once: `autoopt.backtest.training`). The rows after the boundary are used
+by the release's final fit only.
 """
 
 from __future__ import annotations
@@ -17,10 +26,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import polars as pl
 
 from autoopt.config import Config
 from autoopt.errors import DataError
-from autoopt.pipeline.dataset import Dataset
+from autoopt.pipeline.dataset import Dataset, training_bars
 from autoopt.plugins.interfaces import (
     TrainTask,
     TuneResult,
@@ -29,11 +39,13 @@ from autoopt.plugins.interfaces import (
     predict_rows,
 )
 from autoopt.validation.cpcv import CombinatorialPurgedCV
+from autoopt.validation.cv import grid_boundary, parse_grid
 from autoopt.validation.holdout import (
     HoldoutFigures,
     HoldoutSplit,
     holdout_figures,
     split_holdout,
+    split_holdout_grid,
 )
 from autoopt.validation.ledger import ONE_CLUSTER_RHO, Signature, cluster_trials, signature
 from autoopt.validation.metrics import positions_from_proba, sharpe_ratio, strategy_returns
@@ -68,10 +80,31 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     ledger: list[LedgerRow] = []
 
 
+def grid_of(config: Config) -> int | None:
+    """``[pipeline.validation] grid`` in ns (None: off); a bad value is one ConfigError line."""
+    return parse_grid(config.pipeline.validation.grid)
+
+
+def evidence_bars(config: Config, bars: pl.DataFrame) -> pl.DataFrame | None:
+    """With a grid: the bars the evidence may see, those before the last grid boundary at or
+    before the last bar's close (`autoopt.validation.cv.grid_boundary`), the last
+    ``train_window_bars`` of them when windowed. None without a grid (the evidence sees the
+    training bars, as the release does). ``bars``: sorted, not yet windowed."""
+    grid = grid_of(config)
+    if grid is None or bars.height < 2:
+        return None
+    boundary = grid_boundary(bars["ts"].to_numpy(), grid)
+    return training_bars(bars.filter(pl.col("ts") < boundary),
+                         config.pipeline.train_window_bars)
+
+
 def holdout_split(config: Config, ds: Dataset) -> HoldoutSplit | None:
     v, cv = config.pipeline.validation, config.pipeline.cv
-    return split_holdout(ds.n_rows, ds.t1, v.holdout_fraction,
-                         embargo=int(cv.embargo_fraction * ds.n_rows))
+    embargo = int(cv.embargo_fraction * ds.n_rows)
+    grid = grid_of(config)
+    if grid is not None:
+        return split_holdout_grid(ds.ts, ds.t1, v.holdout_fraction, grid, embargo=embargo)
+    return split_holdout(ds.n_rows, ds.t1, v.holdout_fraction, embargo=embargo)
 
 
 def head(ds: Dataset, stop: int) -> Dataset:
@@ -191,6 +224,6 @@ def holdout_check(
 
 
 __all__ = [
-    "Evidence", "LedgerRow", "cpcv_paths", "development", "head", "holdout_check",
-    "holdout_split", "ledger_rows", "oos_times", "pbo_of", "scheme_task",
+    "Evidence", "LedgerRow", "cpcv_paths", "development", "evidence_bars", "grid_of", "head",
+    "holdout_check", "holdout_split", "ledger_rows", "oos_times", "pbo_of", "scheme_task",
 ]

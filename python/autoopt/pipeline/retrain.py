@@ -59,6 +59,7 @@ from autoopt.pipeline.dataset import (
     training_bars,
     validation_policy,
 )
+from autoopt.pipeline.evidence import evidence_bars
 from autoopt.pipeline.ingest import ingest_bars, last_stored_ts, stored_bars
 from autoopt.pipeline.ledger_log import read_ledger, record_ledger
 from autoopt.pipeline.recipe import recipe_fields
@@ -313,6 +314,9 @@ class _Job:
     join: dict[str, Any] | None = None
     """What a worker needs to join this job's study (`autoopt.pipeline.joinspec`)."""
     published: ProgressEvents | None = None  # JobProgress events, set when the job runs
+    evidence: Dataset | None = None
+    """With a calendar grid: the rows built from `evidence_bars`, which selection, tuning and
+    the gate see (``ds``: every training row, what the release is fit on)."""
 
     def report(self, stage: str, done: int) -> None:
         if self.progress is not None:
@@ -357,11 +361,12 @@ class _Job:
         def stage(name: str) -> None:
             self.report(name, 1 if name == "tuning" else 1 + self.n_trials)
 
+        evidence = ds if self.evidence is None else self.evidence
         cand = await asyncio.to_thread(
-            fit_candidate, self.config, ds, self.trainer, self.validator,
+            fit_candidate, self.config, evidence, self.trainer, self.validator,
             n_trials=self.n_trials, study_of=study_of, join=self.join,
             time_budget_s=self.time_budget_s,
-            storage=self.storage, on_trial=on_trial, stage=stage, model=self.model)
+            storage=self.storage, on_trial=on_trial, stage=stage, model=self.model, final=ds)
         for fut in pending:
             await asyncio.wrap_future(fut)
         selection, tuned, names, study = cand.selection, cand.tuned, cand.names, cand.study
@@ -526,8 +531,11 @@ async def run_retrain(
             if symbol not in bars:
                 raise DataError(f"{symbol}: source {source!r} returned no bars for it")
             frame, _ = bars[symbol]
+            grid_frame = evidence_bars(config, frame)  # with a grid: the bars before its boundary
             frame = training_bars(frame, p.train_window_bars)
             ds = await asyncio.to_thread(build_dataset, symbol, frame, feature_set, p.label, policy)
+            gds = None if grid_frame is None else await asyncio.to_thread(
+                build_dataset, symbol, grid_frame, feature_set, p.label, policy)
             scope = _Events(event_log, run_id, cause, clock, f"{symbol}/release")
             history, resumed = await _finish_pending(config, symbol, ds, event_log, registry,
                                                      scope)
@@ -556,7 +564,8 @@ async def run_retrain(
                 if isinstance(trainer, PluginError):
                     raise trainer
                 job = _Job(config, symbol, model, trainer, validator, ds, plugins, registry,
-                           events, run_id, storage, share, n_trials, clock, progress)
+                           events, run_id, storage, share, n_trials, clock, progress,
+                           evidence=gds)
                 job.join = joinspec.base_spec(config, symbol=symbol, model=model,
                                               source=source, bars=bars[symbol][0])
                 results.append(await job.run())

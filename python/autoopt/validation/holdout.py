@@ -7,6 +7,11 @@ the development rows and scored once on the holdout, and the gate refuses a chal
 holdout figures fail. Between the two parts: the development rows whose label interval reaches
 into the holdout are purged, and ``embargo`` more rows before it are dropped (as in
 `autoopt.validation.cv`), so no development label or feature-serial-correlation touches it.
+
+With a calendar grid (``[pipeline.validation] grid``, `split_holdout_grid`) the holdout is whole
+grid blocks: the last complete block(s), as few as cover at least ``fraction`` of the rows, so
+it starts on a boundary like the walk-forward test blocks and every retrain whose data end in
+the same block holds out the same rows.
 """
 
 from __future__ import annotations
@@ -55,7 +60,40 @@ def split_holdout(
     size = int(round(fraction * n))
     if size < 2:
         raise DataError(f"holdout of {fraction:.0%} of {n} rows is {size} rows: too few")
-    start = n - size
+    return _split_at(n, t1, n - size, embargo)
+
+
+def split_holdout_grid(
+    ts: np.ndarray, t1: Sequence[int] | np.ndarray | None, fraction: float, grid_ns: int,
+    embargo: int = 0,
+) -> HoldoutSplit | None:
+    """The holdout as whole grid blocks: the last blocks (the one holding the last row counts
+    as complete: the rows are cut at a boundary, `autoopt.validation.cv.GridWalkForward`),
+    as few as hold at least ``fraction`` of the rows; purge and embargo as `split_holdout`."""
+    from autoopt.validation.cv import grid_floor
+
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"holdout fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return None
+    ts = np.asarray(ts, dtype=np.int64)
+    n = int(ts.size)
+    want = max(2, int(round(fraction * n)))
+    start_ns = grid_floor(int(ts[-1]), grid_ns)
+    while True:
+        start = int(np.searchsorted(ts, start_ns, side="left"))
+        if n - start >= want or start == 0:
+            break
+        start_ns = grid_floor(int(ts[start - 1]), grid_ns)  # one more block (skipping gaps)
+    if start == 0:
+        raise DataError(f"holdout of whole grid blocks covering {fraction:.0%} of {n} rows "
+                        f"leaves no development rows")
+    return _split_at(n, t1, start, embargo)
+
+
+def _split_at(n: int, t1: Sequence[int] | np.ndarray | None, start: int,
+              embargo: int) -> HoldoutSplit:
+    size = n - start
     ends = np.arange(n, dtype=np.int64) if t1 is None else np.asarray(t1, dtype=np.int64)
     reaching = np.flatnonzero(ends[:start] >= start)  # labels that look into the holdout
     dev_end = int(reaching[0]) if reaching.size else start
@@ -86,4 +124,5 @@ def holdout_figures(
         n_trades=int(np.count_nonzero(np.diff(pos, prepend=0.0))), n_obs=n_obs, psr=psr)
 
 
-__all__ = ["HoldoutFigures", "HoldoutSplit", "holdout_figures", "split_holdout"]
+__all__ = ["HoldoutFigures", "HoldoutSplit", "holdout_figures", "split_holdout",
+           "split_holdout_grid"]
