@@ -224,7 +224,22 @@ class Plugins:
         return items[name]
 
     def trainer(self, name: str) -> Any:
-        return self.component("trainer", name)
+        """The trainer ``name`` as the pipeline talks to it (`Trainer`): an SDK trainer
+        (`ModelTrainer`) behind the core's search (`autoopt.search.SearchTrainer`, imported
+        only here, when a trainer is used), a legacy trainer (its own ``tune``) as registered."""
+        from autoopt.plugins.interfaces import is_sdk_trainer
+
+        component = self.component("trainer", name)
+        if not is_sdk_trainer(component):
+            return component
+        with self._lock:  # one adapter per trainer, so callers may compare them
+            key = ("trainer-sdk", name)
+            adapted = self._built.get(key)
+            if adapted is None or adapted.sdk is not component:
+                from autoopt.search import SearchTrainer
+
+                adapted = self._built[key] = SearchTrainer(component)
+        return adapted
 
     def release_trainer(self, trainer: str, model_type: str) -> Any:
         """The trainer that loads a release, from its manifest's ``trainer`` and ``model_type``
