@@ -55,11 +55,15 @@ def plot_text(text: object) -> str:
 
 
 class MarkerLike(Protocol):
-    """What a figure needs of a marker (`autoopt.backtest.result.Marker` is one)."""
+    """What a figure needs of a marker (`autoopt.backtest.result.Marker` is one); read-only, so a
+    frozen marker with a literal ``kind`` matches."""
 
-    ts: int
-    kind: str
-    text: str
+    @property
+    def ts(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 # Marker look per kind; an unknown kind is drawn as a grey dot.
