@@ -19,13 +19,14 @@ import msgspec
 import numpy as np
 import pytest
 
-from autoopt.config import Config, DriftPolicy, PolicyConfig, load_config
+from autoopt.config import Config, DriftPolicy, PolicyConfig, SymbolPolicy, load_config
 from autoopt.core import State, decide, encode_commands, replay_decisions, verify_recorded
 from autoopt.core.detectors import from_plugins
 from autoopt.errors import ConfigError
 from autoopt.events import (
     DecisionMade,
     Event,
+    ModelPromoted,
     ModelReleased,
     SignalEmitted,
     TrainingFinished,
@@ -35,7 +36,7 @@ from autoopt.pipeline.retrain import load_bars
 from autoopt.plugins import Plugins, hookimpl, load_plugins
 from autoopt.service import Service
 from autoopt.service.checkpoint import Checkpoints
-from autoopt.service.core_stream import CORE_STREAM, core_last_seq
+from autoopt.service.core_stream import CORE_STREAM
 from autoopt.subjects import subject_filter_for_type
 
 # --------------------------------------------------------------------- the third-party detector
@@ -167,6 +168,10 @@ def test_unknown_or_misconfigured_detector_is_one_config_line() -> None:
         from_plugins(plugins, policy(params={"mean_shift": {"window": 3}}))
     with pytest.raises(ConfigError, match=r"params\.nope': unknown drift detector 'nope'"):
         from_plugins(plugins, policy(params={"nope": {}}))
+    per_symbol = msgspec.structs.replace(policy(), symbols={
+        "BTC": SymbolPolicy(drift=DriftPolicy(detectors=["adwin", "mean_shfit"]))})
+    with pytest.raises(ConfigError, match=r"'policy\.symbols\.BTC\.drift\.detectors\[1\]'"):
+        from_plugins(plugins, per_symbol)
     # the pure core without the plugin's factories refuses the config instead of dropping it
     (event,) = signals([0.5])
     with pytest.raises(ConfigError, match="unknown drift detector 'mean_shift'"):
@@ -277,11 +282,6 @@ async def _until(what: str, check: Any, served: asyncio.Task[None]) -> Any:
     raise AssertionError(f"no {what} after 300 s of polling")
 
 
-async def _caught_up(log: EventLog, service: Service) -> bool:
-    assert service.decider is not None
-    return service.decider.seq >= await core_last_seq(log)
-
-
 async def test_plugin_detector_fires_a_retrain_in_the_service_and_replays(
         event_log: EventLog, nats_server: str, tmp_path: Path) -> None:
     cfg_path = tmp_path / "autoopt.toml"
@@ -304,10 +304,24 @@ async def test_plugin_detector_fires_a_retrain_in_the_service_and_replays(
         assert decision.details["detector"] == "mean_shift"
         assert decision.details["stream"] == "prediction" and decision.details["n"] == 35
         await _until("the retrain's end", lambda: _events(event_log, TrainingFinished), served)
-        await _until("the core catching up", lambda: _caught_up(event_log, service), served)
+        # the promotion resets the champion's detectors: let the core take it in first
+        (promoted,) = await _until("the promotion", lambda: _events(event_log, ModelPromoted),
+                                   served)
+
+        async def champion_is_in() -> bool:
+            assert service.decider is not None
+            return service.decider.state.champion("GOOG") == promoted.release_id
+
+        await _until("the core taking in the promotion", champion_is_in, served)
         for event in signals([0.5] * 7, t0=10**6):  # after the release: a fresh detector's state
             await event_log.append(event)
-        await _until("the core catching up", lambda: _caught_up(event_log, service), served)
+
+        async def calm_values_seen() -> bool:
+            assert service.decider is not None
+            sym = service.decider.state.symbol("GOOG")
+            return sym is not None and sym.detector_counts.get("mean_shift.prediction") == 7
+
+        await _until("the core taking in the calm signals", calm_values_seen, served)
     finally:
         service.stop.set()
         await asyncio.wait_for(served, 120)
@@ -316,12 +330,11 @@ async def test_plugin_detector_fires_a_retrain_in_the_service_and_replays(
     checkpoint = await (await Checkpoints.open(event_log, config)).load()
     assert checkpoint is not None
     saved, seq = checkpoint
-    assert seq == await core_last_seq(event_log)
     raw = saved.data.symbols["GOOG"].detectors["mean_shift.prediction"]
     assert MeanShift.from_bytes(raw).n == 7
     assert MeanShiftFactory().from_bytes(raw).to_bytes() == raw
 
-    items = [(r.event, r.time_ns) async for r in event_log.replay_records(CORE_STREAM)]
+    items = [(r.event, r.time_ns) async for r in event_log.replay_records(CORE_STREAM, end_seq=seq)]
     replayed = State()
     result = replay_decisions(items, config, state=replayed,
                               detectors=from_plugins(plugins_with_detector(), config))
