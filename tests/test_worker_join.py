@@ -1,5 +1,6 @@
-"""`autoopt worker --study` joins a retrain's own study (issue 18 item 4): a real worker process,
-started before the retrain, reads the spec the retrain records in its study, rebuilds the same
+"""`autoopt worker --study` joins a retrain's own study (issue 18 item 4), in SQLite, PostgreSQL
+(a throwaway server of the test's own) and the NATS journal: a real worker process, started
+before the retrain, reads the spec the retrain records in its study, rebuilds the same
 objective from the same bars, and runs trials of the retrain's budget; the retrain's verdict is
 judged on the best of every trial. A worker with another pipeline config or other bars is
 refused in one line."""
@@ -7,20 +8,25 @@ refused in one line."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import polars as pl
+import pytest
 from optuna.trial import TrialState
 
 from autoopt.config import load_config
 from autoopt.log import EventLog
 from autoopt.pipeline import run_retrain
 from autoopt.pipeline.joinspec import KEY
+from autoopt.pipeline.retrain import Progress
 from autoopt.redact import MASK
-from autoopt.studies import open_storage, spent_trials
+from autoopt.studies import configure_nats, open_storage, spent_trials
+from autoopt.studies.budget import WORKER
 from autoopt.synthetic import planted_bars
 
 TRIALS = 20
@@ -32,12 +38,11 @@ def _csv(path: Path, seed: int) -> Path:
     return path
 
 
-def _config(tmp_path: Path, name: str, nats: str, extra: str = "") -> Path:
+def _config(tmp_path: Path, name: str, nats: str, storage: str, extra: str = "") -> Path:
     path = tmp_path / name
     path.write_text(f'data_dir = "{tmp_path / "data"}"\n[nats]\nurls = ["{nats}"]\n'
                     f'[pipeline]\nmodels = ["lgbm"]\ntrials = {TRIALS}\nthreads = 1\n'
-                    f'optuna_storage = "sqlite:///{tmp_path / "optuna.db"}"\n'
-                    f"feature_selection = false\n{extra}")
+                    f'optuna_storage = "{storage}"\nfeature_selection = false\n{extra}')
     return path
 
 
@@ -49,15 +54,37 @@ def _worker(config: Path, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "nats"])
 async def test_a_worker_joins_the_retrains_study_and_the_budget_holds(
-        tmp_path: Path, nats_server: str, event_log: EventLog) -> None:
+        kind: str, tmp_path: Path, nats_server: str, event_log: EventLog,
+        request: pytest.FixtureRequest) -> None:
+    storage = {"sqlite": f"sqlite:///{tmp_path / 'optuna.db'}", "nats": "nats",
+               "postgresql": ""}[kind] or request.getfixturevalue("postgres_url")
     csv = _csv(tmp_path / "EDGE.csv", 7)
-    cfg_path = _config(tmp_path, "autoopt.toml", nats_server)
+    cfg_path = _config(tmp_path, "autoopt.toml", nats_server, storage)
     config = load_config(str(cfg_path), environ={})
     # started first: it waits for the retrain's study and its spec, then joins at once
     worker = _worker(cfg_path, "--study", "EDGE.lgbm.*", "--wait", "600")
+    me = f"{socket.gethostname()}:{worker.pid}"
+    configure_nats(config.nats, config.data_dir)
+    shared = optuna.storages.get_storage(open_storage(storage))
+    joined: list[bool] = []
+
+    def hold_until_the_worker_joined(rep: Progress) -> None:
+        """From the tuning thread, after the retrain's first trial: wait for the worker to run
+        one (so the test never depends on who is faster; bounded, never asserted on)."""
+        if joined or not rep.stage.startswith("trial "):
+            return
+        deadline = time.monotonic() + 300
+        while worker.poll() is None and time.monotonic() < deadline and not any(
+                t.system_attrs.get(WORKER) == me for s in shared.get_all_studies()
+                for t in shared.get_all_trials(s._study_id, deepcopy=False)):
+            time.sleep(0.2)
+        joined.append(True)
+
     try:
-        summary = await run_retrain(config, source=f"file:{csv}", event_log=event_log)
+        summary = await run_retrain(config, source=f"file:{csv}", event_log=event_log,
+                                    progress=hold_until_the_worker_joined)
         out, err = worker.communicate(timeout=600)
     finally:
         if worker.poll() is None:
@@ -67,11 +94,11 @@ async def test_a_worker_joins_the_retrains_study_and_the_budget_holds(
     assert result.error is None, result.reasons
     ran = int(out.split("worker ran ")[1].split()[0])
     assert f"of {result.study}" in out
-    assert ran >= 1, out  # the worker did run trials of the retrain's budget
-    print(f"worker ran {ran} of {TRIALS} trials")
+    print(f"{kind}: worker ran {ran} of {TRIALS} trials")
+    study = optuna.load_study(study_name=result.study, storage=shared)
+    by_worker = [t.number for t in study.trials if t.system_attrs.get(WORKER) == me]
+    assert ran >= 1 and len(by_worker) == ran, out  # the worker ran trials of the budget
 
-    study = optuna.load_study(study_name=result.study, storage=open_storage(
-        config.pipeline.optuna_storage))
     assert len(spent_trials(study)) == TRIALS and result.n_trials == TRIALS  # exactly the budget
     own = [t for t in study.trials if t.system_attrs.get("surplus")]
     assert len(study.trials) - len(own) == TRIALS
@@ -84,7 +111,7 @@ async def test_a_worker_joins_the_retrains_study_and_the_budget_holds(
     assert spec["source"] == f"file:{csv}" and MASK not in str(spec)
 
     # ---- refused in one line: another pipeline config, other bars
-    other = _config(tmp_path, "other.toml", nats_server, "seed = 7\n")
+    other = _config(tmp_path, "other.toml", nats_server, storage, "seed = 7\n")
     refused = _worker(other, "--study", result.study)
     _, err = refused.communicate(timeout=300)
     lines = err.strip().splitlines()

@@ -25,6 +25,8 @@ user attributes go into `TrialCompleted` events, which must not carry wall-clock
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +38,8 @@ SURPLUS = "surplus"
 STALE = "stale"
 ERROR = "error"
 HEARTBEAT = "heartbeat"
+WORKER = "worker"
+"""System attribute naming who ran a trial (``host:pid``), for the record."""
 
 
 def spends_budget(t: optuna.trial.FrozenTrial) -> bool:
@@ -134,6 +138,8 @@ def run_budgeted(
             if _wait_for_running(study, trial.number, grace_s, heartbeat_s):
                 continue  # a stale trial was failed: its slot is free again
             return ran
+        study._storage.set_trial_system_attr(trial._trial_id, WORKER,
+                                             f"{socket.gethostname()}:{os.getpid()}")
         with _Heartbeat(study, trial._trial_id, heartbeat_s):
             try:
                 value = objective(trial)
@@ -175,5 +181,5 @@ def _wait_for_running(study: optuna.Study, below: int | None, grace_s: float,
 
 
 
-__all__ = ["ERROR", "HEARTBEAT", "STALE", "SURPLUS", "fail_stale", "run_budgeted",
+__all__ = ["ERROR", "HEARTBEAT", "STALE", "SURPLUS", "WORKER", "fail_stale", "run_budgeted",
            "spends_budget", "spent_trials"]
