@@ -68,7 +68,7 @@ class Ridge:
         self.reports: list[tuple[int, float]] = []
 
     def search_space(self, trial: Any, ctx: SearchContext) -> dict[str, Any]:
-        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True),
+        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e6, log=True),
                 "scale": 4.0 if ctx.n_features else 1.0}
 
     def fit(self, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], *,
@@ -163,3 +163,20 @@ def test_one_class_fold_is_a_data_error() -> None:
     y[task.folds[0][0]] = 1
     with pytest.raises(DataError, match="fold 0 training labels hold one class only"):
         search.tune(Ridge(), TrainTask(**{**task.__dict__, "y": y}))
+
+
+def test_the_core_prunes_an_sdk_trainers_bad_trial(
+        tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    trainer = Ridge()
+    task = _task(storage=storage, study_name="prune", n_trials=5, pruning=True, pruner="median",
+                 min_completed_trials=3)
+    study = search.open_search_study(trainer, task)
+    for alpha in (0.01, 0.02, 0.03, 0.04):
+        study.enqueue_trial({"alpha": alpha})
+    study.enqueue_trial({"alpha": 1e5})  # shrunk to a coin flip: the worst of all
+    seen: list[TrialRecord] = []
+    search.tune(trainer, TrainTask(**{**task.__dict__, "on_trial": seen.append}))
+    assert [r.state for r in seen] == ["COMPLETE"] * 4 + ["PRUNED"]
+    bad = optuna.load_study(study_name="prune", storage=open_storage(storage)).trials[4]
+    assert max(bad.intermediate_values) < 2 * Ridge.max_steps  # stopped in its second fold
