@@ -112,6 +112,9 @@ class Workload:
     train_window_bars: int = 0
     grid: str = GRID
     """``[pipeline.validation] grid``, both sides ("" or "off": test blocks are fractions)."""
+    warmup: float = WARMUP
+    """The share of the bars the first model trains on (a reduced run needs enough weeks
+    before its first cut for the grid's 5 test blocks and holdout)."""
 
 
 def make_frames(w: Workload) -> dict[str, pl.DataFrame]:
@@ -138,7 +141,7 @@ def cpu_s() -> float:
 
 async def _run(config: Config, frames: dict[str, pl.DataFrame], specs: list[PolicySpec],
                w: Workload, *, jobs: int, share: bool, cache_dir: Path) -> BacktestResult:
-    return await run_backtest(config, frames, specs, warmup=WARMUP, trials=w.trials,
+    return await run_backtest(config, frames, specs, warmup=w.warmup, trials=w.trials,
                               train_delay_s=TRAIN_DELAY_S, jobs=jobs, cache_dir=cache_dir,
                               share=share)
 
@@ -240,6 +243,7 @@ def differences(ours: dict[str, Any], peer: dict[str, Any]) -> list[str]:
 def _workload(w: Workload) -> dict[str, Any]:
     return {"bars": w.bars, "symbols": w.symbols, "trials": w.trials, "jobs": w.jobs,
             "policies": w.policies, "threads": w.threads, "grid": w.grid or "off",
+            "warmup": w.warmup,
             "train_window_bars": w.train_window_bars, "cpu_count": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
@@ -311,7 +315,8 @@ def table(report: dict[str, Any]) -> str:
     peer = "peer_wall_s" in report
     lines = [
         f"{w['bars']} bars x {w['symbols']} symbols x {w['policies']} x {w['trials']} trials "
-        f"(grid {w['grid']}, jobs {w['jobs']}, LightGBM threads {w['threads']}, window "
+        f"(grid {w['grid']}, warm-up {w['warmup']:.0%}, jobs {w['jobs']}, LightGBM threads "
+        f"{w['threads']}, window "
         f"{w['train_window_bars'] or 'all'}; {w['cpu_count']} cores, load {w['load_avg_1m']})",
         f"{'policy':<10}{'retrains':>9}{'releases':>9}{'refusals':>9}{'compute s':>10}"
         + (f"{'peer s':>8}" if peer else "") + f"{'sharpe':>8}{'return':>9}  path",
@@ -438,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="LightGBM threads (both sides)")
     ap.add_argument("--train-window", type=int, default=0,
                     help="pipeline.train_window_bars (0: all the bars a retrain may see)")
+    ap.add_argument("--warmup", type=float, default=WARMUP)
     ap.add_argument("--grid", default=GRID,
                     help="[pipeline.validation] grid, both sides (off: fractions of the rows)")
     ap.add_argument("--ours-only", action="store_true",
@@ -448,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     w = Workload(bars=args.bars, symbols=args.symbols, trials=args.trials, jobs=args.jobs,
                  policies=args.policies, threads=args.threads,
-                 train_window_bars=args.train_window, grid=args.grid)
+                 train_window_bars=args.train_window, grid=args.grid, warmup=args.warmup)
     if args.time_retrain:
         rows = time_retrain(w)
         for r in rows:

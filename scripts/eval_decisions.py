@@ -20,6 +20,11 @@ degradation rows go through the pure decision core (`autoopt.core.decide`), as t
 
     python scripts/eval_decisions.py                      # the table (about 10-15 min, 2 cores)
     python scripts/eval_decisions.py --seed-offset 1000   # other seeds: someone else's data
+    python scripts/eval_decisions.py --grid 7d            # calendar-grid validation (gate rows)
+
+``--grid``: the gate rows validate on a calendar grid (``[pipeline.validation] grid``): the
+evidence sees the bars before the last grid boundary, test blocks and holdout are whole grid
+blocks, the release would be fit on every bar (`autoopt.pipeline.evidence.evidence_bars`).
 """
 
 from __future__ import annotations
@@ -38,29 +43,38 @@ EDGE = 0.65
 RW_BARS = 2_000
 
 
-def _gate(job: tuple[str, int, float, int | None, int]) -> tuple[str, int, float, bool, str]:
+def _gate(job: tuple[str, int, float, int | None, int, str]
+          ) -> tuple[str, int, float, bool, str]:
     """One retrain's verdict: (freq, seed, persistence, deployed, failing rules)."""
     import logging
 
     import msgspec
 
-    from autoopt.config import Config, PipelineConfig
+    from autoopt.config import Config, PipelineConfig, ValidationSettings
+    from autoopt.errors import DataError
     from autoopt.pipeline.candidate import fit_candidate, judge
     from autoopt.pipeline.dataset import build_dataset, validation_policy
+    from autoopt.pipeline.evidence import evidence_bars
     from autoopt.runtime import open_plugins
     from autoopt.synthetic import planted_bars
 
     logging.disable(logging.WARNING)
-    freq, seed, persistence, n, trials = job
+    freq, seed, persistence, n, trials, grid = job
     cfg = msgspec.structs.replace(Config(data_dir=""), pipeline=PipelineConfig(
-        trials=trials, seed=seed, threads=1))
+        trials=trials, seed=seed, threads=1, validation=ValidationSettings(grid=grid)))
     plugins = open_plugins(cfg)
-    ds = build_dataset(f"S{seed}", planted_bars(seed, freq, persistence, n=n),  # type: ignore[arg-type]
-                       plugins.component("feature_set", "default"), cfg.pipeline.label,
-                       validation_policy({}))
-    cand = fit_candidate(cfg, ds, plugins.trainer("lgbm"),
-                         plugins.component("validator", "purged_cv"), n_trials=trials,
-                         study_of=lambda feats: f"eval-{seed}", model="lgbm")
+    fs = plugins.component("feature_set", "default")
+    bars = planted_bars(seed, freq, persistence, n=n)  # type: ignore[arg-type]
+    ds = build_dataset(f"S{seed}", bars, fs, cfg.pipeline.label, validation_policy({}))
+    ev = evidence_bars(cfg, bars)  # with a grid: the bars before its last boundary
+    evidence = ds if ev is None else build_dataset(f"S{seed}", ev, fs, cfg.pipeline.label,
+                                                   validation_policy({}))
+    try:
+        cand = fit_candidate(cfg, evidence, plugins.trainer("lgbm"),
+                             plugins.component("validator", "purged_cv"), n_trials=trials,
+                             study_of=lambda feats: f"eval-{seed}", model="lgbm", final=ds)
+    except DataError as exc:  # e.g. too few grid blocks for the folds: nothing is deployed
+        return freq, seed, persistence, False, f"failed: {exc}"
     verdict, _ = judge(cfg, cand, None)
     return freq, seed, persistence, verdict.passed, ",".join(r.code for r in verdict.failures)
 
@@ -179,12 +193,14 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seed-offset", type=int, default=0)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--grid", default="",
+                    help="[pipeline.validation] grid for the gate rows (e.g. 7d; default off)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     o = args.seed_offset
-    jobs = [(f, 100 + o + s, 0.5, RW_BARS, args.trials) for f in ("daily", "hourly")
+    jobs = [(f, 100 + o + s, 0.5, RW_BARS, args.trials, args.grid) for f in ("daily", "hourly")
             for s in range(args.rw_seeds)]
-    jobs += [(f, o + s, EDGE, None, args.trials) for f in ("daily", "hourly")
+    jobs += [(f, o + s, EDGE, None, args.trials, args.grid) for f in ("daily", "hourly")
              for s in range(args.edge_seeds)]
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_gate, jobs))
@@ -221,7 +237,8 @@ def main() -> int:
     wrong = [r for r in results if r[2] == 0.5 and r[3]]
     for r in wrong:
         print(f"  random walk deployed: {r[0]} seed {r[1]}")
-    print(f"trials {args.trials}, seed offset {o}, workers {args.workers}; gate rows "
+    print(f"trials {args.trials}, seed offset {o}, grid {args.grid or 'off'}, workers "
+          f"{args.workers}; gate rows "
           f"{t_gate:.0f} s, total {time.perf_counter() - t0:.0f} s")
     return 0 if all(r[4] for r in rows) else 1
 

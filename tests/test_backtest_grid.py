@@ -247,3 +247,48 @@ def test_the_live_retrain_fits_the_release_on_every_bar(tmp_path: Path) -> None:
                          study_of=lambda f: "live-grid", final=full)
     assert cand.selected.n_rows == full.n_rows > gds.n_rows
     assert int(cand.task.folds[-1][1][-1]) < gds.n_rows
+
+
+def test_autoopt_retrain_gates_on_the_grid_and_releases_on_every_bar(
+        tmp_path: Path, nats_server: str) -> None:
+    """The live path (`run_retrain`, what `autoopt retrain` and the service run): the gate's
+    development rows are the grid evidence's, the release learns from every bar."""
+    from autoopt.events import TrainingFinished, ValidationVerdict
+    from autoopt.log import EventLog, NatsSettings
+    from autoopt.pipeline import run_retrain
+    from autoopt.pipeline.evidence import development
+    from autoopt.registry import ModelRegistry
+
+    bars = planted_bars(2, "hourly", 0.7, n=2_000)
+    bars.write_parquet(tmp_path / "EDGE.parquet")
+    toml = tmp_path / "autoopt.toml"
+    toml.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[nats]\nurls = ["{nats_server}"]\n'
+        "[pipeline]\ntrials = 2\npruning = false\nthreads = 1\n"
+        '[pipeline.validation]\ngrid = "7d"\n'
+        "[pipeline.gate]\nmargin = 0.0\ndsr_threshold = 0.0\nmin_trades = 0\n"
+        "max_pbo = 1.0\nholdout_min_sharpe = -inf\n")
+    config = load_config(toml, environ={})
+
+    async def go() -> list:  # type: ignore[type-arg]
+        log = await EventLog.connect(NatsSettings(urls=[nats_server]))
+        try:
+            await run_retrain(config, source=f"file:{tmp_path / 'EDGE.parquet'}",
+                              event_log=log, symbols=["EDGE"])
+            return [e async for e in log.replay("TRAINING")] + [
+                e async for e in log.replay("MODELS")]
+        finally:
+            await log.close()
+
+    events = asyncio.run(go())
+    ev = evidence_bars(config, bars)
+    assert ev is not None
+    evidence, full = _dataset(config, ev), _dataset(config, bars)
+    (finished,) = [e for e in events if isinstance(e, TrainingFinished) and e.symbol == "EDGE"]
+    assert finished.metrics["gate/development_rows"] == development(config, evidence).n_rows
+    (verdict,) = [e for e in events if isinstance(e, ValidationVerdict) and e.symbol == "EDGE"]
+    assert verdict.passed, verdict.reasons
+    registry = ModelRegistry(config.data_dir)
+    assert registry.current("EDGE") is not None
+    manifest, _ = registry.load("EDGE")
+    assert manifest.data_range.end == full.data_range[1] > int(ev["ts"][-1])
