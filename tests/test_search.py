@@ -180,3 +180,10 @@ def test_the_core_prunes_an_sdk_trainers_bad_trial(
     assert [r.state for r in seen] == ["COMPLETE"] * 4 + ["PRUNED"]
     bad = optuna.load_study(study_name="prune", storage=open_storage(storage)).trials[4]
     assert max(bad.intermediate_values) < 2 * Ridge.max_steps  # stopped in its second fold
+
+
+def test_the_time_budget_stops_the_search_on_the_injected_clock() -> None:
+    ticks = iter(range(1000))  # one second per look at the clock
+    result = search.tune(Ridge(), _task(n_trials=10, time_budget_s=3.5),
+                         clock=lambda: float(next(ticks)))
+    assert result.n_trials == 3  # 1, 2, 3 s after the start: run; 4 s > 3.5 s: no fourth

@@ -137,3 +137,25 @@ def test_a_worker_without_a_retrain_study_says_so_in_one_line(tmp_path: Path) ->
     lines = err.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, err
     assert "no retrain study 'EDGE.lgbm.*'" in lines[0]
+
+
+def test_the_join_spec_never_records_a_secret(tmp_path: Path) -> None:
+    from autoopt.pipeline import joinspec
+
+    cfg = tmp_path / "autoopt.toml"
+    cfg.write_text('[pipeline]\noptuna_storage = "postgresql+psycopg://u:hunter2@db/x"\n'
+                   '[service]\nsource = "file:/srv/bars"\n')
+    config = load_config(str(cfg), environ={})
+    bars = planted_bars(1, "hourly", 0.7, n=200)
+    spec = joinspec.base_spec(config, symbol="EDGE", model="lgbm", bars=bars,
+                              source="ccxt://key:s3cret@binance/EDGE")
+    assert "s3cret" not in str(spec) and "hunter2" not in str(spec) and MASK in spec["source"]
+    # a masked URI cannot load bars: the worker uses its own config's source (or --source)
+    assert joinspec.source_of(spec, None, config) == "file:/srv/bars"
+    assert joinspec.source_of(spec, "file:/elsewhere", config) == "file:/elsewhere"
+    # the per-host settings (storage URL with its password, threads, budgets) are not digested
+    other = load_config(str(cfg), environ={"AUTOOPT_PIPELINE__THREADS": "8",
+                                           "AUTOOPT_PIPELINE__TRIALS": "99"})
+    assert joinspec.config_digest(other) == spec["config_digest"]
+    assert joinspec.config_digest(load_config(None, environ={
+        "AUTOOPT_PIPELINE__SEED": "1"})) != spec["config_digest"]
