@@ -20,6 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autoopt.config import load_config
+from autoopt.events import TrialCompleted
 from autoopt.log import EventLog
 from autoopt.pipeline import run_retrain
 from autoopt.pipeline.joinspec import KEY
@@ -106,6 +107,11 @@ async def test_a_worker_joins_the_retrains_study_and_the_budget_holds(
     best = min(complete, key=lambda t: (t.value, t.number))
     assert result.params == dict(best.params) | {
         "num_boost_round": best.user_attrs["best_iteration"]}  # the best of all trials
+    # the retrain's record holds every trial of the budget, the worker's included, once each
+    trial_events = [e for e in [e async for e in event_log.replay("TRAINING")]
+                    if isinstance(e, TrialCompleted) and e.study == result.study]
+    assert sorted(e.number for e in trial_events) == sorted(
+        t.number for t in study.trials if not t.system_attrs.get("surplus"))
     spec = study.user_attrs[KEY]
     assert spec["symbol"] == "EDGE" and spec["trainer"] == "lgbm" and spec["n_trials"] == TRIALS
     assert spec["source"] == f"file:{csv}" and MASK not in str(spec)

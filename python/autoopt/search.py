@@ -234,8 +234,12 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
             raise DataError(f"{task.symbol}: trial {trial.number} produced log loss {loss}")
         return float(loss)
 
+    reported: set[int] = set()
+    first_new = len(study.get_trials(deepcopy=False))  # trials numbered from here are this run's
+
     def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         del study
+        reported.add(frozen.number)
         if task.on_trial is not None:
             task.on_trial(tuning.trial_record(frozen))
 
@@ -246,7 +250,15 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
     finally:
         if fast is not None:
             fast.close()
-    return result_of(trainer, study, task.symbol, trial_returns)
+    result = result_of(trainer, study, task.symbol, trial_returns)
+    if task.on_trial is not None and not join:
+        # the trials workers ran during this search (`autoopt worker`), so the retrain's record
+        # (TrialCompleted events, progress) holds every trial of its budget; resumed ones
+        # (numbered before this run) were recorded by the run that tried them
+        for rec in result.trials:
+            if rec.number >= first_new and rec.number not in reported:
+                task.on_trial(rec)
+    return result
 
 
 def _trial_report(trial: optuna.Trial) -> Report:

@@ -153,7 +153,8 @@ class TrainTask:
     """Recorded in a persistent study's user attributes by the core search: what a worker
     (`autoopt worker --study`) needs to rebuild this very task (`autoopt.pipeline.joinspec`)."""
     on_trial: Callable[[TrialRecord], None] | None = None
-    """Called from the tuning thread after every trial, in trial order."""
+    """Called from the tuning thread after every trial this process runs, in trial order; then
+    (the core's search) once for each trial other workers ran during the search."""
 
     def __post_init__(self) -> None:
         from autoopt.errors import DataError
