@@ -194,13 +194,13 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
     the default trial nor records the study attributes, it only runs trials under the budget.
     ``clock`` times the time budget (``task.time_budget_s``); ``grace_s``: seconds without a
     heartbeat before another worker's running trial counts as dead (`run_budgeted`)."""
-
     from autoopt import tuning
     from autoopt.studies.budget import run_budgeted
 
     check_labels(task)
     ctx = search_context(task)
     study = open_search_study(trainer, task, join=join)
+    first_new = len(study.get_trials(deepcopy=False))  # trials numbered from here are this run's
     if not join:
         if not tuning.finished_trials(study):
             defaults = getattr(trainer, "default_params", None)
@@ -235,7 +235,6 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
         return float(loss)
 
     reported: set[int] = set()
-    first_new = len(study.get_trials(deepcopy=False))  # trials numbered from here are this run's
 
     def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         del study
