@@ -50,6 +50,7 @@ from autoopt.plugins.interfaces import (  # noqa: E402
     lookback_of,
     predict_rows,
 )
+from autoopt.search import as_trainer  # noqa: E402
 from autoopt.tft.trainer import TFTTrainer  # noqa: E402
 from autoopt.validation.cv import PurgedWalkForward  # noqa: E402
 from autoopt.validation.metrics import (  # noqa: E402
@@ -150,7 +151,8 @@ def dataset(name: str, **kw: Any) -> TrainTask:
 
 
 def trainers() -> dict[str, Trainer]:
-    return {"tft": TFTTrainer(device="cpu"), "lgbm": LightGBMTrainer()}
+    """Both SDK trainers as the pipeline sees them: the core's search runs their trials."""
+    return {"tft": as_trainer(TFTTrainer(device="cpu")), "lgbm": as_trainer(LightGBMTrainer())}
 
 
 def fit_default(trainer: Trainer, task: TrainTask) -> float:
@@ -164,6 +166,7 @@ def fit_default(trainer: Trainer, task: TrainTask) -> float:
 
 def tune_and_validate(trainer: Trainer, task: TrainTask) -> dict[str, float]:
     """Tune on the task's folds, then score the tuned recipe out of sample on the same folds."""
+    trainer = as_trainer(trainer)  # an SDK trainer (e.g. a bare TFTTrainer): the core's search
     t0 = time.perf_counter()
     tuned = trainer.tune(task)
     tune_s = time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""TFT trainer: artifact round trip, causality, CPU determinism, pruning, and the gate vs LightGBM.
+"""TFT trainer: artifact round trip, causality, CPU determinism, the core's search (pruning,
+the same trials as before the move to the SDK), and the gate vs LightGBM.
 
 Everything is real (torch, Optuna with SQLite storage, LightGBM) and kept small: a few hundred
 rows, hidden size 8, a handful of epochs.
@@ -11,16 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
 from autoopt import search
 from autoopt.builtins.lgbm import LightGBMTrainer
 from autoopt.errors import ArtifactError, ConfigError, DataError
 from autoopt.plugins.interfaces import (
+    ModelTrainer,
     Predictor,
     Trainer,
     TrainTask,
     TrialRecord,
+    is_sdk_trainer,
     lookback_of,
     predict_rows,
 )
@@ -81,7 +85,10 @@ def trainer() -> TFTTrainer:
 def test_trainer_and_predictor_satisfy_the_protocols(trainer: TFTTrainer) -> None:
     task = _task(200)
     model = trainer.fit(task.X, task.y, PARAMS, task.feature_names)
-    assert isinstance(trainer, Trainer) and trainer.model_type == "tft"
+    assert isinstance(trainer, ModelTrainer) and is_sdk_trainer(trainer)
+    assert trainer.model_type == "tft" and not hasattr(trainer, "tune")  # the core searches
+    adapted = search.as_trainer(trainer)
+    assert isinstance(adapted, search.SearchTrainer) and isinstance(adapted, Trainer)
     assert isinstance(model, Predictor)
     assert model.lookback == PARAMS["input_size"]
     gain, split = model.importance("gain"), model.importance("split")
@@ -197,7 +204,7 @@ def test_tune_prunes_on_validation_loss_and_resumes(trainer: TFTTrainer, tmp_pat
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     seen: list[TrialRecord] = []
     task = _task(400, n_trials=9, storage=storage, study_name="tft-prune", on_trial=seen.append)
-    result = trainer.tune(task)
+    result = search.tune(trainer, task)
 
     states = [t.state for t in result.trials]
     assert "PRUNED" in states, states
@@ -210,12 +217,113 @@ def test_tune_prunes_on_validation_loss_and_resumes(trainer: TFTTrainer, tmp_pat
     assert 1 <= result.params["epochs"] <= 4
     assert result.best_value == min(t.value for t in complete)  # type: ignore[type-var]
 
-    unpruned = trainer.tune(replace(task, pruning=False, storage=None, study_name="",
-                                    on_trial=None))
+    unpruned = search.tune(trainer, replace(task, pruning=False, storage=None, study_name="",
+                                            on_trial=None))
     assert "PRUNED" not in [t.state for t in unpruned.trials]
 
-    again = trainer.tune(replace(task, on_trial=None))  # same study: budget already spent
+    again = search.tune(trainer, replace(task, on_trial=None))  # same study: budget already spent
     assert again.n_trials == 9 and again.best_trial == result.best_trial
+
+
+# What the legacy TFT trainer (its own Optuna loop, before the move to the SDK) found on
+# `_task(400, n_trials=9, min_completed_trials=2)` with the `trainer` fixture, recorded from
+# that code: (number, state, value, best_epoch, n_trades, sharpe_per_period). The core's search
+# over the trainer's lockstep `fold_search` must try the same trials and find the same numbers.
+# Values are compared to 1e-9 relative (exact on this machine; float32 kernels of another CPU
+# could move the last digits, never a state, an epoch or a trade count).
+LEGACY_TRIALS = (
+    (0, "COMPLETE", 0.6692749810025298, 3, 103, 0.14476992272030476),
+    (1, "COMPLETE", 0.6764486339089901, 3, 99, 0.26442491509726773),
+    (2, "COMPLETE", 0.6609652438526397, 3, 104, 0.17223292249624672),
+    (3, "PRUNED", None, None, None, None),
+    (4, "PRUNED", None, None, None, None),
+    (5, "COMPLETE", 0.6419536945529299, 2, 79, 0.28592711025451295),
+    (6, "PRUNED", None, None, None, None),
+    (7, "PRUNED", None, None, None, None),
+    (8, "PRUNED", None, None, None, None),
+)
+LEGACY_PARAMS = {"hidden_size": 8, "attention_heads": 1, "dropout": 0.10468251613475317,
+                 "learning_rate": 0.018833187993726713, "input_size": 4, "epochs": 2,
+                 "batch_size": 64}
+
+
+def test_the_core_search_runs_tft_as_before_and_its_release_round_trips(
+    trainer: TFTTrainer, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    seen: list[TrialRecord] = []
+    task = _task(400, n_trials=9, min_completed_trials=2, storage=storage,
+                 study_name="tft-core", on_trial=seen.append)
+    result = search.tune(trainer, task)
+
+    # the same trials, values and recipe as the legacy trainer's own loop
+    got = [(t.number, t.state, t.value, t.user_attrs.get("best_epoch"),
+            t.user_attrs.get("n_trades"), t.user_attrs.get("sharpe_per_period"))
+           for t in result.trials]
+    assert [g[:2] + g[3:5] for g in got] == [r[:2] + r[3:5] for r in LEGACY_TRIALS]
+    for g, r in zip(got, LEGACY_TRIALS, strict=True):
+        for value, legacy in ((g[2], r[2]), (g[5], r[5])):
+            assert value == legacy if legacy is None else value == pytest.approx(legacy, rel=1e-9)
+    assert result.params == pytest.approx(LEGACY_PARAMS, rel=1e-12)
+    assert result.best_trial == 5 and result.best_value == pytest.approx(LEGACY_TRIALS[5][2])
+    assert result.objective == "log_loss" and result.n_trials == 9
+
+    # the core set the trial attributes and kept each completed trial's out-of-sample returns
+    n_test = sum(len(te) for _, te in task.folds)
+    for t in result.trials:
+        if t.state == "COMPLETE":
+            assert {"sharpe_per_period", "sharpe", "n_trades", "best_epoch"} <= set(t.user_attrs)
+            assert result.trial_returns[t.number].shape == (n_test,)
+    assert set(result.trial_returns) == {t.number for t in result.trials if t.state == "COMPLETE"}
+    assert [r.number for r in seen] == list(range(9))
+
+    # every epoch's fold-mean loss went to the core's pruner through `report`: steps 1, 2, ...
+    study = optuna.load_study(study_name="tft-core", storage=storage)
+    for t in study.get_trials():
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1)) and steps, t.number
+        if t.state == optuna.trial.TrialState.PRUNED:  # stopped by the pruner after epoch >= 2
+            assert 2 <= steps[-1] < trainer.max_epochs
+        else:  # the trial's value is the loss it reported at its best epoch
+            assert t.intermediate_values[t.user_attrs["best_epoch"]] == t.value
+
+    # the release: fitted from the tuned recipe, saved (safetensors + JSON), loaded, same numbers
+    adapted = search.as_trainer(trainer)
+    model = adapted.fit(task.X, task.y, result.params, task.feature_names, seed=task.seed)
+    files = trainer.save(model)
+    assert set(files) == {WEIGHTS_FILE, CONFIG_FILE}
+    manifest = ModelRegistry(tmp_path / "reg").save(
+        "SYN", files, model_type=trainer.model_type, created_at=1, params=result.params,
+        features=task.feature_names, data_range=(0, 1))
+    _, loaded_files = ModelRegistry(tmp_path / "reg").load("SYN", manifest.release_id)
+    for loaded in (trainer.load(loaded_files), adapted.load(loaded_files)):
+        assert np.array_equal(trainer.predict(loaded, task.X), trainer.predict(model, task.X))
+        assert loaded.lookback == LEGACY_PARAMS["input_size"]
+
+
+def test_fit_with_valid_reports_each_epoch_and_keeps_the_best(trainer: TFTTrainer) -> None:
+    task = _task(400)
+    X, y, names = task.X, task.y, task.feature_names
+    valid = (X[300:], y[300:])
+    params = {k: v for k, v in PARAMS.items() if k != "epochs"}  # at most max_epochs epochs
+    reports: list[tuple[int, float]] = []
+    model = trainer.fit(X[:300], y[:300], params, names, seed=5, valid=valid,
+                        report=lambda step, loss: reports.append((step, loss)))
+    steps = [s for s, _ in reports]
+    assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= trainer.max_epochs
+    best_epoch = min(reports, key=lambda r: (r[1], r[0]))[0]
+    assert model.config["training"]["epochs"] == best_epoch
+    # the best epoch's network: what a plain fit for that many epochs trains (seeded streams)
+    plain = trainer.fit(X[:300], y[:300], params | {"epochs": best_epoch}, names, seed=5)
+    assert np.array_equal(model.predict_proba(X), plain.predict_proba(X))
+    assert reports[best_epoch - 1][1] == log_loss(valid[1], model.predict_proba(valid[0]))
+
+    def prune_at_two(step: int, loss: float) -> None:  # what the core's pruner does
+        if step == 2:
+            raise optuna.TrialPruned(f"pruned at {step}: {loss}")
+
+    with pytest.raises(optuna.TrialPruned, match="pruned at 2"):
+        trainer.fit(X[:300], y[:300], params, names, valid=valid, report=prune_at_two)
 
 
 def _fold_scores(
@@ -240,7 +348,7 @@ def _fold_scores(
 def test_gate_compares_tft_with_lightgbm_on_the_same_folds(trainer: TFTTrainer) -> None:
     task = _task(600, n_trials=3)
     lgbm = LightGBMTrainer(max_rounds=60, early_stopping_rounds=10)
-    tuned = {"tft": trainer.tune(task), "lgbm": search.tune(lgbm, task)}
+    tuned = {"tft": search.tune(trainer, task), "lgbm": search.tune(lgbm, task)}
     scores = {
         "tft": _fold_scores(task, trainer, tuned["tft"].params),
         "lgbm": _fold_scores(task, lgbm, tuned["lgbm"].params),

@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 from autoopt.plugins import load_plugins
-from autoopt.plugins.interfaces import Trainer
+from autoopt.plugins.interfaces import Trainer, is_sdk_trainer
+from autoopt.search import SearchTrainer
 
 
 def test_entry_point_registers_the_tft_trainer_beside_lightgbm() -> None:
@@ -18,6 +19,8 @@ def test_entry_point_registers_the_tft_trainer_beside_lightgbm() -> None:
     tft = plugins.trainer("tft")
     assert isinstance(tft, Trainer)
     assert tft.model_type == "tft"
+    # an SDK trainer like a third-party one: the core's search runs it
+    assert isinstance(tft, SearchTrainer) and is_sdk_trainer(tft.sdk)
     assert plugins.trainer("lgbm").model_type == "lightgbm"
     assert "builtin-tft" in {p.name for p in plugins.info()}
     assert not [f for f in plugins.failures if f.name == "builtin-tft"]

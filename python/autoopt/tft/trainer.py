@@ -1,19 +1,28 @@
-"""TFT trainer: Optuna TPE search on the task's purged folds, pruned per epoch on validation loss.
+"""TFT trainer on the trainer SDK (`ModelTrainer`): autoopt's core (`autoopt.search`) owns the
+study, the metrics, the budgets and the pruner; this module says what a TFT trial is.
 
 Same contract and shape as the LightGBM trainer, so the pipeline, the validator and the gate
 treat both alike:
 
-* Every trial trains one network per fold, all folds in lockstep one epoch at a time; after
-  each epoch the fold-mean validation log loss (on each fold's test rows, windows taken within
-  the test block exactly as the validator will) is reported to the trial, and the pruner may
-  stop it there. Early stopping keeps the best epoch; ``epochs`` in the result is that epoch.
-* Studies live in the task's RDB storage (resumed with ``load_if_exists``), TPE is seeded and
-  a first trial of sane defaults is enqueued. Every finished trial becomes a `TrialRecord` with
-  its out-of-sample per-period Sharpe ratio in ``user_attrs["sharpe_per_period"]``.
-* The time budget stops the search (Optuna's timeout) and also ends a running trial after its
-  current epoch, keeping the best epoch so far.
+* The search space (`SearchSpace`) is the architecture and the learning rate; the core enqueues
+  `default_params` as the first trial (its epochs are not part of the search).
+* The fast path (`fold_search`, kept because today's semantics need it): every trial trains one
+  network per fold, all folds in lockstep one epoch at a time; after each epoch the fold-mean
+  validation log loss (on each fold's test rows, windows taken within the test block with the
+  rows before it as context, exactly as the validator will) is ``report``\\ ed to the core,
+  whose pruner may stop the trial there. Early stopping keeps the best epoch of the fold mean;
+  ``best_epoch`` is a trial user attribute and the released recipe's ``epochs``
+  (`final_params`). The per-fold generic path could not do this: one fold's ``fit`` cannot
+  early-stop on the mean over folds, and it would predict each test block without the rows
+  before it.
+* ``fit(..., valid=, report=)`` on its own (any caller of the SDK) reports the validation loss
+  per epoch, stops after ``patience`` epochs without improvement and returns the best epoch's
+  network; without ``valid`` it trains ``params["epochs"]`` epochs (the release, the validator).
+* The time budget stops the search (the core) and also ends a running trial after its current
+  epoch, keeping the best epoch so far (``stopped_by_time_budget``).
 * CPU by default, CUDA when available (``device="auto"``); deterministic on CPU (see
-  `autoopt.tft.training`). Models are safetensors + JSON (see `autoopt.tft.predictor`).
+  `autoopt.tft.training`). Models are safetensors + JSON (see `autoopt.tft.predictor`): `save`
+  and `load` use that format, never a pickle.
 """
 
 from __future__ import annotations
@@ -29,7 +38,13 @@ import optuna
 
 from autoopt import tuning
 from autoopt.errors import ConfigError, DataError
-from autoopt.plugins.interfaces import TrainTask, TuneResult, predict_rows
+from autoopt.plugins.interfaces import (
+    FoldsFit,
+    Report,
+    SearchContext,
+    TrainTask,
+    predict_rows,
+)
 from autoopt.tft.predictor import TFTPredictor, artifact_config
 from autoopt.tft.training import (
     Hyper,
@@ -40,15 +55,12 @@ from autoopt.tft.training import (
     torch_settings,
 )
 from autoopt.tft.windows import check_matrix
-from autoopt.validation.metrics import (
-    log_loss,
-    positions_from_proba,
-    sharpe_ratio,
-    strategy_returns,
-)
+from autoopt.validation.metrics import log_loss
 
 OBJECTIVE = "log_loss"
 PRUNERS = tuning.PRUNERS
+MIN_IMPROVEMENT = 1e-7
+"""A validation loss counts as better only when it is lower by more than this."""
 
 
 class TrainingDiverged(DataError):
@@ -106,24 +118,92 @@ class SearchSpace:
         }
 
 
+def pruner_steps(max_epochs: int) -> dict[str, int]:
+    """The pruner's settings in epochs (one report per epoch, none pruned before epoch 2)."""
+    return {"warmup_steps": 1, "interval_steps": 1, "min_resource": 2,
+            "max_resource": max_epochs}
+
+
 def make_pruner(
     kind: str, *, enabled: bool, max_epochs: int,
     min_completed: int = tuning.DEFAULT_MIN_COMPLETED_TRIALS,
 ) -> optuna.pruners.BasePruner:
-    """The pruner for a study (steps are epochs); ``NopPruner`` when pruning is off."""
-    return tuning.make_pruner(
-        kind, enabled=enabled, warmup_steps=1, interval_steps=1, min_resource=2,
-        max_resource=max_epochs, min_completed=min_completed,
-    )
+    """The pruner for a study, in epochs (what the core builds from `pruner_steps`);
+    ``NopPruner`` when pruning is off."""
+    return tuning.make_pruner(kind, enabled=enabled, min_completed=min_completed,
+                              **pruner_steps(max_epochs))
 
 
+class _LockstepSearch:
+    """`FoldSearch` for one task: each trial's fold networks trained one epoch at a time
+    together, early-stopped and pruned on the fold-mean validation loss."""
+
+    def __init__(self, trainer: TFTTrainer, task: TrainTask) -> None:
+        self.trainer = trainer
+        self.task = task
+        self.X = check_matrix(task.X, len(task.feature_names), f"{task.symbol}: TFT tuning")
+        self.y = np.asarray(task.y)
+        for k, (train, _) in enumerate(task.folds):
+            check_labels(self.y[train], len(train), f"{task.symbol}: fold {k}")
+        self.device = resolve_device(trainer.device)
+        self.deadline = (time.monotonic() + task.time_budget_s
+                         if task.time_budget_s is not None else math.inf)
+
+    def run(self, params: Mapping[str, Any], report: Report | None) -> FoldsFit:
+        t, task = self.trainer, self.task
+        hyper = Hyper.from_params(dict(params) | {"epochs": t.max_epochs,
+                                                  "batch_size": t.batch_size})
+        with torch_settings(task.threads, self.device):
+            return self._run(hyper, report)
+
+    def _run(self, hyper: Hyper, report: Report | None) -> FoldsFit:
+        t, task, X, y = self.trainer, self.task, self.X, self.y
+        nets = [Network(X[train], y[train], hyper, task.seed, self.device)
+                for train, _ in task.folds]
+        tests = [np.sort(test) for _, test in task.folds]
+        best_loss, best_epoch = math.inf, 0
+        best_proba: tuple[np.ndarray, ...] = ()
+        attrs: dict[str, Any] = {}
+        stale = 0
+        for epoch in range(1, t.max_epochs + 1):
+            for net in nets:
+                net.epoch()
+            # each fold's first test rows get the rows before the block as context, as the
+            # validator gives them (`predict_rows`)
+            probas = tuple(predict_rows(net.predict, hyper.input_size, X, rows)
+                           for net, rows in zip(nets, tests, strict=True))
+            loss = float(np.mean([log_loss(y[rows], p)
+                                  for p, rows in zip(probas, tests, strict=True)]))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{task.symbol}: TFT validation loss {loss} at epoch {epoch} "
+                    f"(learning_rate {hyper.learning_rate:.3g})")
+            if loss < best_loss - MIN_IMPROVEMENT:
+                best_loss, best_epoch, best_proba, stale = loss, epoch, probas, 0
+            else:
+                stale += 1
+            if report is not None:
+                report(epoch, loss)  # the core's pruner may raise here: let it propagate
+            if stale >= t.patience:
+                break
+            if time.monotonic() > self.deadline:
+                attrs["stopped_by_time_budget"] = epoch
+                break
+        return FoldsFit(loss=best_loss, probas=best_proba,
+                        user_attrs={"best_epoch": best_epoch} | attrs)
+
+    def close(self) -> None:
+        pass
 
 
 class TFTTrainer:
-    """Tunes, fits and loads Temporal Fusion Transformer classifiers; see the module docstring."""
+    """Temporal Fusion Transformer classifiers through the trainer SDK; see the module
+    docstring."""
 
     name = "tft"
     model_type = "tft"
+    fit_errors: tuple[type[BaseException], ...] = (TrainingDiverged,)
+    """A diverged trial fails (recorded) instead of ending the search."""
 
     def __init__(
         self,
@@ -145,132 +225,38 @@ class TFTTrainer:
         self.batch_size = batch_size
         self.device = device
 
-    # ------------------------------------------------------------------ tuning
+    @property
+    def max_steps(self) -> int:
+        """The most epochs one ``fit`` reports (the core's step span per fold)."""
+        return self.max_epochs + 1
 
-    def study(self, task: TrainTask) -> optuna.Study:
-        """Create or resume the task's study (TPE seeded with the task's seed)."""
-        pruner = make_pruner(task.pruner, enabled=task.pruning, max_epochs=self.max_epochs,
-                             min_completed=task.min_completed_trials)
-        return tuning.open_study(task, pruner, "TFTTrainer")
+    # ------------------------------------------------------------------ the search (SDK)
 
-    def tune(self, task: TrainTask) -> TuneResult:
-        X = check_matrix(task.X, len(task.feature_names), f"{task.symbol}: TFT tuning")
-        y = np.asarray(task.y)
-        for k, (train, _) in enumerate(task.folds):
-            check_labels(y[train], len(train), f"{task.symbol}: fold {k}")
-        device = resolve_device(self.device)
-        study = self.study(task)
-        done = tuning.finished_trials(study)
-        if not done:
-            study.enqueue_trial(self.search.default())
-        remaining = task.n_trials - len(done)
-        deadline = (time.monotonic() + task.time_budget_s
-                    if task.time_budget_s is not None else math.inf)
+    def search_space(self, trial: optuna.Trial, ctx: SearchContext) -> dict[str, Any]:
+        del ctx
+        return self.search.suggest(trial)
 
-        def objective(trial: optuna.Trial) -> float:
-            hyper = Hyper(**self.search.suggest(trial), epochs=self.max_epochs,
-                          batch_size=self.batch_size)
-            with torch_settings(task.threads, device):
-                return self._run_trial(trial, task, X, y, hyper, device, deadline)
+    def fold_search(self, task: TrainTask) -> _LockstepSearch:
+        """The path the core uses: all folds of a trial trained in lockstep, early-stopped
+        and pruned on the fold-mean validation loss."""
+        return _LockstepSearch(self, task)
 
-        def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-            del study
-            if task.on_trial is not None:
-                task.on_trial(tuning.trial_record(frozen))
+    def pruner_steps(self) -> dict[str, int]:
+        return pruner_steps(self.max_epochs)
 
-        if remaining > 0:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=task.time_budget_s,
-                callbacks=[report],
-                catch=(TrainingDiverged,),
-                gc_after_trial=False,
-            )
-        trials = tuning.finished_trials(study)
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            raise DataError(
-                f"{task.symbol}: no TFT trial of study {study.study_name!r} completed "
-                f"({len(trials)} tried)"
-            )
-        best = min(complete, key=lambda t: (t.value, t.number))
-        params = Hyper(**best.params, epochs=int(best.user_attrs["best_epoch"]),
-                       batch_size=self.batch_size).as_params()
-        return TuneResult(
-            study_name=study.study_name,
-            params=params,
-            best_value=float(best.value),  # type: ignore[arg-type]
-            best_trial=best.number,
-            trials=tuple(tuning.trial_record(t) for t in sorted(trials, key=lambda t: t.number)),
-            objective=OBJECTIVE,
-        )
-
-    def _run_trial(
-        self,
-        trial: optuna.Trial,
-        task: TrainTask,
-        X: np.ndarray,
-        y: np.ndarray,
-        hyper: Hyper,
-        device: Any,
-        deadline: float,
-    ) -> float:
-        nets = [Network(X[train], y[train], hyper, task.seed, device) for train, _ in task.folds]
-        tests = [(test, y[test]) for _, test in task.folds]
-        best_loss, best_epoch, best_proba = math.inf, 0, [np.empty(0)] * len(nets)
-        stale = 0
-        for epoch in range(1, self.max_epochs + 1):
-            for net in nets:
-                net.epoch()
-            # each fold's first test rows get the rows before the block as context, as the
-            # validator gives them (`predict_rows`)
-            probas = [predict_rows(net.predict, hyper.input_size, X, rows)
-                      for net, (rows, _) in zip(nets, tests, strict=True)]
-            loss = float(np.mean([log_loss(yt, p)
-                                  for p, (_, yt) in zip(probas, tests, strict=True)]))
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"{task.symbol}: TFT trial {trial.number} validation loss {loss} at epoch "
-                    f"{epoch} (learning_rate {hyper.learning_rate:.3g})")
-            if loss < best_loss - 1e-7:
-                best_loss, best_epoch, best_proba, stale = loss, epoch, probas, 0
-            else:
-                stale += 1
-            trial.report(loss, step=epoch)
-            if task.pruning and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}: log_loss={loss:.5f}")
-            if stale >= self.patience:
-                break
-            if time.monotonic() > deadline:
-                trial.set_user_attr("stopped_by_time_budget", epoch)
-                break
-        sr, sr_annual, n_trades = self._sharpe(task, best_proba)
-        trial.set_user_attr("best_epoch", best_epoch)
-        trial.set_user_attr("sharpe_per_period", sr)
-        trial.set_user_attr("sharpe", sr_annual)
-        trial.set_user_attr("n_trades", n_trades)
-        return best_loss
-
-    @staticmethod
-    def _sharpe(task: TrainTask, probas: Sequence[np.ndarray]) -> tuple[float, float, int]:
-        """(per-period Sharpe, annualised Sharpe, trades) of the trial's out-of-sample signals."""
-        parts = []
-        n_trades = 0
-        for proba, (_, test) in zip(probas, task.folds, strict=True):
-            pos = positions_from_proba(proba)
-            n_trades += int(np.count_nonzero(np.diff(pos, prepend=0.0)))
-            parts.append(strategy_returns(pos, task.forward_returns[test],
-                                          task.costs.fee_bps, task.costs.slippage_bps))
-        r = np.concatenate(parts)
-        return sharpe_ratio(r), sharpe_ratio(r, task.periods_per_year), n_trades
-
-    # ------------------------------------------------------------------ fit / load
+    def final_params(self, params: Mapping[str, Any],
+                     user_attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """The best trial's recipe: its architecture, trained for the epoch early stopping
+        kept."""
+        return Hyper.from_params(dict(params) | {"epochs": int(user_attrs["best_epoch"]),
+                                                 "batch_size": self.batch_size}).as_params()
 
     def default_params(self, n_train: int) -> dict[str, Any]:
         """The enqueued first trial's architecture, trained for `Hyper`'s default epochs."""
         del n_train
         return Hyper(**self.search.default(), batch_size=self.batch_size).as_params()
+
+    # ------------------------------------------------------------------ fit / predict / files
 
     def fit(
         self,
@@ -281,28 +267,84 @@ class TFTTrainer:
         *,
         seed: int = 42,
         threads: int = 1,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        report: Report | None = None,
     ) -> TFTPredictor:
-        """One network with fixed params, trained for ``params["epochs"]`` epochs."""
-        hyper = Hyper.from_params(params)
+        """One network with ``params``. Without ``valid``: trained for ``params["epochs"]``
+        epochs. With ``valid`` (rows after the training rows): at most that many epochs
+        (`max_epochs` when ``params`` has none), the validation log loss ``report``\\ ed after
+        each, stopped after `patience` epochs without improvement; the best epoch's network is
+        returned. ``valid``'s first ``input_size - 1`` rows are windowed within ``valid`` alone
+        (zero history), unlike `fold_search`, which gives them the rows before."""
+        p = dict(params)
+        if valid is not None and "epochs" not in p:
+            p["epochs"] = self.max_epochs
+        hyper = Hyper.from_params(p)
         names = tuple(feature_names)
         X = check_matrix(X, len(names), "TFTTrainer.fit")
         y = check_labels(y, X.shape[0], "TFTTrainer.fit")
+        if valid is not None:
+            Xv = check_matrix(valid[0], len(names), "TFTTrainer.fit valid")
+            yv = np.asarray(valid[1])
+            if yv.shape != (Xv.shape[0],):
+                raise DataError(f"TFTTrainer.fit: valid labels have shape {yv.shape}, "
+                                f"expected ({Xv.shape[0]},)")
         device = resolve_device(self.device)
         with torch_settings(threads, device):
             net = Network(X, y, hyper, seed, device)
-            for _ in range(hyper.epochs):
-                loss = net.epoch()
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(f"TFTTrainer.fit: training loss became {loss}")
+            epochs = hyper.epochs
+            if valid is None:
+                for _ in range(hyper.epochs):
+                    loss = net.epoch()
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(f"TFTTrainer.fit: training loss became {loss}")
+            else:
+                epochs = self._fit_early_stopped(net, hyper, Xv, yv, report)
             gain, split = selection_importance(net.model, net.scaler, X, device)
-        training = {"learning_rate": hyper.learning_rate, "epochs": hyper.epochs,
+        training = {"learning_rate": hyper.learning_rate, "epochs": epochs,
                     "batch_size": hyper.batch_size, "seed": int(seed), "threads": int(threads),
                     "n_rows": int(X.shape[0]), "device": device.type}
         config = artifact_config(names, hyper.as_params(), training, gain, split)
         return TFTPredictor(net.model, net.scaler, names, config)
 
+    def _fit_early_stopped(self, net: Network, hyper: Hyper, Xv: np.ndarray, yv: np.ndarray,
+                           report: Report | None) -> int:
+        """Train ``net`` up to ``hyper.epochs`` epochs on the validation loss; leaves the best
+        epoch's weights in it and returns that epoch."""
+        best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+        for epoch in range(1, hyper.epochs + 1):
+            net.epoch()
+            loss = log_loss(yv, net.predict(Xv))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"TFTTrainer.fit: validation loss {loss} at epoch "
+                                       f"{epoch} (learning_rate {hyper.learning_rate:.3g})")
+            if loss < best_loss - MIN_IMPROVEMENT:
+                best_loss, best_epoch, stale = loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in net.model.state_dict().items()}
+            else:
+                stale += 1
+            if report is not None:
+                report(epoch, loss)  # the core's pruner may raise here: let it propagate
+            if stale >= self.patience:
+                break
+        if best_state is not None:
+            net.model.load_state_dict(best_state)
+        return best_epoch
+
+    def predict(self, model: TFTPredictor, X: np.ndarray) -> np.ndarray:
+        """P(y = 1) per row; row t's window ends at row t of ``X`` (see `TFTPredictor`)."""
+        return model.predict_proba(X)
+
+    def save(self, model: TFTPredictor) -> dict[str, bytes]:
+        """``model.safetensors`` and ``config.json`` (`autoopt.tft.predictor`)."""
+        return model.to_files()
+
     def load(self, files: Mapping[str, bytes]) -> TFTPredictor:
         return TFTPredictor.from_files(files)
 
+    def importance(self, model: TFTPredictor, kind: str = "gain") -> dict[str, float]:
+        return model.importance(kind)
 
-__all__ = ["OBJECTIVE", "PRUNERS", "SearchSpace", "TFTTrainer", "TrainingDiverged", "make_pruner"]
+
+__all__ = ["OBJECTIVE", "PRUNERS", "SearchSpace", "TFTTrainer", "TrainingDiverged", "make_pruner",
+           "pruner_steps"]
