@@ -326,6 +326,31 @@ def test_fit_with_valid_reports_each_epoch_and_keeps_the_best(trainer: TFTTraine
         trainer.fit(X[:300], y[:300], params, names, valid=valid, report=prune_at_two)
 
 
+class _PerFoldTFT(TFTTrainer):
+    """The TFT without its lockstep fast path: the core's generic path, one `fit` per fold."""
+
+    fold_search = None
+
+
+def test_the_core_generic_path_prunes_on_each_fold_fits_reports(tmp_path: Path) -> None:
+    trainer = _PerFoldTFT(search=SMALL, max_epochs=3, patience=2, batch_size=64, device="cpu")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    task = _task(400, n_trials=3, storage=storage, study_name="tft-generic")
+    result = search.tune(trainer, task)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    assert result.params["epochs"] == trainer.max_epochs  # no fold-mean best epoch to keep
+    assert all({"sharpe_per_period", "sharpe", "n_trades"} <= set(t.user_attrs)
+               for t in result.trials)
+    # fold k's epoch e is the pruner's step k * max_steps + e; each fold's end is (k + 1) * span
+    span = search.max_steps(trainer)
+    for t in optuna.load_study(study_name="tft-generic", storage=storage).get_trials():
+        for k in range(len(task.folds)):
+            epochs = sorted(s - k * span for s in t.intermediate_values
+                            if k * span < s < (k + 1) * span)
+            assert epochs == list(range(1, len(epochs) + 1)) and epochs, (t.number, k)
+            assert (k + 1) * span in t.intermediate_values
+
+
 def _fold_scores(
     task: TrainTask, trainer: Trainer, params: dict[str, object]
 ) -> tuple[list[dict[str, float]], np.ndarray, float]:

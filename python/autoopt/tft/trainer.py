@@ -247,8 +247,10 @@ class TFTTrainer:
     def final_params(self, params: Mapping[str, Any],
                      user_attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The best trial's recipe: its architecture, trained for the epoch early stopping
-        kept."""
-        return Hyper.from_params(dict(params) | {"epochs": int(user_attrs["best_epoch"]),
+        kept on the fold mean (``best_epoch``, recorded by `fold_search`). Without the fast
+        path each fold stopped on its own and no one epoch was recorded: `max_epochs`."""
+        epochs = int(user_attrs.get("best_epoch", params.get("epochs", self.max_epochs)))
+        return Hyper.from_params(dict(params) | {"epochs": epochs,
                                                  "batch_size": self.batch_size}).as_params()
 
     def default_params(self, n_train: int) -> dict[str, Any]:
