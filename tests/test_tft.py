@@ -148,7 +148,7 @@ def test_prediction_at_row_t_uses_no_row_after_t(trainer: TFTTrainer) -> None:
 
 
 def test_a_test_block_is_predicted_with_the_rows_before_it(trainer: TFTTrainer) -> None:
-    """`predict_rows` (what the validator and the TFT's own tuning use) gives a block's first
+    """`predict_rows` (what the validator and the TFT's fold search use) gives a block's first
     rows the history before the block: the same predictions as over the whole past, where the
     block alone would zero-pad the first lookback - 1 windows."""
     task = _task(300)

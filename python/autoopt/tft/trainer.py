@@ -9,7 +9,7 @@ treat both alike:
 * The fast path (`fold_search`, kept because today's semantics need it): every trial trains one
   network per fold, all folds in lockstep one epoch at a time; after each epoch the fold-mean
   validation log loss (on each fold's test rows, windows taken within the test block with the
-  rows before it as context, exactly as the validator will) is ``report``\\ ed to the core,
+  rows before it as context, exactly as the validator will) is passed to the core's ``report``,
   whose pruner may stop the trial there. Early stopping keeps the best epoch of the fold mean;
   ``best_epoch`` is a trial user attribute and the released recipe's ``epochs``
   (`final_params`). The per-fold generic path could not do this: one fold's ``fit`` cannot
@@ -274,7 +274,7 @@ class TFTTrainer:
     ) -> TFTPredictor:
         """One network with ``params``. Without ``valid``: trained for ``params["epochs"]``
         epochs. With ``valid`` (rows after the training rows): at most that many epochs
-        (`max_epochs` when ``params`` has none), the validation log loss ``report``\\ ed after
+        (`max_epochs` when ``params`` has none), the validation log loss passed to ``report`` after
         each, stopped after `patience` epochs without improvement; the best epoch's network is
         returned. ``valid``'s first ``input_size - 1`` rows are windowed within ``valid`` alone
         (zero history), unlike `fold_search`, which gives them the rows before."""
