@@ -363,8 +363,11 @@ impl<'a> PrefixHasher<'a> {
     }
 }
 
-/// Keys whose inner states are worked out before their buckets are (a block at a time).
-pub const STATE_BLOCK: usize = 512;
+/// Keys whose inner states are worked out before their buckets are (a block at a time). Small,
+/// so that the passes that only compute alternate quickly with the one that reads keys (and
+/// prefetches the next block's): memory stays busy (64 measured 3-8% faster than 512 on 1M
+/// keys).
+pub const STATE_BLOCK: usize = 64;
 
 /// How many keys ahead `buckets_v2_ascii` asks for a key's memory to be prefetched.
 pub const PREFETCH_AHEAD: usize = 64;

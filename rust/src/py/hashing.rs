@@ -319,7 +319,6 @@ pub fn assign(seed: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, weights: Vec<f64>
     Ok(h::choose_variation(b, &ranges))
 }
 
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bucket, m)?)?;
     m.add_function(wrap_pyfunction!(buckets, m)?)?;
