@@ -367,33 +367,42 @@ class RetrainCache:
         (fit and champion) and, when the gate passed, the final fit (fit and cut).
 
         ``share=False`` (the peer a benchmark compares with): every stage of every call is
-        computed, whatever was computed before, even by the same ``owner`` (the policy);
-        the nonce is a per-(owner, symbol) counter, so a rerun gives the same keys."""
+        computed, whatever was computed before, even by the same ``owner`` (the policy):
+        the cache keys are salted with a per-(owner, symbol) counter (a rerun gives the same
+        keys); the release ids are not, so a policy's decisions are the same either way."""
         fkey = self.fit_key(symbol, cut_ns)
+        nonce = ""
         if not self._share:
             n = self._unshared.get((owner, symbol), 0)
             self._unshared[(owner, symbol)] = n + 1
-            fkey = digest(fkey, owner, cut_ns, n)
+            nonce = digest(owner, cut_ns, n)
         boundary = self.boundary(symbol, cut_ns)
+
+        def cached(key: str) -> str:
+            """The cache key of a content key: itself, or salted with the call's nonce when
+            nothing is shared. Content keys alone name releases, so the ids (which seed the
+            core's drift calibration) are the same shared or not."""
+            return digest(key, nonce) if nonce else key
 
         def request(stage: str, key: str, **more: Any) -> Callable[[], _Request]:
             return lambda: _Request(stage=stage, key=key, symbol=symbol, cut_ns=cut_ns,
                                     bars=self._bars[symbol], config=self._config_tree,
                                     trials=self._trials, boundary=boundary, **more)
 
-        fitted = await self._get(fkey, Fitted, request("fit", fkey))
+        fitted = await self._get(cached(fkey), Fitted, request("fit", cached(fkey)))
         if fitted.error is not None:
             return Outcome(key=fkey, passed=False, reasons=[f"failed: {fitted.error}"],
                            metrics={}, error=fitted.error, compute_s=fitted.compute_s)
         jkey = digest("judge", fkey, champion.release_id if champion else None)
-        verdict = await self._get(jkey, Outcome, request("judge", jkey, fitted=fitted,
-                                                         champion=champion))
+        verdict = await self._get(cached(jkey), Outcome, request(
+            "judge", cached(jkey), fitted=fitted, champion=champion))
         spent = fitted.compute_s + verdict.compute_s
         if not verdict.passed or verdict.error is not None:
-            return msgspec.structs.replace(verdict, compute_s=spent)
+            return msgspec.structs.replace(verdict, key=jkey, compute_s=spent)
         fin_key = digest("final", fkey, cut_ns, self._seen(symbol, cut_ns)) if boundary \
             else digest("final", fkey)
-        final = await self._get(fin_key, Final, request("final", fin_key, fitted=fitted))
+        final = await self._get(cached(fin_key), Final, request(
+            "final", cached(fin_key), fitted=fitted))
         spent += final.compute_s
         if final.error is not None:
             return Outcome(key=jkey, passed=False, reasons=[f"failed: {final.error}"],
@@ -403,7 +412,7 @@ class RetrainCache:
             trainer=self._config.pipeline.models[0], model_type=final.model_type,
             params=dict(fitted.params), features=list(fitted.names), files=dict(final.files),
             metrics=dict(verdict.metrics), data_end=final.data_end, sha256=final.sha256)
-        return msgspec.structs.replace(verdict, release=release, compute_s=spent)
+        return msgspec.structs.replace(verdict, key=jkey, release=release, compute_s=spent)
 
     async def _get(self, key: str, kind: type[Any], request: Callable[[], _Request]) -> Any:
         task = self._tasks.get(key)
