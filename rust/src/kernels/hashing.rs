@@ -113,6 +113,7 @@ impl V2Tables {
 
     /// `bucket` again for the states below 100000 (no five-digit tail: the vector path's
     /// result for them is wrong); rare, kept out of the vector loop.
+    #[cfg(target_arch = "x86_64")]
     #[cold]
     #[inline(never)]
     fn redo_small(&self, states: &[u32], out: &mut [f64]) {
@@ -284,8 +285,10 @@ impl V2Tables {
 /// `floor(x / 10^5)` for every u32 x as `((x >> 5) * M) >> 39`: (M, 5, 39), M = ceil(2^39 / 3125).
 /// Exact: M * 3125 - 2^39 = 1737 < 3125 and x >> 5 < 2^27, so the error stays below one unit
 /// (`magic_divisions_are_exact` checks the edges and a spread).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const DIV_1E5: (u32, i32, i32) = (175_921_861, 5, 39);
 /// `floor(x / 10^4)`: ((x >> 4) * M) >> 38, M = ceil(2^38 / 625) (M * 625 - 2^38 = 556 < 625).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const DIV_1E4: (u32, i32, i32) = (439_804_652, 4, 38);
 
 /// `((x >> PRE) * m) >> SH` per u32 lane, the products 64 bits wide (`vpmuludq`, even and odd
@@ -736,6 +739,7 @@ ascii_kernel!(
 );
 
 /// FNV-1a continued from `h` over bytes.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn fnv1a_bytes(mut h: u32, b: &[u8]) -> u32 {
     for &c in b {
@@ -774,6 +778,7 @@ unsafe fn short16_masked(key: &[u8]) -> std::arch::x86_64::__m128i {
 
 /// `vpshufb` controls moving byte b of each 32-bit lane to its bottom, zeroing the rest (it
 /// indexes bytes within each 128-bit half; 0x80 gives zero).
+#[cfg(target_arch = "x86_64")]
 const SEL: [[i32; 4]; 3] = {
     let mut t = [[0i32; 4]; 3];
     let mut b = 0;
