@@ -168,14 +168,15 @@ impl KeyReader {
 /// Starts loading the str object at `p` into cache: the line holding its state, length and
 /// the start of its text (a compact str's text follows its header); one line, not the whole
 /// object: the line before is mostly the previous key's, and a second prefetch per key
-/// measured slower (each waits for a free fill buffer).
+/// measured slower (each waits for a free fill buffer). Into the outer caches (hint T2), which
+/// measured 3-4% faster than into L1 on 1M keys (two runs of 15 interleaved rounds).
 #[inline(always)]
 fn prefetch_key(p: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching never faults, whatever the address
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((p + 32) as *const i8);
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T2};
+        _mm_prefetch::<_MM_HINT_T2>((p + 32) as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
