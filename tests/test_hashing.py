@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
@@ -172,3 +173,26 @@ def test_buckets_of_a_large_list_read_in_place_on_threads() -> None:
     assert buckets("exp", keys).tolist() == [bucket("exp", str(k)) for k in keys]
     with pytest.raises(TypeError, match="NoneType"):
         buckets("exp", [*keys[:100_000], None])
+
+
+def test_numpy_unicode_rows_equal_one_by_one() -> None:
+    # property test of the `<U` array path (rows packed to bytes and hashed eight at a time
+    # when ASCII, one by one otherwise): pseudo-random keys of lengths 0..40 mixing ASCII, NUL
+    # inside a key, non-ASCII, astral and lone-surrogate code points; more rows than one packed
+    # block, neighbours sharing prefixes; numpy strips trailing NULs, so the reference is the
+    # text numpy gives back
+    rng = random.Random(20)
+    pool = [chr(c) for c in range(1, 128)] + ["\x00", "é", "日", "😀", "\ud800"]
+    keys = []
+    for i in range(9_000):
+        if i % 3 == 0:
+            keys.append(f"user-{i:08d}")
+        else:
+            n = rng.randrange(41)
+            ascii_only = rng.random() < 0.8
+            keys.append("".join(rng.choice(pool[:127] if ascii_only else pool) for _ in range(n)))
+    arr = np.array(keys)
+    assert arr.dtype.kind == "U"
+    want = [bucket("exp", k) for k in arr.tolist()]
+    assert buckets("exp", arr).tolist() == want
+    assert buckets("exp", arr[:13]).tolist() == want[:13]

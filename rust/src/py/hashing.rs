@@ -258,29 +258,66 @@ fn unicode_array_buckets<'py>(py: Python<'py>, arr: &Bound<'py, PyUntypedArray>,
     {
         // SAFETY: freshly created, not shared, fully written below
         let dst = unsafe { out.as_slice_mut()? };
-        py.detach(|| {
-            let states: Vec<u32> = (0..n)
-                .map(|i| {
-                    let mut st = seed_state;
-                    let row = &cps[i * width..(i + 1) * width];
-                    // numpy pads with trailing NULs (and strips them on read), so they are not key text
-                    let len = row.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
-                    for &cp in &row[..len] {
-                        if cp < 0x10000 {
-                            st = (st ^ cp).wrapping_mul(h::FNV_PRIME);
-                        } else {
-                            let v = cp - 0x10000;
-                            st = (st ^ (0xD800 + (v >> 10))).wrapping_mul(h::FNV_PRIME);
-                            st = (st ^ (0xDC00 + (v & 0x3FF))).wrapping_mul(h::FNV_PRIME);
-                        }
-                    }
-                    st
-                })
-                .collect();
-            h::V2Tables::get().buckets(&states, dst);
-        });
+        py.detach(|| unicode_rows_buckets(cps, width, seed_state, dst));
     }
     Ok(out)
+}
+
+/// Rows of a numpy `<U` array packed this many at a time for `buckets_v2_ascii`.
+const UNICODE_BLOCK: usize = 4096;
+
+/// v2 buckets of the rows of a `<U{width}` array (`cps`: its UCS-4 code points, row after row)
+/// into `dst`. Rows of ASCII text are packed to bytes a block at a time and hashed like list
+/// keys (`buckets_v2_ascii`, eight per vector step); other rows are hashed here over their
+/// UTF-16 code units. numpy pads with trailing NULs (and strips them on read), so they are not
+/// key text; NULs inside a row are.
+fn unicode_rows_buckets(cps: &[u32], width: usize, seed_state: u32, dst: &mut [f64]) {
+    let n = dst.len();
+    let tables = h::V2Tables::get();
+    let mut bytes = vec![0u8; UNICODE_BLOCK.min(n) * width];
+    let mut lens = vec![0usize; UNICODE_BLOCK.min(n)];
+    let mut ascii = vec![false; UNICODE_BLOCK.min(n)];
+    let row_state = |row: &[u32]| {
+        let mut st = seed_state;
+        for &cp in row {
+            if cp < 0x10000 {
+                st = (st ^ cp).wrapping_mul(h::FNV_PRIME);
+            } else {
+                let v = cp - 0x10000;
+                st = (st ^ (0xD800 + (v >> 10))).wrapping_mul(h::FNV_PRIME);
+                st = (st ^ (0xDC00 + (v & 0x3FF))).wrapping_mul(h::FNV_PRIME);
+            }
+        }
+        st
+    };
+    for b0 in (0..n).step_by(UNICODE_BLOCK) {
+        let b1 = (b0 + UNICODE_BLOCK).min(n);
+        for i in b0..b1 {
+            let row = &cps[i * width..(i + 1) * width];
+            let len = row.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+            let k = i - b0;
+            lens[k] = len;
+            let packed = &mut bytes[k * width..k * width + len];
+            let mut all = 0u32;
+            for (b, &c) in packed.iter_mut().zip(&row[..len]) {
+                *b = c as u8;
+                all |= c;
+            }
+            ascii[k] = all < 0x80;
+        }
+        let (bytes, lens, ascii) = (&bytes, &lens, &ascii);
+        let left = h::buckets_v2_ascii(
+            &tables,
+            seed_state,
+            &mut dst[b0..b1],
+            |k| ascii[k].then(|| &bytes[k * width..k * width + lens[k]]),
+            |_| (),
+        );
+        for k in left {
+            let i = b0 + k;
+            dst[i] = h::bucket_v2_from_state(row_state(&cps[i * width..i * width + lens[k]]));
+        }
+    }
 }
 
 /// GrowthBook `getBucketRanges` (coverage clamped, invalid weights replaced by equal weights).
