@@ -200,3 +200,37 @@ def test_folds_are_spread_over_workers_by_their_rows() -> None:
     many = balance(list(range(1, 21)), 3)
     assert sorted(f for g in many for f in g) == list(range(20)) and len(many) == 3
     assert balance(sizes, 1) == [[0, 1, 2, 3, 4]]
+
+
+def test_patience_follows_the_learning_rate_between_its_floor_and_cap() -> None:
+    from autoopt.builtins.lgbm_trainer import patience_for
+
+    assert [patience_for(lr, cap=50, scale=1.0) for lr in (0.3, 0.1, 0.05, 0.03, 0.01)] == [
+        10, 10, 20, 34, 50]
+    assert patience_for(0.3, cap=50, scale=None) == 50  # unscaled: the fixed patience
+    assert patience_for(0.3, cap=5, scale=1.0) == 5  # the floor never exceeds the cap
+
+
+@pytest.mark.parametrize("lr", [0.3, 0.04])
+def test_a_trial_stops_where_its_scaled_patience_says(lr: float) -> None:
+    """The fast path stops a trial ``patience_for(its learning rate)`` rounds after its best:
+    the stopping point of the plain lockstep loop run with that patience."""
+    from autoopt.builtins.lgbm_trainer import base_params, patience_for
+
+    task = _task()
+    trainer = LightGBMTrainer(early_stopping_scale=1.0)
+    params = {"learning_rate": lr, "num_leaves": 15, "bagging_fraction": 0.7, "bagging_freq": 1}
+    patience = patience_for(lr, cap=trainer.early_stopping_rounds, scale=1.0)
+    _, want_best = _lockstep_reference(task, base_params(task.seed, 1) | params, patience)
+    fast = trainer.fold_search(task)
+    try:
+        fit = fast.run(params, None)
+    finally:
+        fast.close()
+    assert fit.user_attrs["best_iteration"] == want_best
+
+
+def test_the_halving_pruners_reduction_factor_is_the_trainers() -> None:
+    assert LightGBMTrainer(reduction_factor=4).pruner_steps()["reduction_factor"] == 4
+    with pytest.raises(ConfigError, match="reduction_factor must be >= 2"):
+        make_pruner("successive_halving", enabled=True, report_every=10, reduction_factor=1)

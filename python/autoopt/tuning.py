@@ -34,14 +34,19 @@ class CompletedFirstPruner(optuna.pruners.BasePruner):
             raise ConfigError(f"min_completed_trials must be >= 0, got {min_completed}")
         self.inner = inner
         self.min_completed = min_completed
+        self._armed: set[tuple[int, int]] = set()
+        """Studies known to hold ``min_completed`` completed trials: a study never loses a
+        completed trial, so it is counted (a storage query per report) only until then."""
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        if self.min_completed:
+        key = (id(study._storage), study._study_id)
+        if self.min_completed and key not in self._armed:
             completed = study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
             )
             if len(completed) < self.min_completed:
                 return False
+            self._armed.add(key)
         return self.inner.prune(study, trial)
 
 
@@ -54,9 +59,13 @@ def make_pruner(
     min_resource: int,
     max_resource: int | str = "auto",
     min_completed: int = DEFAULT_MIN_COMPLETED_TRIALS,
+    reduction_factor: int = 3,
 ) -> optuna.pruners.BasePruner:
     """The pruner named by ``kind``, in the trainer's step unit, pruning nothing until
-    ``min_completed`` trials have completed; ``NopPruner`` when off."""
+    ``min_completed`` trials have completed; ``NopPruner`` when off. ``reduction_factor``
+    (successive halving, hyperband): one trial in that many goes on at each rung."""
+    if int(reduction_factor) < 2:
+        raise ConfigError(f"reduction_factor must be >= 2, got {reduction_factor}")
     if not enabled or kind == "none":
         return optuna.pruners.NopPruner()
     inner: optuna.pruners.BasePruner
@@ -66,11 +75,13 @@ def make_pruner(
         )
     elif kind == "successive_halving":
         inner = optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=min_resource, reduction_factor=3, min_early_stopping_rate=0
+            min_resource=min_resource, reduction_factor=int(reduction_factor),
+            min_early_stopping_rate=0
         )
     elif kind == "hyperband":
         inner = optuna.pruners.HyperbandPruner(
-            min_resource=min_resource, max_resource=max_resource, reduction_factor=3
+            min_resource=min_resource, max_resource=max_resource,
+            reduction_factor=int(reduction_factor)
         )
     else:
         raise ConfigError(f"unknown pruner {kind!r}; known: {list(PRUNERS)}")
