@@ -210,8 +210,20 @@ fn list_buckets(list: &Bound<'_, PyList>, reader: KeyReader, seed_state: u32, ds
     }
     let tables = h::V2Tables::get();
     let work = |items: &[usize], out: &mut [f64]| -> Vec<usize> {
-        // SAFETY: live items of the list (see above); `CApi` runs on this thread only
-        h::buckets_v2_ascii(&tables, seed_state, out, |i| unsafe { reader.ascii(items[i]) }, |i| prefetch_key(items[i]))
+        // SAFETY (both arms): live items of the list (see above), i < out.len() == items.len()
+        // (the kernel's contract); `CApi` runs on this thread only. One kernel instance per
+        // reader, so the per-key read has no branch on which reader it is
+        let prefetch = |i: usize| prefetch_key(unsafe { *items.get_unchecked(i) });
+        match reader {
+            KeyReader::InPlace(layout) => h::buckets_v2_ascii(
+                &tables,
+                seed_state,
+                out,
+                |i| unsafe { layout.ascii(*items.get_unchecked(i) as *mut pyo3::ffi::PyObject) },
+                prefetch,
+            ),
+            KeyReader::CApi => h::buckets_v2_ascii(&tables, seed_state, out, |i| unsafe { KeyReader::CApi.ascii(items[i]) }, prefetch),
+        }
     };
     let threads = match reader {
         KeyReader::InPlace(_) if n >= IN_PLACE_PARALLEL_MIN => super::threads::for_call(0)?.clamp(1, 4),
