@@ -45,13 +45,16 @@ running (1-minute load 4-8); CPU-s are this process and its workers (`resource.g
   between): 1,530 nightly + 219 weekly + 44 drift retrains and 12 warm-ups, of which 222 fits
   (981 CPU-s, 4.4 each), 306 judges (122 CPU-s, 0.40 each) and 51 final fits (6 CPU-s) were
   computed; 3,104 cache hits. The peer, ESTIMATED: 1,805 fits + 1,805 judges + 100 final fits
-  = 8,707 CPU-s (2.4 hours one stage at a time): 7.7x ours' CPU. On 2 idle cores ours needs
+  = 8,707 CPU-s (2.4 hours one stage at a time): 7.7x ours' CPU (~6.5x if the estimate is as
+  high as at the reduced size). On 2 idle cores ours needs
   ~565 s of CPU per core, so <= 15 minutes holds when the machine is ours alone; at load 4-6
   it took 28 minutes.
-* Reduced (2,880 bars = 120 days, warm-up 55 %: 8 weeks traded), both in one run: ours 133.7 s
-  wall / 40.7 CPU-s (24 fits, 39 judges, 7 final fits), the peer 807.6 s / 269.0 CPU-s (203
-  fits, 203 judges, 21 final fits): **6.0x wall, 6.6x CPU**. The grid's first fit needs ~9 weeks
-  of bars (5 test weeks, a holdout week, 30 % training), hence the warm-up.
+* Reduced (2,880 bars = 120 days, warm-up 55 %: 8 weeks traded), both in one run: ours 82.6 s
+  wall / 38.0 CPU-s (24 fits, 30 judges, 4 final fits; load 5.1 -> 7.8), the peer 516.3 s /
+  228.7 CPU-s (201 fits, 201 judges, 14 final fits; load 7.8 -> 4.4): **6.3x wall, 6.0x CPU**,
+  identical counters, figures, paths and releases. The estimate from ours' figures said 269.5
+  CPU-s for that peer (18 % high). The grid's first fit needs ~9 weeks of bars (5 test weeks,
+  a holdout week, 30 % training), hence the warm-up.
 * Before the grid (test blocks fractions of the rows, every cut its own fit): 90 days x 3
   symbols x 4 policies x 16 trials: ours 167 s, peer 213 s, 1.28x; full size ~1,720 fits
   (ours) vs ~1,950 (peer), at most ~2.3x on 2 idle cores, 15 minutes out of reach.
