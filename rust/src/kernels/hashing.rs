@@ -436,6 +436,22 @@ pub fn buckets_v2_ascii_scalar<'a>(
     left
 }
 
+/// `lengths8` of eight lengths of at most 16 (as lanes, then reduced in the vector unit).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn short_lengths8(lens: &[u32; 8]) -> (usize, usize, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    let v = _mm256_loadu_si256(lens.as_ptr() as *const __m256i);
+    let halves = _mm256_permute2x128_si256::<0x01>(v, v);
+    let (mut mx, mut mn) = (_mm256_max_epu32(v, halves), _mm256_min_epu32(v, halves));
+    mx = _mm256_max_epu32(mx, _mm256_shuffle_epi32::<0x4E>(mx));
+    mn = _mm256_min_epu32(mn, _mm256_shuffle_epi32::<0x4E>(mn));
+    mx = _mm256_max_epu32(mx, _mm256_shuffle_epi32::<0xB1>(mx));
+    mn = _mm256_min_epu32(mn, _mm256_shuffle_epi32::<0xB1>(mn));
+    (_mm256_cvtsi256_si32(mn) as usize, _mm256_cvtsi256_si32(mx) as usize, v)
+}
+
 /// Bytes `16 ch .. 16 ch + 16` of eight keys transposed: `d[t]` lane k holds bytes
 /// `4 t .. 4 t + 4` of `keys[k]` (4x4 transposes of 32-bit words in each 128-bit half). A
 /// macro, not a function: `#[target_feature]` functions cannot be forced inline, and a call
@@ -607,6 +623,7 @@ unsafe fn $name<'a>(
             // the usual case first: every key there and at most sixteen bytes long, read as
             // it is found
             let mut x = [_mm_setzero_si128(); 8];
+            let mut lens = [0u32; 8];
             let mut short = true;
             for k in 0..8 {
                 match key(i + k) {
@@ -614,6 +631,7 @@ unsafe fn $name<'a>(
                         keys[k] = b;
                         if b.len() <= 16 {
                             x[k] = $short16(b);
+                            lens[k] = b.len() as u32;
                         } else {
                             short = false;
                         }
@@ -622,7 +640,7 @@ unsafe fn $name<'a>(
                 }
             }
             if all && short {
-                let (minlen, maxlen, lenv) = lengths8(&keys);
+                let (minlen, maxlen, lenv) = short_lengths8(&lens);
                 // the bytes all eight share (neighbouring keys mostly differ in their last
                 // few): hashed once, from the previous group's prefix states
                 let mut equal = 0xFFFFu32;
