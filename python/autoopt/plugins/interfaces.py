@@ -331,7 +331,7 @@ class ModelTrainer(Protocol):
     * ``fold_search(task) -> FoldSearch``: a fast path that fits all folds of a trial together
       (LightGBM boosts them in lockstep and prunes on the fold-mean loss); with it, also
       ``pruner_steps() -> dict(warmup_steps=, interval_steps=, min_resource=)`` in its step
-      unit.
+      unit (optionally ``reduction_factor=``, successive halving's and hyperband's, default 3).
 
     A ``fit`` result that already is a `Predictor` (``predict_proba``, ``to_files``,
     ``feature_names``) is used as is; any other model object is wrapped so that the pipeline,
