@@ -124,7 +124,8 @@ impl V2Tables {
         }
     }
 
-    /// `bucket` of every state, eight at a time with AVX2 where the CPU has it.
+    /// `bucket` of every state: sixteen at a time with AVX-512, eight with AVX2, where the CPU
+    /// has them (same bits: `every_state_kernel_equals_one_by_one`).
     pub fn buckets(&self, states: &[u32], out: &mut [f64]) {
         let n = states.len().min(out.len());
         let mut done = 0;
