@@ -136,7 +136,7 @@ impl V2Tables {
                 // SAFETY: the CPU supports AVX-512F and FMA (checked just above)
                 done = unsafe { self.buckets_avx512(&states[..n], &mut out[..n]) };
             }
-            if has!("avx2") && has!("fma") {
+            if n - done >= 8 && has!("avx2") && has!("fma") {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above)
                 done += unsafe { self.buckets_avx2(&states[done..n], &mut out[done..n]) };
             }
