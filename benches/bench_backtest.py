@@ -48,7 +48,9 @@ running (1-minute load 4-8); CPU-s are this process and its workers (`resource.g
   = 8,707 CPU-s (2.4 hours one stage at a time): 7.7x ours' CPU (~6.5x if the estimate is as
   high as at the reduced size). On 2 idle cores ours needs
   ~565 s of CPU per core, so <= 15 minutes holds when the machine is ours alone; at load 4-6
-  it took 28 minutes.
+  it took 28 minutes. Rerun 20:43-21:03 UTC at load 2-5: **1,205 s wall, 1,139 CPU-s** (222
+  fits 862 CPU-s, 324 judges 245 CPU-s, 56 final fits 7 CPU-s; 55 drift retrains), the peer
+  estimated at 8,441 CPU-s (7.4x).
 * Reduced (2,880 bars = 120 days, warm-up 55 %: 8 weeks traded), both in one run: ours 82.6 s
   wall / 38.0 CPU-s (24 fits, 30 judges, 4 final fits; load 5.1 -> 7.8), the peer 516.3 s /
   228.7 CPU-s (201 fits, 201 judges, 14 final fits; load 7.8 -> 4.4): **6.3x wall, 6.0x CPU**,
