@@ -13,27 +13,25 @@ A re-tune's key is the digest of the symbol, the cut, the rows it may see, the m
 (its release id; none: the trainer's defaults), the strategy config (the pipeline section and
 the policy's ``[risk]`` settings), the params in force and the seed: policies that reach the
 same point with the same model and params compute it once; results are kept in memory and on
-disk (``<cache dir>/risk/<key>.msgpack``) like the model retrains. Requests and results cross
+disk (``<cache dir>/risk/<key>.msgpack``) in the model retrains' `StageStore`. Requests and results cross
 the process boundary (``jobs > 1``) as msgpack bytes; models as their native files.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import polars as pl
 
+from autoopt.backtest.stages import StageStore
 from autoopt.backtest.training import Recipe, bars_ipc, digest
 from autoopt.config import Config, RiskConfig
 from autoopt.errors import AutooptError, ConfigError
@@ -152,18 +150,17 @@ class RetuneCache:
     flight or done, in memory and on disk; ``jobs`` > 1 runs them in worker processes."""
 
     def __init__(self, config: Config, bars: dict[str, pl.DataFrame], *,
-                 cache_dir: str | os.PathLike[str], jobs: int = 1) -> None:
+                 cache_dir: str | os.PathLike[str], jobs: int = 1,
+                 store: StageStore | None = None) -> None:
+        """``store``: the model retrains' (`RetrainCache.store`), so re-tunes and retrains share
+        one process pool and one limit of ``jobs`` stages at once; None: a store of its own."""
         self._config = config
         self._bars = {s: bars_ipc(f) for s, f in bars.items()}
         self._rows = {s: (f["ts"].to_numpy().astype(np.int64), np.ascontiguousarray(
             f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
             .to_numpy())) for s, f in bars.items()}
-        self._dir = Path(cache_dir) / "risk"
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._jobs = jobs
-        self._executor: Executor | None = None
-        self._tasks: dict[str, asyncio.Future[RetuneOutcome]] = {}
-        self._slots: asyncio.Semaphore | None = None
+        self._own_store = store is None
+        self.store = StageStore(cache_dir, jobs=jobs) if store is None else store
         self.hits = 0
         self.misses = 0
 
@@ -188,51 +185,22 @@ class RetuneCache:
             config=msgspec.to_builtins(config), champion=champion, current=current.as_dict()))
 
     async def _get(self, key: str, request: Callable[[], _TuneRequest]) -> RetuneOutcome:
-        task = self._tasks.get(key)
-        if task is not None:
+        built: list[bool] = []
+
+        def payload() -> bytes:
+            built.append(True)
+            return _ENC.encode(request())
+
+        value = await self.store.get(key, RetuneOutcome, payload, run_tune, subdir="risk")
+        if built:  # the payload was built: this call computed it
+            self.misses += 1
+        else:
             self.hits += 1
-            return await asyncio.shield(task)
-        path = self._dir / f"{key}.msgpack"
-        if path.is_file():
-            try:
-                value = msgspec.msgpack.decode(path.read_bytes(), type=RetuneOutcome)
-            except msgspec.DecodeError:
-                value = None  # a torn cache file: recompute
-            if value is not None:
-                self.hits += 1
-                done: asyncio.Future[RetuneOutcome] = asyncio.get_running_loop().create_future()
-                done.set_result(value)
-                self._tasks[key] = done
-                return value
-        self.misses += 1
-        task = asyncio.ensure_future(self._compute(path, request()))
-        self._tasks[key] = task
-        return await asyncio.shield(task)
-
-    async def _compute(self, path: Path, req: _TuneRequest) -> RetuneOutcome:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._jobs)
-        async with self._slots:
-            payload = _ENC.encode(req)
-            if self._jobs > 1:
-                if self._executor is None:
-                    import multiprocessing
-
-                    self._executor = ProcessPoolExecutor(
-                        self._jobs, mp_context=multiprocessing.get_context("spawn"))
-                raw = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, run_tune, payload)
-            else:
-                raw = await asyncio.to_thread(run_tune, payload)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
-        return msgspec.msgpack.decode(raw, type=RetuneOutcome)
+        return value
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        if self._own_store:
+            self.store.close()
 
 
 __all__ = ["RetuneCache", "RetuneOutcome", "effective_risk", "run_tune"]

@@ -24,20 +24,18 @@ benchmark compares with) computes every stage of every retrain, nothing cached.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import polars as pl
 
+from autoopt.backtest.stages import StageStore
 from autoopt.config import Config
 from autoopt.errors import AutooptError
 from autoopt.pipeline.evidence import Evidence, development, grid_of, scheme_task
@@ -310,13 +308,9 @@ class RetrainCache:
             f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
             .to_numpy())) for s, f in bars.items()}
         self._trials = trials
-        self._dir = Path(cache_dir)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._jobs = jobs
+        self.store = StageStore(cache_dir, jobs=jobs)
+        """The stage results (shared with the risk re-tunes: one pool, one limit)."""
         self._share = share
-        self._executor: Executor | None = None
-        self._tasks: dict[str, asyncio.Future[Any]] = {}
-        self._slots: asyncio.Semaphore | None = None
         self.hits = 0
         self.misses = 0
         self.computed: dict[str, int] = {"fit": 0, "judge": 0, "final": 0}
@@ -415,57 +409,24 @@ class RetrainCache:
         return msgspec.structs.replace(verdict, key=jkey, release=release, compute_s=spent)
 
     async def _get(self, key: str, kind: type[Any], request: Callable[[], _Request]) -> Any:
-        task = self._tasks.get(key)
-        if task is not None:
-            self.hits += 1
-            return await asyncio.shield(task)
-        path = self._dir / f"{key}.msgpack"
-        if path.is_file():
-            try:
-                value = msgspec.msgpack.decode(path.read_bytes(), type=kind)
-            except msgspec.DecodeError:
-                value = None  # a torn cache file: recompute
-            if value is not None:
-                self.hits += 1
-                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                fut.set_result(value)
-                self._tasks[key] = fut
-                return value
-        self.misses += 1
-        task = asyncio.ensure_future(self._compute(path, kind, request()))
-        self._tasks[key] = task
-        return await asyncio.shield(task)
+        stage: list[str] = []
 
-    async def _compute(self, path: Path, kind: type[Any], req: _Request) -> Any:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._jobs)
-        async with self._slots:  # at most `jobs` stages at once, whatever asks for them
-            return await self._run(path, kind, req)
+        def payload() -> bytes:
+            req = request()
+            stage.append(req.stage)
+            return _ENC.encode(req)
 
-    async def _run(self, path: Path, kind: type[Any], req: _Request) -> Any:
-        payload = _ENC.encode(req)
-        if self._jobs > 1:
-            if self._executor is None:
-                import multiprocessing
-
-                self._executor = ProcessPoolExecutor(
-                    self._jobs, mp_context=multiprocessing.get_context("spawn"))
-            raw = await asyncio.get_running_loop().run_in_executor(
-                self._executor, run_stage, payload)
+        value = await self.store.get(key, kind, payload, run_stage)
+        if stage:  # the payload was built: this call computed it
+            self.misses += 1
+            self.computed[stage[0]] += 1
+            self.computed_cpu_s[stage[0]] += value.cpu_s
         else:
-            raw = await asyncio.to_thread(run_stage, payload)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
-        value = msgspec.msgpack.decode(raw, type=kind)
-        self.computed[req.stage] += 1
-        self.computed_cpu_s[req.stage] += value.cpu_s
+            self.hits += 1
         return value
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        self.store.close()
 
 
 __all__ = ["Final", "Fitted", "Outcome", "Recipe", "RetrainCache", "bars_ipc", "digest",
