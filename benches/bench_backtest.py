@@ -51,6 +51,11 @@ running (1-minute load 4-8); CPU-s are this process and its workers (`resource.g
   it took 28 minutes. Rerun 20:43-21:03 UTC at load 2-5: **1,205 s wall, 1,139 CPU-s** (222
   fits 862 CPU-s, 324 judges 245 CPU-s, 56 final fits 7 CPU-s; 55 drift retrains), the peer
   estimated at 8,441 CPU-s (7.4x).
+* Full size, ours, on a quiet machine (21:07-21:17 UTC at 5650d62, nothing else running,
+  load 0.95 -> 1.63): **563.0 s wall (9.4 min), 1,060.4 CPU-s**; 222 fits (803.8 CPU-s),
+  324 judges (227.8), 56 final fits (6.6); 3,115 cache hits / 602 misses; sharing changed
+  nothing. The peer, ESTIMATED: 7,865 CPU-s (2.18 h one stage at a time): 7.4x ours' CPU.
+  **<= 15 minutes: met** on two quiet cores.
 * Reduced (2,880 bars = 120 days, warm-up 55 %: 8 weeks traded), both in one run: ours 82.6 s
   wall / 38.0 CPU-s (24 fits, 30 judges, 4 final fits; load 5.1 -> 7.8), the peer 516.3 s /
   228.7 CPU-s (201 fits, 201 judges, 14 final fits; load 7.8 -> 4.4): **6.3x wall, 6.0x CPU**,
