@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from autoopt.backtest.stages import StageStore
-from autoopt.backtest.training import Recipe, bars_ipc, digest
+from autoopt.backtest.training import Recipe, bars_ipc, digest, plugins_of
 from autoopt.config import Config, RiskConfig
 from autoopt.errors import AutooptError, ConfigError
 from autoopt.strategy.params import StrategyParams
@@ -78,18 +78,6 @@ def effective_risk(config: Config, overrides: dict[str, Any]) -> RiskConfig:
 
 # ----------------------------------------------------------------------------- the worker
 
-_PLUGINS: dict[str, Any] = {}
-
-
-def _plugins(config: Config) -> Any:
-    from autoopt.runtime import open_plugins
-
-    key = digest(msgspec.to_builtins(config.plugins))
-    if key not in _PLUGINS:
-        _PLUGINS[key] = open_plugins(config)
-    return _PLUGINS[key]
-
-
 def _finite(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if math.isfinite(v)}
 
@@ -105,7 +93,7 @@ def _tune(req: _TuneRequest, config: Config) -> RetuneOutcome:
 
     t0 = time.perf_counter()
     frame = pl.read_ipc(io.BytesIO(req.bars)).filter(pl.col("ts") <= req.cut_ns)
-    signal = oos_probabilities(config, _plugins(config), req.symbol, frame, None,
+    signal = oos_probabilities(config, plugins_of(config), req.symbol, frame, None,
                                recipe=req.champion)
     ts = signal.bars["ts"].to_numpy()
     inputs = MarketInputs.from_bars(signal.bars, periods_per_year=periods_per_year(ts))

@@ -138,7 +138,9 @@ def bars_ipc(frame: pl.DataFrame) -> bytes:
 _PLUGINS: dict[str, Any] = {}
 
 
-def _plugins(config: Config) -> Any:
+def plugins_of(config: Config) -> Any:
+    """The plugins of this process for ``config`` (opened once per plugin settings: a worker
+    process runs many stages, model retrains and risk re-tunes alike)."""
     from autoopt.runtime import open_plugins
 
     key = digest(msgspec.to_builtins(config.plugins))
@@ -183,7 +185,7 @@ def _dataset(req: _Request, config: Config, plugins: Any, final: bool = False) -
 def _fit(req: _Request, config: Config) -> Fitted:
     from autoopt.pipeline.candidate import fit_candidate
 
-    plugins = _plugins(config)
+    plugins = plugins_of(config)
     t0 = time.perf_counter()
     model = config.pipeline.models[0]
     ds = _dataset(req, config, plugins)
@@ -207,7 +209,7 @@ def _judge(req: _Request, config: Config) -> Outcome:
     fitted = req.fitted
     assert fitted is not None
     t0 = time.perf_counter()
-    plugins = _plugins(config)
+    plugins = plugins_of(config)
     validator = plugins.component("validator", config.pipeline.validator)
     ds = _dataset(req, config, plugins)
     dev = development(config, ds)  # the champion is scored where the challenger was
@@ -258,7 +260,7 @@ def _final(req: _Request, config: Config) -> Final:
     fitted = req.fitted
     assert fitted is not None
     t0 = time.perf_counter()
-    plugins = _plugins(config)
+    plugins = plugins_of(config)
     trainer = plugins.trainer(config.pipeline.models[0])
     ds = _dataset(req, config, plugins, final=True)
     sel = ds.select(fitted.names)
@@ -324,7 +326,7 @@ class RetrainCache:
 
     def plugins(self) -> Any:
         """The plugins of this process (the same ones the stages use)."""
-        return _plugins(self._config)
+        return plugins_of(self._config)
 
     def _seen(self, symbol: str, end: int, *, before: bool = False) -> str:
         """Digest of the symbol's rows up to ``end`` (``ts <= end``, or ``< end``): a key hashes
