@@ -112,17 +112,7 @@ class PurgedWalkForward:
     def _folds(
         self, n: int, t1: Sequence[int] | np.ndarray | None
     ) -> Iterator[tuple[Fold, np.ndarray, np.ndarray]]:
-        if n < 2:
-            raise ConfigError(f"PurgedWalkForward: need at least 2 samples, got {n}")
-        if t1 is None:
-            ends = np.arange(n, dtype=np.int64)
-        else:
-            ends = np.asarray(t1, dtype=np.int64)
-            if ends.shape != (n,):
-                raise ConfigError(f"PurgedWalkForward: t1 has shape {ends.shape}, expected ({n},)")
-            if np.any(ends < np.arange(n)):
-                i = int(np.flatnonzero(ends < np.arange(n))[0])
-                raise ConfigError(f"PurgedWalkForward: t1[{i}]={int(ends[i])} is before sample {i}")
+        ends = _ends(n, t1, "PurgedWalkForward")
         size = self._test_size(n)
         embargo = _size(self.embargo, n, "embargo")
         first_test = n - self.n_splits * size
@@ -135,13 +125,8 @@ class PurgedWalkForward:
         for k in range(self.n_splits):
             test_start = first_test + k * size
             test_end = test_start + size
-            cand = positions[: max(test_start - embargo, 0)]
-            train = cand[ends[cand] < test_start]  # purge
-            if train.size < self.min_train_size:
-                raise ConfigError(
-                    f"PurgedWalkForward: fold {k} has {train.size} training samples after purge "
-                    f"and embargo, below min_train_size={self.min_train_size}"
-                )
+            train = _train_rows(positions, ends, test_start, embargo, k, self.min_train_size,
+                                "PurgedWalkForward")
             if not self.expanding:
                 train = train[-self.min_train_size :]
             test = positions[test_start:test_end]
@@ -259,7 +244,8 @@ class GridWalkForward:
         embargo = _size(self.embargo, n, "embargo")
         positions = np.arange(n, dtype=np.int64)
         for k, (_, _, test_start, test_end) in enumerate(self.blocks(ts)):
-            train = _train_rows(positions, ends, test_start, embargo, k, self.min_train_size)
+            train = _train_rows(positions, ends, test_start, embargo, k, self.min_train_size,
+                                "GridWalkForward")
             if not self.expanding:
                 train = train[-self.min_train_size :]
             test = positions[test_start:test_end]
@@ -282,14 +268,15 @@ def _ends(n: int, t1: Sequence[int] | np.ndarray | None, who: str) -> np.ndarray
 
 
 def _train_rows(positions: np.ndarray, ends: np.ndarray, test_start: int, embargo: int, k: int,
-                min_train_size: int) -> np.ndarray:
-    """The rows before ``test_start`` less the embargo, purged of labels reaching the test."""
+                min_train_size: int, who: str) -> np.ndarray:
+    """The rows before ``test_start`` less the embargo, purged of labels reaching the test
+    (both splitters' one rule)."""
     cand = positions[: max(test_start - embargo, 0)]
     train = cand[ends[cand] < test_start]  # purge
     if train.size < min_train_size:
         raise ConfigError(
-            f"fold {k} has {train.size} training samples after purge and embargo, below "
-            f"min_train_size={min_train_size}")
+            f"{who}: fold {k} has {train.size} training samples after purge and embargo, "
+            f"below min_train_size={min_train_size}")
     return train
 
 
