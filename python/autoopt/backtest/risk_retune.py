@@ -19,7 +19,6 @@ the process boundary (``jobs > 1``) as msgpack bytes; models as their native fil
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -28,11 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import numpy as np
 import polars as pl
 
 from autoopt.backtest.stages import StageStore
-from autoopt.backtest.training import Recipe, bars_ipc, digest, plugins_of
+from autoopt.backtest.training import Recipe, SymbolBars, digest, plugins_of
 from autoopt.config import Config, RiskConfig
 from autoopt.errors import AutooptError, ConfigError
 from autoopt.strategy.params import StrategyParams
@@ -137,16 +135,14 @@ class RetuneCache:
     """Shares re-tunes between policies: one computation per content key (module doc), in
     flight or done, in memory and on disk; ``jobs`` > 1 runs them in worker processes."""
 
-    def __init__(self, config: Config, bars: dict[str, pl.DataFrame], *,
+    def __init__(self, config: Config, bars: dict[str, pl.DataFrame] | SymbolBars, *,
                  cache_dir: str | os.PathLike[str], jobs: int = 1,
                  store: StageStore | None = None) -> None:
-        """``store``: the model retrains' (`RetrainCache.store`), so re-tunes and retrains share
+        """``bars``: the frames, or the model retrains' `SymbolBars` (`RetrainCache.bars`);
+        ``store``: the model retrains' (`RetrainCache.store`), so re-tunes and retrains share
         one process pool and one limit of ``jobs`` stages at once; None: a store of its own."""
         self._config = config
-        self._bars = {s: bars_ipc(f) for s, f in bars.items()}
-        self._rows = {s: (f["ts"].to_numpy().astype(np.int64), np.ascontiguousarray(
-            f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
-            .to_numpy())) for s, f in bars.items()}
+        self._bars = bars if isinstance(bars, SymbolBars) else SymbolBars(bars)
         self._own_store = store is None
         self.store = StageStore(cache_dir, jobs=jobs) if store is None else store
         self.hits = 0
@@ -154,10 +150,8 @@ class RetuneCache:
 
     def key(self, symbol: str, cut_ns: int, champion: Recipe | None, current: StrategyParams,
             risk: RiskConfig) -> str:
-        ts, rows = self._rows[symbol]
-        seen = rows[: int(np.searchsorted(ts, cut_ns, side="right"))]
         settings = {k: v for k, v in msgspec.to_builtins(risk).items() if k != "retune"}
-        return digest("retune", symbol, cut_ns, hashlib.sha256(seen.tobytes()).hexdigest(),
+        return digest("retune", symbol, cut_ns, self._bars.seen(symbol, cut_ns),
                       champion.release_id if champion is not None else None,
                       msgspec.to_builtins(self._config.pipeline), settings, current.as_dict(),
                       self._config.pipeline.seed)
@@ -169,7 +163,7 @@ class RetuneCache:
         key = self.key(symbol, cut_ns, champion, current, risk)
         config = msgspec.structs.replace(self._config, risk=risk)
         return await self._get(key, lambda: _TuneRequest(
-            key=key, symbol=symbol, cut_ns=cut_ns, bars=self._bars[symbol],
+            key=key, symbol=symbol, cut_ns=cut_ns, bars=self._bars.ipc[symbol],
             config=msgspec.to_builtins(config), champion=champion, current=current.as_dict()))
 
     async def _get(self, key: str, request: Callable[[], _TuneRequest]) -> RetuneOutcome:

@@ -106,7 +106,7 @@ async def run_backtest(
     cache = RetrainCache(config, bars, trials=n_trials, jobs=jobs, share=share,
                          cache_dir=cache_dir or (
                              Path(config.data_dir).expanduser() / "backtests" / "cache"))
-    retunes = RetuneCache(config, bars, jobs=jobs, cache_dir=cache.store.directory,
+    retunes = RetuneCache(config, cache.bars, jobs=jobs, cache_dir=cache.store.directory,
                           store=cache.store) if any(
         p.risk_retune == "with_retrain" for p in policies) else None
     try:

@@ -133,6 +133,29 @@ def bars_ipc(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+class SymbolBars:
+    """Each symbol's bars as the stages need them: Arrow IPC bytes for a stage's request, and
+    one contiguous array for content keys. Built once per backtest and shared by the model
+    retrains and the risk re-tunes."""
+
+    def __init__(self, bars: dict[str, pl.DataFrame]) -> None:
+        self.ipc = {s: bars_ipc(f) for s, f in bars.items()}
+        # rows as one contiguous array per symbol: a key hashes the rows it may see (ts <= cut)
+        # and nothing after, so changing later bars never changes an earlier key
+        self.rows = {s: (f["ts"].to_numpy().astype(np.int64), np.ascontiguousarray(
+            f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
+            .to_numpy())) for s, f in bars.items()}
+
+    def ts(self, symbol: str) -> np.ndarray:
+        return self.rows[symbol][0]
+
+    def seen(self, symbol: str, end: int, *, before: bool = False) -> str:
+        """Digest of the symbol's rows up to ``end`` (``ts <= end``, or ``< end``)."""
+        ts, rows = self.rows[symbol]
+        stop = int(np.searchsorted(ts, end, side="left" if before else "right"))
+        return hashlib.sha256(rows[:stop].tobytes()).hexdigest()
+
+
 # ----------------------------------------------------------------------- the stages (workers)
 
 _PLUGINS: dict[str, Any] = {}
@@ -303,12 +326,8 @@ class RetrainCache:
                  cache_dir: str | os.PathLike[str], jobs: int = 1, share: bool = True) -> None:
         self._config = config
         self._config_tree = msgspec.to_builtins(config)
-        self._bars = {s: bars_ipc(f) for s, f in bars.items()}
-        # rows as one contiguous array per symbol: a retrain's key hashes the rows it may see
-        # (ts <= cut) and nothing after, so changing later bars never changes an earlier key
-        self._rows = {s: (f["ts"].to_numpy().astype(np.int64), np.ascontiguousarray(
-            f.select("ts", "open", "high", "low", "close", "volume").cast(pl.Float64)
-            .to_numpy())) for s, f in bars.items()}
+        self.bars = SymbolBars(bars)
+        """The bars as requests and keys use them (shared with the risk re-tunes)."""
         self._trials = trials
         self.store = StageStore(cache_dir, jobs=jobs)
         """The stage results (shared with the risk re-tunes: one pool, one limit)."""
@@ -331,16 +350,14 @@ class RetrainCache:
     def _seen(self, symbol: str, end: int, *, before: bool = False) -> str:
         """Digest of the symbol's rows up to ``end`` (``ts <= end``, or ``< end``): a key hashes
         the rows it may see and nothing after, so changing later bars never changes it."""
-        ts, rows = self._rows[symbol]
-        stop = int(np.searchsorted(ts, end, side="left" if before else "right"))
-        return hashlib.sha256(rows[:stop].tobytes()).hexdigest()
+        return self.bars.seen(symbol, end, before=before)
 
     def boundary(self, symbol: str, cut_ns: int) -> int:
         """With a grid: the boundary the evidence of a retrain at ``cut_ns`` ends at (0 without
         a grid)."""
         if self._grid is None:
             return 0
-        ts, _ = self._rows[symbol]
+        ts = self.bars.ts(symbol)
         stop = int(np.searchsorted(ts, cut_ns, side="right"))
         return grid_boundary(ts[max(0, stop - 65):stop], self._grid) if stop >= 2 else 0
 
@@ -382,7 +399,7 @@ class RetrainCache:
 
         def request(stage: str, key: str, **more: Any) -> Callable[[], _Request]:
             return lambda: _Request(stage=stage, key=key, symbol=symbol, cut_ns=cut_ns,
-                                    bars=self._bars[symbol], config=self._config_tree,
+                                    bars=self.bars.ipc[symbol], config=self._config_tree,
                                     trials=self._trials, boundary=boundary, **more)
 
         fitted = await self._get(cached(fkey), Fitted, request("fit", cached(fkey)))
@@ -431,5 +448,5 @@ class RetrainCache:
         self.store.close()
 
 
-__all__ = ["Final", "Fitted", "Outcome", "Recipe", "RetrainCache", "bars_ipc", "digest",
+__all__ = ["Final", "Fitted", "Outcome", "Recipe", "RetrainCache", "SymbolBars", "bars_ipc", "digest",
            "run_stage"]
