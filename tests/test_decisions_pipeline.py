@@ -111,3 +111,22 @@ async def test_ledger_counts_trials_across_two_retrains(tmp_path: Path,
     assert 1.0 <= counts[1]["gate/n_trials_effective"] <= 6.0
     trials = [e for e in entries if e.source == "trial"]
     assert all(e.days and len(e.days) == len(e.returns) for e in trials)
+
+
+def test_the_challenger_is_validated_on_its_best_trials_own_folds(tmp_path: Path) -> None:
+    """The pipeline scores the best trial's fold predictions instead of refitting every fold:
+    the figures are those of the refits (one thread: the very same trees)."""
+    cfg = _config(tmp_path)
+    ds = _dataset(cfg, planted_bars(3, "hourly", 0.65, n=900))
+    cand = _fit(cfg, ds)
+    assert cand.tuned.best_probas is not None
+    plugins = open_plugins(cfg)
+    trainer, validator = plugins.trainer("lgbm"), plugins.component("validator", "purged_cv")
+
+    def refit(X: np.ndarray, y: np.ndarray):  # noqa: ANN202
+        return trainer.fit(X, y, cand.tuned.params, cand.names, seed=cfg.pipeline.seed,
+                           threads=1)
+
+    refitted = validator.validate(cand.task, refit, ds.columns(cand.names))
+    assert cand.validation.fold_metrics == refitted.fold_metrics
+    np.testing.assert_array_equal(cand.validation.returns, refitted.returns)

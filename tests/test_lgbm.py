@@ -150,12 +150,14 @@ def _lockstep_reference(task: TrainTask, params: dict, patience: int) -> tuple[l
 
     from autoopt.builtins.lgbm_trainer import base_params
 
-    full = lgb.Dataset(task.X, label=task.y.astype(float), params=base_params(task.seed, 1),
-                       free_raw_data=False).construct()
+    binning = base_params(task.seed, 1)
     boosters = []
-    for tr, te in task.folds:
-        b = lgb.Booster(params=params, train_set=full.subset(np.sort(tr)).construct())
-        b.add_valid(full.subset(np.sort(te)).construct(), "valid")
+    for tr, te in task.folds:  # each fold binned on its own training rows
+        tr, te = np.sort(tr), np.sort(te)
+        train = lgb.Dataset(task.X[tr], label=task.y[tr].astype(float), params=binning)
+        b = lgb.Booster(params=params, train_set=train.construct())
+        b.add_valid(lgb.Dataset(task.X[te], label=task.y[te].astype(float), params=binning,
+                                reference=train).construct(), "valid")
         boosters.append(b)
     curve, best, best_it = [], np.inf, 0
     for it in range(1, 400):
@@ -234,3 +236,44 @@ def test_the_halving_pruners_reduction_factor_is_the_trainers() -> None:
     assert LightGBMTrainer(reduction_factor=4).pruner_steps()["reduction_factor"] == 4
     with pytest.raises(ConfigError, match="reduction_factor must be >= 2"):
         make_pruner("successive_halving", enabled=True, report_every=10, reduction_factor=1)
+
+
+def test_the_best_trials_fold_predictions_are_the_validations_refits() -> None:
+    """Each fold is binned on its own training rows, so the best trial's fold boosters at
+    their best iteration are the models the validator's refits grow: scoring the search's
+    predictions gives the very figures refitting does (what lets the pipeline skip the
+    refits)."""
+    from autoopt.builtins.lgbm_trainer import LGBMPredictor
+    from autoopt.pipeline.scoring import PurgedCVValidator
+
+    trainer = LightGBMTrainer()
+    task = _task(n_trials=4)
+    tuned = search.tune(trainer, task)
+    assert tuned.best_probas is not None and len(tuned.best_probas) == len(task.folds)
+
+    def refit(X: np.ndarray, y: np.ndarray) -> LGBMPredictor:
+        return trainer.fit(X, y, tuned.params, NAMES, seed=task.seed, threads=1)
+
+    validator = PurgedCVValidator()
+    refitted = validator.validate(task, refit)
+    scored = validator.score(task, tuned.best_probas)
+    assert scored.fold_metrics == refitted.fold_metrics
+    np.testing.assert_array_equal(scored.returns, refitted.returns)
+    assert scored.metrics == refitted.metrics
+    # the probabilities themselves, fold by fold
+    for proba, (train, test) in zip(tuned.best_probas, task.folds, strict=True):
+        np.testing.assert_array_equal(proba, refit(task.X[train], task.y[train])
+                                      .predict_proba(task.X[test]))
+
+
+def test_a_search_without_refit_equal_folds_keeps_no_predictions() -> None:
+    """The generic path (one ``fit`` per fold, e.g. a third-party trainer) does not claim its
+    fold fits are the refits: the validator then refits."""
+    class Plain(LightGBMTrainer):
+        fold_search = None  # type: ignore[assignment]
+
+        def final_params(self, params, user_attrs):  # noqa: ANN001, ANN202
+            return dict(params) | {"num_boost_round": 30}
+
+    tuned = search.tune(Plain(), _task(n_trials=2))
+    assert tuned.best_probas is None

@@ -1,7 +1,8 @@
 """The core's search (`autoopt.search`): SDK trainers describe a model family, the core runs the
 study. The LightGBM trainer through the core reproduces, trial for trial, the search it ran
-itself before the SDK (values recorded from that code, commit 2d3b3aa:
-tests/data/lgbm_tune_reference.json)."""
+itself before the SDK (tests/data/lgbm_tune_reference.json: recorded from that code at commit
+2d3b3aa; the losses recorded again when each fold came to be binned on its own training rows,
+with the same trial states, parameters and best trials)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -210,6 +211,8 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
             record_study_attrs(study, task.study_attrs)
     prune = task.pruning and task.pruner != "none"
     trial_returns: dict[int, np.ndarray] = {}
+    # the best refit-equal trial of this run so far: ((loss, number), its fold predictions)
+    best_refit: list[tuple[tuple[float, int], tuple[np.ndarray, ...]]] = []
     fast = trainer.fold_search(task) if getattr(trainer, "fold_search", None) else None
 
     def objective(trial: optuna.Trial) -> float:
@@ -220,6 +223,9 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
         if fast is not None:
             fit: FoldsFit = fast.run(params, _trial_report(trial) if prune else None)
             loss, probas, attrs = fit.loss, list(fit.probas), dict(fit.user_attrs)
+            if fit.refit_equal and math.isfinite(loss) and (
+                    not best_refit or (loss, trial.number) < best_refit[0][0]):
+                best_refit[:] = [((float(loss), trial.number), tuple(fit.probas))]
         else:
             loss, probas = _fit_folds(trainer, task, params, trial if prune else None)
             attrs = {}
@@ -250,6 +256,8 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
         if fast is not None:
             fast.close()
     result = result_of(trainer, study, task.symbol, trial_returns)
+    if best_refit and best_refit[0][0][1] == result.best_trial:
+        result = replace(result, best_probas=best_refit[0][1])
     if task.on_trial is not None and not join:
         # the trials workers ran during this search (`autoopt worker`), so the retrain's record
         # (TrialCompleted events, progress) holds every trial of its budget; resumed ones

@@ -150,17 +150,21 @@ class FoldSets:
     """
 
     def __init__(self, task: TrainTask, threads: int, workers: int | None = None) -> None:
-        full = lgb.Dataset(
-            np.asarray(task.X, dtype=np.float64),
-            label=np.asarray(task.y, dtype=np.float64),
-            feature_name=list(task.feature_names),
-            params=base_params(task.seed, threads),
-            free_raw_data=False,
-        ).construct()
-        self.pairs = [
-            (full.subset(np.sort(tr)).construct(), full.subset(np.sort(te)).construct())
-            for tr, te in task.folds
-        ]
+        # Each fold is binned on its own training rows (the test rows take its bin edges), as
+        # `LightGBMTrainer.fit` bins them: no test row shapes a bin edge, and a fold's booster
+        # at the best iteration is the very model `fit` would grow on those rows, so the
+        # validator can score the best trial's predictions instead of refitting (`refit_equal`).
+        X = np.asarray(task.X, dtype=np.float64)
+        y = np.asarray(task.y, dtype=np.float64)
+        params = base_params(task.seed, threads)
+        names = list(task.feature_names)
+        self.pairs = []
+        for tr, te in task.folds:
+            tr, te = np.sort(tr), np.sort(te)
+            train = lgb.Dataset(X[tr], label=y[tr], feature_name=names, params=params).construct()
+            valid = lgb.Dataset(X[te], label=y[te], feature_name=names, params=params,
+                                reference=train).construct()
+            self.pairs.append((train, valid))
         workers = max(1, min(int(threads if workers is None else workers), len(self.pairs)))
         self.groups = balance([len(tr) for tr, _ in task.folds], workers)
         self._pool: Any = None
@@ -266,7 +270,7 @@ class _LockstepSearch:
             patience=patience, report=report, report_every=t.report_every)
         return FoldsFit(loss=curve[best_iteration - 1],
                         probas=self.folds.probas(self.task, boosters, best_iteration),
-                        user_attrs={"best_iteration": best_iteration})
+                        user_attrs={"best_iteration": best_iteration}, refit_equal=True)
 
     def close(self) -> None:
         self.folds.close()

@@ -137,7 +137,12 @@ def fit_candidate(
         return trainer.fit(X, y, tuned.params, names, seed=seed, threads=threads)
 
     vtask = scheme_task(config, full, ds)
-    validation = validator.validate(vtask, fit, ds.columns(names))
+    score = getattr(validator, "score", None)
+    if tuned.best_probas is not None and score is not None and _same_folds(vtask, tune_task):
+        # the best trial's fold models are the validation's refits: score their predictions
+        validation = score(vtask, tuned.best_probas)
+    else:
+        validation = validator.validate(vtask, fit, ds.columns(names))
     paths: list[float] = []
     if vtask is not full:
         validation, paths = cpcv_paths(config, vtask, validation)
@@ -152,6 +157,14 @@ def fit_candidate(
         ledger=ledger_rows(model, study, tuned, oos_times(ds, full), p.feature_selection))
     return Candidate(selection, tuned, names, study, validation, vtask,
                      (whole if final is None else final).select(names), evidence)
+
+
+def _same_folds(a: TrainTask, b: TrainTask) -> bool:
+    """Whether two tasks cut the same folds from the same rows, test rows ascending (the order
+    the search's fold predictions come in)."""
+    return len(a.folds) == len(b.folds) and a.X.shape[0] == b.X.shape[0] and all(
+        np.array_equal(ta, tb) and np.array_equal(ea, eb) and bool(np.all(np.diff(ea) > 0))
+        for (ta, ea), (tb, eb) in zip(a.folds, b.folds, strict=True))
 
 
 def score_recipe(

@@ -86,13 +86,21 @@ class PurgedCVValidator:
         self, task: TrainTask, fit: FitFn, columns: Sequence[int] | None = None
     ) -> ValidationResult:
         X = task.X if columns is None else task.X[:, list(columns)]
-        folds: list[dict[str, float]] = []
-        returns: list[np.ndarray] = []
-        positions: list[np.ndarray] = []
+        probas = []
         for train, test in task.folds:
             model = fit(X[train], np.asarray(task.y)[train])
             # a sequence model's first test rows get the rows before the block as context
-            proba = predict_rows(model.predict_proba, lookback_of(model), X, test)
+            probas.append(predict_rows(model.predict_proba, lookback_of(model), X, test))
+        return self.score(task, probas)
+
+    def score(self, task: TrainTask, probas: Sequence[np.ndarray]) -> ValidationResult:
+        """Score given predictions (P(up) on each fold's test rows, in the task's row order):
+        `validate` after its fits, or the search's own fold predictions when they are the
+        refits (`autoopt.plugins.interfaces.FoldsFit.refit_equal`)."""
+        folds: list[dict[str, float]] = []
+        returns: list[np.ndarray] = []
+        positions: list[np.ndarray] = []
+        for proba, (_, test) in zip(probas, task.folds, strict=True):
             metrics, r = fold_metrics(task, proba, test)
             folds.append(metrics)
             returns.append(r)

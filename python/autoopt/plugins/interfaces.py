@@ -191,6 +191,9 @@ class TuneResult:
     """Trial number -> that completed trial's out-of-sample per-period net returns on the
     task's folds, concatenated (for PBO and the trial ledger); trials resumed from storage and
     trainers that do not record them have none."""
+    best_probas: tuple[np.ndarray, ...] | None = None
+    """The best trial's P(y = 1) on each fold's test rows (rows ascending) when this search ran
+    it and its folds' fits are the validation's refits (`FoldsFit.refit_equal`); else None."""
 
     @property
     def n_trials(self) -> int:
@@ -294,6 +297,11 @@ class FoldsFit:
     """P(y = 1) on each fold's test rows, in fold order, rows ascending."""
     user_attrs: dict[str, Any] = field(default_factory=dict)
     """Extra per-trial numbers to record (e.g. LightGBM's ``best_iteration``)."""
+    refit_equal: bool = False
+    """True when ``probas`` are what ``fit`` with the trial's final recipe (``final_params``)
+    would predict after fitting each fold's training rows alone (same bins, same trees, up to
+    the order floating-point sums are added in): the best trial's folds then are the
+    validation's refits, and the validator scores them instead of fitting them again."""
 
 
 @runtime_checkable
@@ -441,7 +449,12 @@ class ValidationResult:
 
 @runtime_checkable
 class Validator(Protocol):
-    """Scores a model recipe out of sample on a task's folds."""
+    """Scores a model recipe out of sample on a task's folds.
+
+    Optional: ``score(task, probas) -> ValidationResult``, the same scoring of predictions
+    already made on each fold's test rows; with it the pipeline scores the best trial's own
+    fold predictions when they are the refits (`FoldsFit.refit_equal`) instead of fitting
+    every fold again."""
 
     name: str
 
