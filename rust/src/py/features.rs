@@ -6,7 +6,10 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{as_f64, new_f64};
+mod pool;
+
+use super::arrays::as_f64;
+use pool::output;
 use super::errors::{data_error, guard, value_error};
 use crate::kernels::fused::{check_period, parse_indicator, run_jobs, Job, MAX_PERIOD};
 use crate::kernels::ta::{Atr, Ema, Kernel, Macd, Roc, Rsi, Sma, Stddev, Zscore};
@@ -17,7 +20,7 @@ fn period(p: i64, name: &str, min: i64) -> PyResult<usize> {
 
 /// Runs one kernel into new numpy outputs with the GIL released.
 fn run_kernel<'py>(py: Python<'py>, mut k: Box<dyn Kernel + '_>, n: usize) -> PyResult<Vec<Bound<'py, PyArray1<f64>>>> {
-    let outs: Vec<Bound<'py, PyArray1<f64>>> = (0..k.n_outputs()).map(|_| new_f64(py, n)).collect();
+    let outs: Vec<Bound<'py, PyArray1<f64>>> = (0..k.n_outputs()).map(|_| output(py, n)).collect();
     let mut views: Vec<&mut [f64]> = Vec::with_capacity(outs.len());
     for o in &outs {
         // SAFETY: freshly created arrays, not yet visible to Python; every element is written
@@ -193,7 +196,7 @@ pub fn fused_features<'py>(
             let kernel = ind.kernel(x, get("high"), get("low"), get("close"));
             let mut outs = Vec::with_capacity(ind.n_outputs());
             for _ in 0..ind.n_outputs() {
-                let o = new_f64(py, n);
+                let o = output(py, n);
                 // SAFETY: a fresh contiguous array of n elements that stays alive (in `outputs`)
                 // until the pass ends; written in full before Python sees it.
                 outs.push(unsafe { std::slice::from_raw_parts_mut(o.data(), n) });
@@ -217,6 +220,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(zscore, m)?)?;
     m.add_function(wrap_pyfunction!(macd, m)?)?;
     m.add_function(wrap_pyfunction!(fused_features, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::release_output_buffers, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::output_buffers_kept, m)?)?;
     m.add("MAX_PERIOD", MAX_PERIOD)?;
     Ok(())
 }
