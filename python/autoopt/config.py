@@ -111,6 +111,11 @@ class PipelineConfig(_Section):
     pruning: bool = True
     seed: int = 42
     threads: PositiveInt = 2
+    parallel_symbols: PositiveInt = 2
+    """Symbols retrained side by side (each with ``threads`` fold workers): one symbol's
+    one-threaded steps (features, event appends, the sampler between trials, the gate) leave a
+    core idle that the other's boosting fills. Each symbol's decisions are the same whatever
+    this is; 1: one symbol after another."""
     optuna_storage: str | None = None
     """SQLAlchemy URL of Optuna's study storage; None: ``sqlite:///<data_dir>/optuna.db``."""
     pruner: Literal["median", "successive_halving", "hyperband"] = "successive_halving"

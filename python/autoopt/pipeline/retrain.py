@@ -523,9 +523,19 @@ async def run_retrain(
     bars = await load_bars(src, source, symbols, event_log, batch_rows=p.ingest_batch_rows,
                            clock=clock, policy=policy)
     order = list(symbols) if symbols else list(bars)
-    results: list[ModelResult] = []
     jobs_left = len(order) * len(models)
-    for symbol in order:
+    lanes = asyncio.Semaphore(max(1, int(p.parallel_symbols)))
+
+    def share_of_budget() -> float | None:
+        """A job's share of the time budget: what is left, over the jobs left per lane."""
+        if budget is None:
+            return None
+        rounds = math.ceil(max(jobs_left, 1) / max(1, int(p.parallel_symbols)))
+        return max(1.0, (budget - (time.perf_counter() - t_start)) / rounds)
+
+    async def one_symbol(symbol: str) -> list[ModelResult]:
+        nonlocal jobs_left
+        out: list[ModelResult] = []
         t0 = time.perf_counter()
         try:
             if symbol not in bars:
@@ -542,33 +552,30 @@ async def run_retrain(
         except Exception as exc:  # one symbol's bad data must not stop the others
             log.error("retrain %s: dataset or pending release failed: %s", symbol, exc)
             for model in models:
-                results.append(_failed(symbol, model, exc, t0))
+                out.append(_failed(symbol, model, exc, t0))
                 jobs_left -= 1
-            continue
+            return out
         for model in models:
             t0 = time.perf_counter()
             own = history.verdicts.get(
                 derived_event_id(run_id, f"{symbol}/{model}/model.verdict"))
             if model in resumed or own is not None:  # decided by an earlier attempt
-                results.append(resumed.get(model) or _decided(
+                out.append(resumed.get(model) or _decided(
                     own, model, history, registry, p.gate.metric,  # type: ignore[arg-type]
                     "already decided by an earlier attempt of this run"))
                 jobs_left -= 1
                 continue
-            share = None
-            if budget is not None:
-                share = max(1.0, (budget - (time.perf_counter() - t_start)) / max(jobs_left, 1))
             events = _Events(event_log, run_id, cause, clock, f"{symbol}/{model}")
             try:
                 trainer = trainers[model]
                 if isinstance(trainer, PluginError):
                     raise trainer
                 job = _Job(config, symbol, model, trainer, validator, ds, plugins, registry,
-                           events, run_id, storage, share, n_trials, clock, progress,
-                           evidence=gds)
+                           events, run_id, storage, share_of_budget(), n_trials, clock,
+                           progress, evidence=gds)
                 job.join = joinspec.base_spec(config, symbol=symbol, model=model,
                                               source=source, bars=bars[symbol][0])
-                results.append(await job.run())
+                out.append(await job.run())
             except Exception as exc:  # one job's failure must not stop the nightly run
                 log.error("retrain %s/%s failed: %s\n%s", symbol, model, exc,
                           traceback.format_exc())
@@ -577,8 +584,16 @@ async def run_retrain(
                     trainer=model, succeeded=False, error=f"{type(exc).__name__}: {exc}",
                     duration_s=time.perf_counter() - t0,
                 )
-                results.append(_failed(symbol, model, exc, t0))
+                out.append(_failed(symbol, model, exc, t0))
             jobs_left -= 1
+        return out
+
+    async def in_lane(symbol: str) -> list[ModelResult]:
+        async with lanes:
+            return await one_symbol(symbol)
+
+    # symbols side by side (`pipeline.parallel_symbols`); results in the symbols' order
+    results = [r for rs in await asyncio.gather(*(in_lane(s) for s in order)) for r in rs]
     return RetrainSummary(
         run_id=run_id, started_at=iso(started), finished_at=iso(clock.now_ns()), source=source,
         results=results, global_best=global_best(results),
