@@ -398,8 +398,12 @@ pub fn buckets_v2_ascii<'a>(
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") {
             // SAFETY: the CPU supports these (checked just above)
+            return unsafe { buckets_v2_ascii_avx512_16(tables, seed_state, out, key, prefetch) };
+        }
+        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+            // SAFETY: as above
             return unsafe { buckets_v2_ascii_avx512(tables, seed_state, out, key, prefetch) };
         }
         if has!("avx2") {
@@ -757,6 +761,160 @@ ascii_kernel!(
     fnv_columns2_512
 );
 
+/// `buckets_v2_ascii` for blocks of `STATE_BLOCK` keys of at most sixteen bytes each, sixteen
+/// keys per AVX-512 register; any other block is handed to `buckets_v2_ascii_avx512` (same
+/// bits either way).
+///
+/// Why: with sixteen 32-bit lanes an FNV-1a step costs one multiplication for sixteen keys,
+/// so hashing every byte of every key (masked per lane past its length) is cheaper than the
+/// bookkeeping that finds and reuses the prefix a group of keys shares, and it has no serial
+/// chain from one group's key reads to the next group's hashing: on an AMD EPYC (Zen 4) host,
+/// 1M keys `user-%08d` in cache took 5.1 ns per key with that kernel and ~3.4 with this one.
+/// Per group of sixteen: each key's length and its sixteen bytes (one masked load, nothing
+/// past its end is read), the bytes transposed so that lane k holds key k (4x4 transposes of
+/// 32-bit words in each 128-bit lane), then one masked multiply per byte position.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,fma")]
+unsafe fn buckets_v2_ascii_avx512_16<'a>(
+    tables: &V2Tables,
+    seed_state: u32,
+    out: &mut [f64],
+    key: impl Fn(usize) -> Option<&'a [u8]>,
+    prefetch: impl Fn(usize),
+) -> Vec<usize> {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let seed = _mm512_set1_epi32(seed_state as i32);
+    let prime = _mm512_set1_epi32(FNV_PRIME as i32);
+    let low_byte = _mm512_set1_epi32(0xFF);
+    let sel1 = _mm512_broadcast_i32x4(_mm_setr_epi32(SEL[1][0], SEL[1][1], SEL[1][2], SEL[1][3]));
+    let sel2 = _mm512_broadcast_i32x4(_mm_setr_epi32(SEL[2][0], SEL[2][1], SEL[2][2], SEL[2][3]));
+    let mut block = [0u32; STATE_BLOCK];
+    let mut staged = [0.0f64; STATE_BLOCK];
+    // a large output goes straight to memory (`stream_store`); a small one stays in cache for
+    // the caller
+    let stream = n >= STREAM_MIN;
+    let mut left = Vec::new();
+    for i in 0..n.min(PREFETCH_AHEAD) {
+        prefetch(i);
+    }
+    for (c, ob) in out.chunks_mut(STATE_BLOCK).enumerate() {
+        let base = c * STATE_BLOCK;
+        let mut fast = ob.len() == STATE_BLOCK;
+        let mut q = 0;
+        while fast && q < STATE_BLOCK / 16 {
+            let i = base + 16 * q;
+            for k in i + PREFETCH_AHEAD..(i + PREFETCH_AHEAD + 16).min(n) {
+                prefetch(k);
+            }
+            // key k goes to 128-bit lane k / 4 of z[k % 4] as it is read, and its length to
+            // byte k of `lens`: all in registers (storing sixteen reads and loading them back as
+            // wider vectors stalls on store forwarding)
+            let mut z = [_mm512_setzero_si512(); 4];
+            let (mut lens_lo, mut lens_hi, mut maxlen) = (0u64, 0u64, 0usize);
+            macro_rules! read {
+                ($k:literal) => {
+                    match key(i + $k) {
+                        Some(b) if b.len() <= 16 => {
+                            let v = short16_masked(b);
+                            z[$k % 4] = _mm512_inserti32x4::<{ $k / 4 }>(z[$k % 4], v);
+                            if $k < 8 {
+                                lens_lo |= (b.len() as u64) << (8 * ($k % 8));
+                            } else {
+                                lens_hi |= (b.len() as u64) << (8 * ($k % 8));
+                            }
+                            maxlen = maxlen.max(b.len());
+                        }
+                        _ => fast = false,
+                    }
+                };
+            }
+            read!(0); read!(1); read!(2); read!(3); read!(4); read!(5); read!(6); read!(7);
+            read!(8); read!(9); read!(10); read!(11); read!(12); read!(13); read!(14); read!(15);
+            if !fast {
+                break;
+            }
+            let lenv = _mm512_cvtepu8_epi32(_mm_set_epi64x(lens_hi as i64, lens_lo as i64));
+            // z[j]: keys j, j + 4, j + 8, j + 12 in its four 128-bit lanes; after the 4x4
+            // transposes d[t] 32-bit lane 4 L + j holds bytes 4 t .. 4 t + 4 of key 4 L + j
+            let [z0, z1, z2, z3] = z;
+            let t0 = _mm512_unpacklo_epi32(z0, z1);
+            let t1 = _mm512_unpacklo_epi32(z2, z3);
+            let t2 = _mm512_unpackhi_epi32(z0, z1);
+            let t3 = _mm512_unpackhi_epi32(z2, z3);
+            let d = [
+                _mm512_unpacklo_epi64(t0, t1),
+                _mm512_unpackhi_epi64(t0, t1),
+                _mm512_unpacklo_epi64(t2, t3),
+                _mm512_unpackhi_epi64(t2, t3),
+            ];
+            let mut h = seed;
+            'bytes: for (t, &w) in d.iter().enumerate() {
+                for b in 0..4 {
+                    let j = 4 * t + b;
+                    if j >= maxlen {
+                        break 'bytes;
+                    }
+                    let byte = match b {
+                        0 => _mm512_and_si512(w, low_byte),
+                        1 => _mm512_shuffle_epi8(w, sel1),
+                        2 => _mm512_shuffle_epi8(w, sel2),
+                        _ => _mm512_srli_epi32::<24>(w),
+                    };
+                    // the lanes whose key has a byte j
+                    let live = _mm512_cmpgt_epu32_mask(lenv, _mm512_set1_epi32(j as i32));
+                    h = _mm512_mask_mullo_epi32(h, live, _mm512_xor_si512(h, byte), prime);
+                }
+            }
+            _mm512_storeu_si512(block.as_mut_ptr().add(16 * q) as *mut _, h);
+            q += 1;
+        }
+        if fast && stream {
+            tables.buckets(&block, &mut staged);
+            stream_store(ob, &staged);
+        } else if fast {
+            tables.buckets(&block, ob);
+        } else {
+            // a key that is missing, non-ASCII or longer than sixteen bytes: this block the
+            // general way
+            let rest = buckets_v2_ascii_avx512(tables, seed_state, ob, |j| key(base + j), |j| {
+                if base + j + PREFETCH_AHEAD < n {
+                    prefetch(base + j + PREFETCH_AHEAD)
+                }
+            });
+            left.extend(rest.into_iter().map(|j| base + j));
+        }
+    }
+    _mm_sfence();
+    left
+}
+
+/// Outputs of at least this many keys (4 MB; their key objects alone are 32 MB or more, so
+/// the output would not stay in cache anyway) are written with non-temporal stores (1M keys
+/// `user-%08d` on an AMD EPYC host, one thread: 5.40 -> 5.00 ns per key, same run).
+#[cfg(target_arch = "x86_64")]
+const STREAM_MIN: usize = 1 << 19;
+
+/// `dst.copy_from_slice(src)` with non-temporal stores for the whole 64-byte lines of `dst`
+/// (the output is written once and not read back here: no read for ownership of its lines);
+/// ordinary stores for a partial line at either end. The caller issues `_mm_sfence` after
+/// its last call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn stream_store(dst: &mut [f64], src: &[f64]) {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(src.len());
+    let head = ((dst.as_ptr() as usize).wrapping_neg() % 64 / 8).min(n);
+    dst[..head].copy_from_slice(&src[..head]);
+    let mut i = head;
+    while i + 8 <= n {
+        _mm512_stream_pd(dst.as_mut_ptr().add(i), _mm512_loadu_pd(src.as_ptr().add(i)));
+        i += 8;
+    }
+    dst[i..n].copy_from_slice(&src[i..n]);
+}
+
 /// FNV-1a continued from `h` over bytes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -1087,6 +1245,10 @@ mod tests {
             if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
                 // SAFETY: as above
                 k.push(("avx512", |t, s, o, key| unsafe { buckets_v2_ascii_avx512(t, s, o, key, |_| ()) }));
+            }
+            if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") {
+                // SAFETY: as above
+                k.push(("avx512x16", |t, s, o, key| unsafe { buckets_v2_ascii_avx512_16(t, s, o, key, |_| ()) }));
             }
         }
         k
