@@ -111,11 +111,12 @@ class PipelineConfig(_Section):
     pruning: bool = True
     seed: int = 42
     threads: PositiveInt = 2
-    parallel_symbols: PositiveInt = 2
+    parallel_symbols: PositiveInt = 4
     """Symbols retrained side by side (each with ``threads`` fold workers): one symbol's
     one-threaded steps (features, event appends, the sampler between trials, the gate) leave a
-    core idle that the other's boosting fills. Each symbol's decisions are the same whatever
-    this is; 1: one symbol after another."""
+    core idle that another's boosting fills, and with fewer symbols at a time the last one
+    runs alone. Each symbol's decisions are the same whatever this is; memory grows with it
+    (each symbol's rows and fold datasets); 1: one symbol after another."""
     optuna_storage: str | None = None
     """SQLAlchemy URL of Optuna's study storage; None: ``sqlite:///<data_dir>/optuna.db``."""
     pruner: Literal["median", "successive_halving", "hyperband"] = "successive_halving"

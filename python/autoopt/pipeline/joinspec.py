@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 KEY = "join_spec"
 VERSION = 1
 PER_HOST = ("models", "trials", "time_budget_s", "threads", "optuna_storage",
-            "ingest_batch_rows", "history_days", "gate")
+            "ingest_batch_rows", "history_days", "gate", "parallel_symbols")
 """Pipeline settings a worker may set differently: they do not change what a trial scores."""
 
 
