@@ -398,7 +398,7 @@ pub fn buckets_v2_ascii<'a>(
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") {
+        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") && has!("bmi2") {
             // SAFETY: the CPU supports these (checked just above)
             return unsafe { buckets_v2_ascii_avx512_16(tables, seed_state, out, key, prefetch) };
         }
@@ -774,7 +774,7 @@ ascii_kernel!(
 /// past its end is read), the bytes transposed so that lane k holds key k (4x4 transposes of
 /// 32-bit words in each 128-bit lane), then one masked multiply per byte position.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,fma")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,fma,bmi2")]
 unsafe fn buckets_v2_ascii_avx512_16<'a>(
     tables: &V2Tables,
     seed_state: u32,
@@ -804,8 +804,14 @@ unsafe fn buckets_v2_ascii_avx512_16<'a>(
         let mut q = 0;
         while fast && q < STATE_BLOCK / 16 {
             let i = base + 16 * q;
-            for k in i + PREFETCH_AHEAD..(i + PREFETCH_AHEAD + 16).min(n) {
-                prefetch(k);
+            if i + PREFETCH_AHEAD + 16 <= n {
+                for k in 0..16 {
+                    prefetch(i + PREFETCH_AHEAD + k);
+                }
+            } else {
+                for k in i + PREFETCH_AHEAD..n {
+                    prefetch(k);
+                }
             }
             // key k goes to 128-bit lane k / 4 of z[k % 4] as it is read, and its length to
             // byte k of `lens`: all in registers (storing sixteen reads and loading them back as
@@ -816,7 +822,8 @@ unsafe fn buckets_v2_ascii_avx512_16<'a>(
                 ($k:literal) => {
                     match key(i + $k) {
                         Some(b) if b.len() <= 16 => {
-                            let v = short16_masked(b);
+                            // (the bytes past the key's end are neither read nor set)
+                            let v = _mm_maskz_loadu_epi8(_bzhi_u32(0xFFFF, b.len() as u32) as __mmask16, b.as_ptr() as *const i8);
                             z[$k % 4] = _mm512_inserti32x4::<{ $k / 4 }>(z[$k % 4], v);
                             if $k < 8 {
                                 lens_lo |= (b.len() as u64) << (8 * ($k % 8));
@@ -1246,7 +1253,7 @@ mod tests {
                 // SAFETY: as above
                 k.push(("avx512", |t, s, o, key| unsafe { buckets_v2_ascii_avx512(t, s, o, key, |_| ()) }));
             }
-            if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") {
+            if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("fma") && has!("bmi2") {
                 // SAFETY: as above
                 k.push(("avx512x16", |t, s, o, key| unsafe { buckets_v2_ascii_avx512_16(t, s, o, key, |_| ()) }));
             }

@@ -215,13 +215,16 @@ fn list_buckets(list: &Bound<'_, PyList>, reader: KeyReader, seed_state: u32, ds
         // reader, so the per-key read has no branch on which reader it is
         let prefetch = |i: usize| prefetch_key(unsafe { *items.get_unchecked(i) });
         match reader {
-            KeyReader::InPlace(layout) => h::buckets_v2_ascii(
-                &tables,
-                seed_state,
-                out,
-                |i| unsafe { layout.ascii(*items.get_unchecked(i) as *mut pyo3::ffi::PyObject) },
-                prefetch,
-            ),
+            KeyReader::InPlace(layout) => {
+                let r = layout.reader();
+                h::buckets_v2_ascii(
+                    &tables,
+                    seed_state,
+                    out,
+                    move |i| unsafe { r.ascii(*items.get_unchecked(i) as *mut pyo3::ffi::PyObject) },
+                    prefetch,
+                )
+            }
             KeyReader::CApi => h::buckets_v2_ascii(&tables, seed_state, out, |i| unsafe { KeyReader::CApi.ascii(items[i]) }, prefetch),
         }
     };

@@ -66,7 +66,8 @@ impl Layout {
             // SAFETY: as above
             let read = unsafe { self.ascii(*item) };
             let want = text.is_ascii().then_some(text.as_bytes());
-            if read != want {
+            // SAFETY: as above
+            if read != want || unsafe { self.reader().ascii(*item) } != want {
                 return false;
             }
         }
@@ -90,6 +91,41 @@ impl Layout {
         }
         let len = (base.add(LENGTH_OFFSET) as *const isize).read();
         Some(std::slice::from_raw_parts(base.add(self.ascii_text_offset), len as usize))
+    }
+}
+
+/// `Layout::ascii` with the str type's address and the text offset in registers: the hot loop
+/// of `buckets` reads a million keys through it (the type's address would otherwise be loaded
+/// from the GOT, and the offset through a reference, for every key).
+#[derive(Clone, Copy, Debug)]
+pub struct AsciiReader {
+    str_type: usize,
+    text_offset: usize,
+}
+
+impl Layout {
+    pub fn reader(&self) -> AsciiReader {
+        AsciiReader { str_type: std::ptr::addr_of_mut!(ffi::PyUnicode_Type) as usize, text_offset: self.ascii_text_offset }
+    }
+}
+
+impl AsciiReader {
+    /// `Layout::ascii`, the same checks and the same text.
+    ///
+    /// # Safety
+    /// As `Layout::ascii`.
+    #[inline(always)]
+    pub unsafe fn ascii<'a>(&self, obj: *mut ffi::PyObject) -> Option<&'a [u8]> {
+        if ffi::Py_TYPE(obj) as usize != self.str_type {
+            return None;
+        }
+        let base = obj as *const u8;
+        let state = (base.add(STATE_OFFSET) as *const u32).read();
+        let len = (base.add(LENGTH_OFFSET) as *const isize).read();
+        if state & (COMPACT_BIT | ASCII_BIT) != COMPACT_BIT | ASCII_BIT {
+            return None;
+        }
+        Some(std::slice::from_raw_parts(base.add(self.text_offset), len as usize))
     }
 }
 
