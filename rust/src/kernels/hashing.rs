@@ -1322,6 +1322,28 @@ mod tests {
     }
 
     #[test]
+    fn large_outputs_streamed_equal_one_by_one() {
+        // past STREAM_MIN (non-temporal output stores), blocks of short keys (the sixteen-key
+        // path) between blocks it hands back (a missing key, a long one), and a short tail
+        let n = (1 << 19) + 1_000 + 37;
+        let words: Vec<String> = (0..n)
+            .map(|i| if i % 70_001 == 5 { format!("a-key-longer-than-sixteen-{i}") } else { format!("user-{i:0w$}", w = 1 + i % 11) })
+            .collect();
+        let words: &'static [String] = Box::leak(words.into_boxed_slice());
+        let seed_state = fnv1a_utf16(FNV_OFFSET, "s");
+        let t = V2Tables::get();
+        let none = |i: usize| i % 90_001 == 3;
+        for (name, kernel) in ascii_kernels() {
+            let mut out = vec![-1.0; n];
+            let left = kernel(&t, seed_state, &mut out, &|i| (!none(i)).then(|| words[i].as_bytes()));
+            assert_eq!(left, (0..n).filter(|&i| none(i)).collect::<Vec<_>>(), "{name}");
+            for i in (0..n).filter(|&i| !none(i)) {
+                assert_eq!(out[i], bucket_v2_from_state(fnv1a_utf16(seed_state, &words[i])), "{name} key {i}");
+            }
+        }
+    }
+
+    #[test]
     fn every_state_kernel_equals_one_by_one() {
         // the stage-two kernels one by one (dispatch runs the widest first)
         let t = V2Tables::get();
