@@ -9,11 +9,13 @@ from a fast C hash called in a Python loop. Both take the same Python list of st
 fixed-width unicode input (no str objects) is measured too. The peer runs on one thread (a
 Python loop holds the GIL).
 
-Ours reads each key's text in place from its str object and hashes eight keys per SIMD step
-(the bytes a group of keys shares once), then GrowthBook's second pass over the first hash's
-decimal digits eight or sixteen keys per step (`rust/src/kernels/hashing.rs`). At 1M keys the
-one-thread time is bounded by reading the keys (a 64-byte object each: 64 MB), not by the
-arithmetic; see the notes under the per-core table in benches/RESULTS.md.
+Ours reads each key's text in place from its str object; with AVX-512, blocks of keys of at
+most sixteen bytes are hashed sixteen keys per register (every byte, masked per lane), other
+blocks eight keys per SIMD step (the bytes a group of keys shares once); then GrowthBook's
+second pass over the first hash's decimal digits eight or sixteen keys per step, an output of
+4 MB or more written with non-temporal stores (`rust/src/kernels/hashing.rs`). At 1M keys the
+one-thread time is about two thirds arithmetic and one third waiting for the keys (a 64-byte
+object each: 64 MB); see the notes under the per-core table in benches/RESULTS.md.
 """
 
 from __future__ import annotations
