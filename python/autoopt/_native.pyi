@@ -35,6 +35,8 @@ __all__ = [
     "zscore",
     "macd",
     "fused_features",
+    "release_output_buffers",
+    "output_buffers_kept",
     "MAX_PERIOD",
     "RouteChunk",
     "RouteTable",
@@ -215,6 +217,8 @@ def macd(
 def fused_features(
     columns: dict[str, Any], specs: list[tuple[str, list[int], str]], threads: int = 0
 ) -> list[_F64Array]: ...
+def release_output_buffers() -> int: ...
+def output_buffers_kept() -> tuple[int, int]: ...
 
 # --- thread limit (AUTOOPT_THREADS) -------------------------------------------------------------
 

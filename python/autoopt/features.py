@@ -12,6 +12,12 @@ namespace ``pl.col("close").autoopt.ema(12)`` (see `autoopt._features_polars`).
 
 Inputs are 1-D numeric arrays, sequences or polars Series; contiguous float64 data is read
 without copying, integers are converted, anything else raises TypeError.
+
+Outputs of 1 MiB or more (131,072 rows) are written into the memory of earlier outputs that
+nothing refers to any more, when there is one of the same size (kept up to 1 GiB for up to a
+minute): the kernel's zeroing of fresh pages cost more than the indicators themselves on 10M
+bars. ``AUTOOPT_OUTPUT_POOL_MB=0`` switches this off; `release_output_buffers()` frees what is
+kept now.
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ from numpy.typing import ArrayLike
 
 from autoopt import _features_polars as _features_polars  # registers the `autoopt` namespace
 from autoopt import _native
-from autoopt._native import atr, ema, macd, returns, roc, rsi, sma, stddev, zscore
+from autoopt._native import (
+    atr,
+    ema,
+    macd,
+    release_output_buffers,
+    returns,
+    roc,
+    rsi,
+    sma,
+    stddev,
+    zscore,
+)
 
 #: indicator kind -> (parameter names, TA-Lib default parameters)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
@@ -142,6 +159,7 @@ __all__ = [
     "macd",
     "ohlcv_features",
     "parse_spec",
+    "release_output_buffers",
     "returns",
     "roc",
     "rsi",
