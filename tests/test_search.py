@@ -46,9 +46,9 @@ def test_lightgbm_through_the_core_reproduces_its_own_search(case: str) -> None:
     ref = json.loads(REFERENCE.read_text())[case]
     task = dict(ref["task"])
     seen: list[TrialRecord] = []
-    # the settings the reference was recorded with, pinned: fixed patience, reduction factor 3,
-    # sampled startup trials (the defaults since changed: bench_retrain.py)
-    old = {"early_stopping_scale": None, "reduction_factor": 3, "startup": False} | ref["trainer"]
+    # the settings the reference was recorded with, pinned: fixed patience, reduction factor 3
+    # (the defaults since changed: bench_retrain.py)
+    old = {"early_stopping_scale": None, "reduction_factor": 3} | ref["trainer"]
     result = search.tune(LightGBMTrainer(**old),
                          _task(task.pop("n"), on_trial=seen.append, **task))
     got = [{"number": t.number, "state": t.state, "params": t.params, "value": t.value,

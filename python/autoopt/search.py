@@ -207,9 +207,6 @@ def tune(trainer: Any, task: TrainTask, *, join: bool = False, grace_s: float = 
             defaults = getattr(trainer, "default_params", None)
             if defaults is not None:
                 study.enqueue_trial(dict(defaults(ctx.n_train_min)))
-            startup = getattr(trainer, "startup_params", None)
-            for params in (startup(ctx.n_train_min) if startup is not None else ()):
-                study.enqueue_trial(dict(params))
         if task.study_attrs and task.storage is not None:
             record_study_attrs(study, task.study_attrs)
     prune = task.pruning and task.pruner != "none"

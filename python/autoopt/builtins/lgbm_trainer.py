@@ -324,27 +324,6 @@ def suggest(trial: optuna.Trial, n_train_min: int) -> dict[str, Any]:
     return params
 
 
-def _startup_trials(n_train_min: int) -> list[dict[str, Any]]:
-    """The trials after the default one while pruning waits for ``min_completed_trials``
-    completions (`LightGBMTrainer.startup_params`): small to large trees, light to heavy
-    regularisation, with and without bagging, at learning rates where a trial ends in tens of
-    rounds. Random draws here cost the most: one at a learning rate near 0.01 boosts ~300
-    rounds (as many as ten tuned trials), and once pruning is armed the first rung stops
-    such trials anyway."""
-    leaf_cap = int(max(10, min(500, n_train_min // 20)))
-    return [
-        {"num_leaves": 15, "learning_rate": 0.1, "max_depth": 4,
-         "min_data_in_leaf": min(200, leaf_cap), "feature_fraction": 0.7,
-         "bagging_fraction": 1.0, "bagging_freq": 0, "lambda_l1": 1e-8, "lambda_l2": 1.0},
-        {"num_leaves": 63, "learning_rate": 0.15, "max_depth": 8,
-         "min_data_in_leaf": min(400, leaf_cap), "feature_fraction": 0.8,
-         "bagging_fraction": 0.7, "bagging_freq": 2, "lambda_l1": 1e-3, "lambda_l2": 1e-8},
-        {"num_leaves": 31, "learning_rate": 0.2, "max_depth": 10,
-         "min_data_in_leaf": min(50, leaf_cap), "feature_fraction": 0.5,
-         "bagging_fraction": 1.0, "bagging_freq": 0, "lambda_l1": 1.0, "lambda_l2": 10.0},
-    ]
-
-
 def _default_trial(n_train_min: int) -> dict[str, Any]:
     leaf_cap = int(max(10, min(500, n_train_min // 20)))
     return {
@@ -410,13 +389,9 @@ class LightGBMTrainer:
         report_every: int = 10,
         early_stopping_scale: float | None = 1.0,
         reduction_factor: int = 3,
-        startup: bool = True,
     ) -> None:
         """``early_stopping_rounds``: the patience, or its cap with ``early_stopping_scale``
-        (`patience_for`); ``reduction_factor``: the successive-halving / hyperband pruner's;
-        ``startup``: enqueue the startup trials (`startup_params`) after the default one
-        (False: the sampler draws them)."""
-        self.startup = startup
+        (`patience_for`); ``reduction_factor``: the successive-halving / hyperband pruner's."""
         self.max_rounds = max_rounds
         self.early_stopping_rounds = early_stopping_rounds
         self.report_every = report_every
@@ -450,10 +425,6 @@ class LightGBMTrainer:
     def default_params(self, n_train: int) -> dict[str, Any]:
         """The enqueued first trial's parameters and 100 rounds: a sane untuned model."""
         return _default_trial(n_train) | {"num_boost_round": 100}
-
-    def startup_params(self, n_train: int) -> list[dict[str, Any]]:
-        """The trials enqueued after the default one (`_startup_trials`), when ``startup``."""
-        return _startup_trials(n_train) if self.startup else []
 
     def fit(
         self,

@@ -329,10 +329,6 @@ class ModelTrainer(Protocol):
 
     * ``default_params(n_train) -> dict``: a sane first trial (enqueued) and the untuned recipe
       feature selection fits with (default: the first trial's parameters are sampled);
-    * ``startup_params(n_train) -> list[dict]``: trials enqueued after the default one when a
-      study starts. Pruning waits until ``min_completed_trials`` trials completed (the gate
-      needs them), so the first trials always run to the end: chosen by the trainer they are
-      cheap and spread out, where random draws can be the costliest trials of the search;
     * ``importance(model, kind)``: per-feature importance, one number per feature in the
       fitted ``feature_names`` order (or a dict by name);
     * ``fit_errors``: exception types that fail one trial (recorded) instead of the search;
