@@ -93,7 +93,8 @@ def test_study_resumes_from_sqlite(tmp_path: Path) -> None:
 
 def test_pruning_stops_a_bad_trial_during_boosting(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    task = _task(storage=storage, study_name="prune", n_trials=5, pruning=True, pruner="median")
+    task = _task(storage=storage, study_name="prune", n_trials=5, pruning=True, pruner="median",
+                 min_completed_trials=2)
     trainer = LightGBMTrainer(report_every=5)
     study = search.open_search_study(trainer, task)
     good = {"num_leaves": 15, "learning_rate": 0.2, "max_depth": 4, "min_data_in_leaf": 20,
@@ -105,7 +106,8 @@ def test_pruning_stops_a_bad_trial_during_boosting(tmp_path: Path) -> None:
     study.enqueue_trial(good | {"learning_rate": 0.01})
     seen: list[TrialRecord] = []
     search.tune(trainer, TrainTask(**{**task.__dict__, "on_trial": seen.append}))
-    assert [r.state for r in seen] == ["COMPLETE"] * 4 + ["PRUNED"]
+    assert seen[-1].state == "PRUNED"  # the slow learner, at a report during boosting
+    assert sum(r.state == "COMPLETE" for r in seen) >= 2  # the reserve for the gate
     bad = optuna.load_study(study_name="prune", storage=storage).trials[4]
     assert max(bad.intermediate_values) < 1000  # it stopped long before the round limit
 

@@ -2,7 +2,9 @@
 study. The LightGBM trainer through the core reproduces, trial for trial, the search it ran
 itself before the SDK (tests/data/lgbm_tune_reference.json: recorded from that code at commit
 2d3b3aa; the losses recorded again when each fold came to be binned on its own training rows,
-with the same trial states, parameters and best trials)."""
+with the same trial states, parameters and best trials; the states again when the pruner came
+to act from the first trial and hold the gate's completed trials at the end of the budget, with
+the same best trials and losses)."""
 
 from __future__ import annotations
 

@@ -121,8 +121,9 @@ class PipelineConfig(_Section):
     """SQLAlchemy URL of Optuna's study storage; None: ``sqlite:///<data_dir>/optuna.db``."""
     pruner: Literal["median", "successive_halving", "hyperband"] = "successive_halving"
     min_completed_trials: NonNegInt = 4
-    """Trials that run to completion before the pruner may stop any, whatever the pruner: the
-    gate picks among completed trials, so pruning can never starve it."""
+    """At least this many trials run to completion, whatever the pruner: the gate picks among
+    completed trials, so pruning can never starve it. The pruner acts from the first trial and
+    spares a trial only when the rest of the budget would otherwise fall short of this."""
     feature_selection: bool = True
     """Keep only features with positive permutation importance under purged CV."""
     min_features: PositiveInt = 3

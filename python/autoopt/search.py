@@ -112,7 +112,8 @@ def pruner_for(trainer: Any, task: TrainTask) -> optuna.pruners.BasePruner:
         steps = {"warmup_steps": span, "interval_steps": 1, "min_resource": span,
                  "max_resource": span * len(task.folds)}
     return tuning.make_pruner(task.pruner, enabled=task.pruning,
-                              min_completed=task.min_completed_trials, **steps)
+                              min_completed=task.min_completed_trials, budget=task.n_trials,
+                              **steps)
 
 
 def max_steps(trainer: Any) -> int:
