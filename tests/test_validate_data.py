@@ -168,3 +168,50 @@ def test_policy_comes_from_config_and_a_bad_key_or_action_is_named() -> None:
         validation_policy({"unsorted": "warn"})  # unsorted bars cannot be kept as they are
     with pytest.raises(ConfigError, match="pipeline.data_policy.*gap_max"):
         validation_policy({"gap_max": 3})
+
+
+def _outlier_rows_one_by_one(close, prices, med, scale, p):  # noqa: ANN001, ANN202
+    """The rule as written first: one bar at a time, returns from the last good close."""
+    bad = np.zeros(close.size, dtype=bool)
+    worst = np.zeros(close.size)
+    ref = close[0]
+    for i in range(1, close.size):
+        lr = np.log(prices[i] / ref)
+        dev = np.abs(lr - med)
+        z = dev / scale if scale > 0 else np.where(dev > 0, np.inf, 0.0)
+        hit = (z > p.outlier_z) & (np.abs(lr) > p.outlier_min_return)
+        if hit.any():
+            bad[i] = True
+            worst[i] = float(lr[np.argmax(np.abs(lr) * hit)])
+        else:
+            ref = close[i]
+    return bad, worst
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_block_outlier_rule_flags_what_the_bar_by_bar_rule_flags(seed: int) -> None:
+    """Blocks of rows checked at once give the very bars and worst returns of the sequential
+    rule: spikes, runs of bad bars (the reference close stays put), a level shift, block edges."""
+    from autoopt.data.validate import _OUTLIER_BLOCK, outlier_rows
+
+    rng = np.random.default_rng(seed)
+    n = 3 * _OUTLIER_BLOCK + 17
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    spikes = rng.choice(np.arange(1, n), size=40, replace=False)
+    close[spikes] *= np.exp(rng.choice([-1, 1], 40) * rng.uniform(0.05, 0.3, 40))
+    run = int(rng.integers(100, n - 100))
+    close[run:run + 5] *= 1.4  # five bad bars in a row, then back
+    close[_OUTLIER_BLOCK - 1: _OUTLIER_BLOCK + 1] *= 0.6  # across a block edge
+    if seed % 2:
+        close[n // 2:] *= 1.5  # a level shift: every later bar stays far from the last good one
+    wick = np.abs(rng.normal(0, 1e-3, (2, n))) * close
+    prices = np.column_stack([close, close + wick[0], close - wick[1], close])
+    r = np.diff(np.log(close))
+    med = float(np.median(r))
+    scale = 1.4826 * float(np.median(np.abs(r - med)))
+    policy = ValidationPolicy()
+    got_bad, got_worst = outlier_rows(close, prices, med, scale, policy)
+    want_bad, want_worst = _outlier_rows_one_by_one(close, prices, med, scale, policy)
+    np.testing.assert_array_equal(got_bad, want_bad)
+    np.testing.assert_array_equal(got_worst, want_worst)
+    assert got_bad.sum() >= 15  # the rule had work to do

@@ -436,6 +436,56 @@ def _zero_volume_run(run: _Run) -> None:
         run.drop(bad)
 
 
+_OUTLIER_BLOCK = 8192
+"""Rows the outlier rule checks at once while no row of them is an outlier."""
+
+
+def _outlier_hits(prices: np.ndarray, refs: np.ndarray, med: float, scale: float,
+                  p: ValidationPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's log returns from its reference close (one row per bar, one column per price)
+    and which of them are outliers."""
+    lr = np.log(prices / refs[:, None])
+    dev = np.abs(lr - med)
+    z = dev / scale if scale > 0 else np.where(dev > 0, np.inf, 0.0)
+    return lr, (z > p.outlier_z) & (np.abs(lr) > p.outlier_min_return)
+
+
+def outlier_rows(close: np.ndarray, prices: np.ndarray, med: float, scale: float,
+                 p: ValidationPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """(bad, worst): the bars whose returns from the last good close are outliers, and each one's
+    worst log return. Sequential by definition (a bad bar keeps the reference close where it
+    was), but while no bar is bad every reference is the previous close: blocks of rows are
+    checked at once, and only the rows after a bad one go one at a time until a good one."""
+    n = close.size
+    bad = np.zeros(n, dtype=bool)
+    worst = np.zeros(n)
+    ref = close[0]
+    i = 1
+    while i < n:
+        end = min(n, i + _OUTLIER_BLOCK)
+        refs = np.empty(end - i)
+        refs[0] = ref
+        refs[1:] = close[i:end - 1]
+        lr, hit = _outlier_hits(prices[i:end], refs, med, scale, p)
+        rows = hit.any(axis=1)
+        if not rows.any():
+            ref, i = close[end - 1], end
+            continue
+        k = int(np.argmax(rows))
+        bad[i + k] = True
+        worst[i + k] = float(lr[k][np.argmax(np.abs(lr[k]) * hit[k])])
+        ref, i = refs[k], i + k + 1
+        while i < n:  # after a bad bar: the same reference until a good bar
+            lr1, hit1 = _outlier_hits(prices[i:i + 1], np.asarray([ref]), med, scale, p)
+            if not hit1.any():
+                ref, i = close[i], i + 1
+                break
+            bad[i] = True
+            worst[i] = float(lr1[0][np.argmax(np.abs(lr1[0]) * hit1[0])])
+            i += 1
+    return bad, worst
+
+
 def _outlier_return(run: _Run) -> None:
     p = run.policy
     if p.outlier_z == 0 or run.df.height < 3:
@@ -445,19 +495,7 @@ def _outlier_return(run: _Run) -> None:
     med = float(np.median(r))
     scale = 1.4826 * float(np.median(np.abs(r - med)))
     prices = np.column_stack([run.col(k) for k in PRICE_COLS])
-    bad = np.zeros(run.df.height, dtype=bool)
-    ref = close[0]
-    worst = np.zeros(run.df.height)
-    for i in range(1, run.df.height):  # sequential: returns from the last close that was good
-        lr = np.log(prices[i] / ref)
-        dev = np.abs(lr - med)
-        z = dev / scale if scale > 0 else np.where(dev > 0, np.inf, 0.0)
-        hit = (z > p.outlier_z) & (np.abs(lr) > p.outlier_min_return)
-        if hit.any():
-            bad[i] = True
-            worst[i] = float(lr[np.argmax(np.abs(lr) * hit)])
-        else:
-            ref = close[i]
+    bad, worst = outlier_rows(close, prices, med, scale, p)
     if not bad.any():
         return
     i = int(np.flatnonzero(bad)[0])
