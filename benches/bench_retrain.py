@@ -44,6 +44,13 @@ boosting 476, feature selection 74, validation 42, trial predictions 21, Optuna 
 12, holdout 12, features and labels 10. On 2 idle cores that is >= ~340 s: the 4-minute goal
 is not met; it is bound by boosting (70 %). 2 symbols x 90 days, interleaved in one process:
 99.5 -> 84.9 CPU-s, best CV log loss +0.014 % / +0.008 %, both released.
+
+Issue 20, third cut (quiet AMD EPYC 2-vCPU host, one run each, benches/RESULTS.md): the
+challenger validated on its best trial's own fold models (folds binned on their own training
+rows), the pruner acting from the first trial with the gate's completed trials held at the end
+of the budget, symbols side by side (``pipeline.parallel_symbols``) and the outlier rule
+vectorised: full workload 401.1 s wall / 677 CPU-s (45c3875) -> **221.0 s / 432 CPU-s**, best CV
+log loss within 0.006 % for every symbol, all released.
 """
 
 from __future__ import annotations
