@@ -45,11 +45,15 @@ class NatsNode:
     """One nats-server process on fixed ports and a fixed store dir, so it can be killed and
     started again as the same server (same name, URL, routes and data)."""
 
-    def __init__(self, root: Path, name: str, cluster: dict[str, Any] | None) -> None:
+    def __init__(self, root: Path, name: str, cluster: dict[str, Any] | None,
+                 ports: tuple[int, int] | None = None) -> None:
+        """``ports``: (client, monitoring); a cluster passes ports drawn with its route ports,
+        so that no node's port repeats another's (drawn apart, a port closed after one draw
+        could come back in the next: seen once as a client port equal to a route port)."""
         self.name = name
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.http_port = free_ports(2)
+        self.port, self.http_port = ports if ports is not None else free_ports(2)
         self.url = f"nats://127.0.0.1:{self.port}"
         self.conf = self.dir / "server.conf"
         self._cluster = cluster
@@ -103,7 +107,8 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 3, cluster_name: str = "autoopt-test") -> None:
         names = [f"n{i + 1}" for i in range(size)]
-        route_ports = free_ports(size) if size > 1 else []
+        ports = free_ports(3 * size)  # every node's client, monitoring and route port at once
+        route_ports = ports[2 * size:] if size > 1 else []
         self.nodes: dict[str, NatsNode] = {}
         for i, name in enumerate(names):
             cluster = None
@@ -115,7 +120,7 @@ class NatsCluster:
                         f"nats-route://127.0.0.1:{p}" for j, p in enumerate(route_ports) if j != i
                     ],
                 }
-            self.nodes[name] = NatsNode(root, name, cluster)
+            self.nodes[name] = NatsNode(root, name, cluster, (ports[2 * i], ports[2 * i + 1]))
 
     @property
     def urls(self) -> list[str]:
