@@ -93,6 +93,15 @@ def base_params(seed: int, threads: int) -> dict[str, Any]:
     }
 
 
+def training_set(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, seed: int,
+                 threads: int) -> lightgbm.Dataset:
+    """Training rows binned on themselves: the one binning `LightGBMTrainer.fit` and the
+    search's fold datasets (`FoldSets`) share, which is what makes a fold booster the model a
+    refit on the same rows grows (`FoldsFit.refit_equal`)."""
+    return lgb.Dataset(np.asarray(X, dtype=np.float64), label=np.asarray(y, dtype=np.float64),
+                       feature_name=list(feature_names), params=base_params(seed, threads))
+
+
 def balance(sizes: Sequence[int], workers: int) -> list[list[int]]:
     """Fold indices per worker so that the most loaded worker has the fewest training rows
     (a tree costs about its rows; walk-forward folds differ in size by up to ~3x). Every
@@ -156,15 +165,14 @@ class FoldSets:
         # validator can score the best trial's predictions instead of refitting (`refit_equal`).
         X = np.asarray(task.X, dtype=np.float64)
         y = np.asarray(task.y, dtype=np.float64)
-        params = base_params(task.seed, threads)
-        names = list(task.feature_names)
         self.pairs = []
         for tr, te in task.folds:
             tr, te = np.sort(tr), np.sort(te)
-            train = lgb.Dataset(X[tr], label=y[tr], feature_name=names, params=params).construct()
-            valid = lgb.Dataset(X[te], label=y[te], feature_name=names, params=params,
-                                reference=train).construct()
-            self.pairs.append((train, valid))
+            train = training_set(X[tr], y[tr], task.feature_names, seed=task.seed,
+                                 threads=threads).construct()
+            valid = lgb.Dataset(X[te], label=y[te], feature_name=list(task.feature_names),
+                                params=base_params(task.seed, threads), reference=train)
+            self.pairs.append((train, valid.construct()))
         workers = max(1, min(int(threads if workers is None else workers), len(self.pairs)))
         self.groups = balance([len(tr) for tr, _ in task.folds], workers)
         self._pool: Any = None
@@ -449,12 +457,7 @@ class LightGBMTrainer:
         if np.unique(y).size < 2:
             raise DataError("LightGBMTrainer.fit: training labels hold one class only")
         threads = effective_threads(threads, len(y))
-        data = lgb.Dataset(
-            np.asarray(X, dtype=np.float64),
-            label=y.astype(np.float64),
-            feature_name=list(feature_names),
-            params=base_params(seed, threads),
-        )
+        data = training_set(X, y, feature_names, seed=seed, threads=threads)
         booster = lgb.train(base_params(seed, threads) | p, data, num_boost_round=rounds)
         return LGBMPredictor(booster)
 

@@ -524,13 +524,14 @@ async def run_retrain(
                            clock=clock, policy=policy)
     order = list(symbols) if symbols else list(bars)
     jobs_left = len(order) * len(models)
-    lanes = asyncio.Semaphore(max(1, int(p.parallel_symbols)))
+    n_lanes = max(1, int(p.parallel_symbols))
+    lanes = asyncio.Semaphore(n_lanes)
 
     def share_of_budget() -> float | None:
         """A job's share of the time budget: what is left, over the jobs left per lane."""
         if budget is None:
             return None
-        rounds = math.ceil(max(jobs_left, 1) / max(1, int(p.parallel_symbols)))
+        rounds = math.ceil(max(jobs_left, 1) / n_lanes)
         return max(1.0, (budget - (time.perf_counter() - t_start)) / rounds)
 
     async def one_symbol(symbol: str) -> list[ModelResult]:
